@@ -1,0 +1,226 @@
+// phalanx: the command line. Each command is a small function; errors become one clear message and a
+// non-zero exit code (2 for usage and config errors, 1 for runs that failed).
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "phalanx/abi.hpp"
+#include "phalanx/core/compare.hpp"
+#include "phalanx/core/config.hpp"
+#include "phalanx/core/pipeline.hpp"
+#include "phalanx/core/registry.hpp"
+#include "phalanx/core/sync_engine.hpp"
+#include "phalanx/error.hpp"
+
+namespace fs = std::filesystem;
+using namespace phalanx;
+using namespace phalanx::core;
+
+namespace {
+
+constexpr const char* kUsage = R"(phalanx: distributed learning that stays correct with slow or Byzantine workers
+
+Usage:
+  phalanx run CFG [--set key=value]... [--out DIR] [--plugin-path DIR]
+      Run the pipeline in CFG (every variant of its `compare` section, side by side).
+      Outputs go to DIR (default runs/<name>): metrics.jsonl, metrics.csv, config.yaml, summary.json, log.txt.
+  phalanx validate CFG [--set key=value]... [--plugin-path DIR]
+      Check CFG and every plugin parameter without training.
+  phalanx plugins [KIND]
+      List plugins (data, model, optimizer, aggregator, preaggregator, attack) with their parameters.
+  phalanx --version
+
+Plugins are loaded from <prefix>/lib/phalanx/plugins, then PHALANX_PLUGIN_PATH (colon-separated folders),
+then --plugin-path and the config's plugins.paths.
+)";
+
+struct Options {
+  std::string command;
+  std::string config;
+  std::string kind;
+  std::string out;
+  std::vector<std::string> overrides;
+  std::vector<std::string> plugin_paths;
+};
+
+struct UsageError : Error {
+  using Error::Error;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) throw UsageError("no command given");
+  o.command = args[0];
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    auto value = [&](const std::string& flag) -> std::string {
+      if (i + 1 >= args.size()) throw UsageError(flag + " needs a value");
+      return args[++i];
+    };
+    if (a == "--set") o.overrides.push_back(value(a));
+    else if (a.rfind("--set=", 0) == 0) o.overrides.push_back(a.substr(6));
+    else if (a == "--out") o.out = value(a);
+    else if (a.rfind("--out=", 0) == 0) o.out = a.substr(6);
+    else if (a == "--plugin-path") o.plugin_paths.push_back(value(a));
+    else if (a.rfind("--", 0) == 0) throw UsageError("unknown option '" + a + "'");
+    else if (o.command == "plugins" && o.kind.empty()) o.kind = a;
+    else if (o.config.empty() && o.command != "plugins") o.config = a;
+    else throw UsageError("unexpected argument '" + a + "'");
+  }
+  return o;
+}
+
+void load_plugins(Registry& registry, const Options& o, const Value* config) {
+  std::vector<std::string> extra = o.plugin_paths;
+  if (config) {
+    auto from_config = config_plugin_paths(*config);
+    extra.insert(extra.end(), from_config.begin(), from_config.end());
+  }
+  for (const auto& dir : plugin_search_path(extra)) registry.load_directory(dir);
+  if (registry.loaded_files().empty())
+    throw Error("no plugin libraries found; looked in: " + [&] {
+      std::string s;
+      for (const auto& d : plugin_search_path(extra)) s += "\n  " + d;
+      return s;
+    }() + "\nIs phalanx installed (cmake --install), or is PHALANX_PLUGIN_PATH set?");
+}
+
+Value load_config(const Options& o) {
+  if (o.config.empty()) throw UsageError("'" + o.command + "' needs a config file");
+  Value root = load_yaml_file(o.config);
+  for (const auto& assignment : o.overrides) apply_override(root, assignment);
+  return root;
+}
+
+int cmd_plugins(const Options& o) {
+  Registry registry;
+  load_plugins(registry, o, nullptr);
+  std::vector<Kind> kinds = all_kinds();
+  if (!o.kind.empty()) {
+    Kind k;
+    if (!kind_from_name(o.kind, k)) throw UsageError("unknown plugin kind '" + o.kind + "'");
+    kinds = {k};
+  }
+  for (Kind k : kinds) {
+    std::cout << kind_name(k) << (k == Kind::Data ? "" : "s") << ":\n";
+    for (const PluginEntry* e : registry.list(k)) {
+      std::cout << "  " << e->info.name << "  -  " << e->info.summary << "\n";
+      for (const auto& p : e->info.params) {
+        std::cout << "      " << p.name << " (" << param_type_name(p.type) << ", default "
+                  << (p.default_value.is_null() ? std::string("auto") : p.default_value.to_string()) << ")";
+        if (p.min || p.max)
+          std::cout << " in [" << (p.min ? Value(*p.min).to_string() : "-inf") << ", "
+                    << (p.max ? Value(*p.max).to_string() : "inf") << "]";
+        if (!p.choices.empty()) {
+          std::cout << " one of";
+          for (const auto& c : p.choices) std::cout << " " << c;
+        }
+        std::cout << ": " << p.help << "\n";
+      }
+    }
+  }
+  return 0;
+}
+
+int cmd_validate(const Options& o) {
+  Value root = load_config(o);
+  Registry registry;
+  load_plugins(registry, o, &root);
+  resolve_pipeline(root, registry);  // the compare section itself
+  auto variants = expand_variants(root);
+  for (const auto& v : variants) {
+    try {
+      check_plugins(resolve_pipeline(v.config, registry), registry);
+    } catch (const Error& e) {
+      throw Error(v.label.empty() ? std::string(e.what()) : "in variant '" + v.label + "': " + e.what());
+    }
+  }
+  std::cout << o.config << ": OK (" << variants.size() << (variants.size() == 1 ? " run" : " runs") << ")\n";
+  return 0;
+}
+
+int cmd_run(const Options& o) {
+  Value root = load_config(o);
+  Registry registry;
+  load_plugins(registry, o, &root);
+  PipelineSpec base = resolve_pipeline(root, registry);
+  auto variants = expand_variants(root);
+  // Validate every variant before running any, so a typo in the last one is found in seconds.
+  std::vector<PipelineSpec> specs;
+  for (const auto& v : variants) {
+    try {
+      specs.push_back(resolve_pipeline(v.config, registry));
+      check_plugins(specs.back(), registry);
+    } catch (const Error& e) {
+      throw Error(v.label.empty() ? std::string(e.what()) : "in variant '" + v.label + "': " + e.what());
+    }
+  }
+  const std::string out = o.out.empty() ? "runs/" + base.name : o.out;
+  std::vector<VariantResult> results;
+  int failures = 0;
+  for (std::size_t i = 0; i < variants.size(); ++i) {
+    const std::string dir = variants[i].label.empty() ? out : out + "/" + variants[i].label;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    auto logger = make_run_logger(base.name, ec ? "" : dir + "/log.txt");
+    if (variants.size() > 1) logger->info("[{}/{}] {}", i + 1, variants.size(), variants[i].label);
+    VariantResult r{variants[i], {}, ""};
+    try {
+      r.result = run_sync(specs[i], registry, dir, logger);
+      if (r.result.status != "ok") ++failures;
+    } catch (const Error& e) {
+      if (variants.size() == 1) throw;
+      r.error = e.what();
+      logger->error("{}", r.error);
+      ++failures;
+    }
+    results.push_back(std::move(r));
+  }
+  if (variants.size() > 1) {
+    std::string table = comparison_table(base.compare, results);
+    std::cout << "\n" << table << "\nRuns are in " << out << "/<variant>/ (metrics.csv, summary.json, log.txt)\n";
+    std::ofstream(out + "/comparison.md") << "# " << base.name << "\n\n" << table;
+  } else {
+    const RunResult& r = results.front().result;
+    if (r.has_last)
+      std::cout << "final: step " << r.last.step << ", test accuracy " << 100 * r.last.test_accuracy
+                << " %, test loss " << r.last.test_loss << " (outputs in " << out << ")\n";
+    if (r.status != "ok") std::cout << r.status << ": " << r.message << "\n";
+  }
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    if (argc >= 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" ||
+                      std::string(argv[1]) == "help")) {
+      std::cout << kUsage;
+      return 0;
+    }
+    if (argc >= 2 && std::string(argv[1]) == "--version") {
+      std::cout << "phalanx 0.1.0 (SDK ABI " << PHALANX_SDK_ABI_VERSION << ", " << PHALANX_BUILD_FINGERPRINT << ")\n";
+      return 0;
+    }
+    Options o = parse(argc, argv);
+    if (o.command == "run") return cmd_run(o);
+    if (o.command == "validate") return cmd_validate(o);
+    if (o.command == "plugins") return cmd_plugins(o);
+    throw UsageError("unknown command '" + o.command + "'");
+  } catch (const UsageError& e) {
+    std::cerr << "phalanx: " << e.what() << "\n\n" << kUsage;
+    return 2;
+  } catch (const Error& e) {
+    std::cerr << "phalanx: error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "phalanx: internal error: " << e.what() << "\n";
+    return 3;
+  }
+}

@@ -1,0 +1,76 @@
+// A validated pipeline: the YAML tree checked against the core's own sections and every plugin's
+// declared parameters, with defaults filled in. Nothing runs until this succeeds, and every error
+// carries the file:line and config path to fix.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "phalanx/core/registry.hpp"
+#include "phalanx/params.hpp"
+#include "phalanx/value.hpp"
+
+namespace phalanx::core {
+
+struct PluginChoice {
+  std::string name;
+  std::string path;  // config path, e.g. "aggregator.pre[0]"
+  Params params;
+};
+
+struct ScheduleSpec {
+  std::string name = "constant";  // constant | cosine | step
+  std::int64_t warmup_steps = 0;  // linear warm-up in front of any schedule
+  double step_gamma = 0.1;        // step: multiply by gamma ...
+  std::int64_t step_every = 0;    // ... every this many steps (0: a third of the run)
+  double min_lr = 0.0;            // cosine floor
+};
+
+/// How many steps a run takes: exactly one of the three is set in the config.
+struct BudgetSpec {
+  std::string unit = "steps";  // steps | epochs | gradients
+  double amount = 0;
+};
+
+struct PipelineSpec {
+  std::string name;
+  std::string source;  // the config file, for messages
+  std::uint64_t seed = 1;
+  std::int64_t workers = 8;
+  std::int64_t byzantine = 0;
+  std::string engine = "sync";
+
+  PluginChoice data, model, optimizer, aggregator, attack;
+  std::vector<PluginChoice> preaggregators;
+  std::string partition = "iid";
+  double dirichlet_alpha = 1.0;
+
+  double lr = 0.1;
+  double weight_decay = 0.0;
+  ScheduleSpec schedule;
+
+  std::int64_t batch_size = 32;
+  BudgetSpec budget;
+  std::int64_t eval_every = 50;
+  std::int64_t eval_batch_size = 1000;
+  std::int64_t threads = 1;
+
+  std::vector<std::string> plugin_paths;
+  /// compare: {aggregator.name: [mean, cm], ...}: the variants to run side by side.
+  std::vector<std::pair<std::string, std::vector<Value>>> compare;
+
+  /// The whole config with every default filled in, written as the run's config.yaml.
+  Value resolved;
+
+  std::int64_t honest() const { return workers - byzantine; }
+};
+
+/// Plugin search directories named by the config (plugins.paths), relative to the config file.
+std::vector<std::string> config_plugin_paths(const Value& root);
+
+/// Validates `root` and resolves defaults. Throws phalanx::Error with file:line.
+PipelineSpec resolve_pipeline(const Value& root, const Registry& registry);
+
+}  // namespace phalanx::core

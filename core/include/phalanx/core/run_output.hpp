@@ -1,0 +1,73 @@
+// What a run leaves behind: metrics.jsonl and metrics.csv (one row per evaluation), config.yaml (fully
+// resolved), summary.json (final metrics) and log.txt.
+#pragma once
+
+#include <cstdint>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <spdlog/logger.h>
+
+#include "phalanx/context.hpp"
+#include "phalanx/value.hpp"
+
+namespace phalanx::core {
+
+/// One evaluation row. Columns are fixed so every engine writes the same files.
+struct MetricsRow {
+  std::int64_t step = 0;
+  double epoch = 0;
+  std::int64_t gradients = 0;  // honest per-sample gradients computed so far
+  double wall_time = 0;        // seconds since the run started
+  double lr = 0;
+  double train_loss = 0;       // mean honest mini-batch loss since the previous row
+  double test_loss = 0;
+  double test_accuracy = 0;
+  std::int64_t nonfinite_messages = 0;  // messages holding NaN/Inf received so far
+};
+
+const std::vector<std::string>& metrics_columns();
+std::vector<std::pair<std::string, double>> metrics_fields(const MetricsRow& row);
+
+/// Creates the run folder (refusing an unwritable one with a clear error) and writes the rows.
+class RunOutput {
+ public:
+  explicit RunOutput(std::string dir);
+  const std::string& dir() const { return dir_; }
+  void write_config(const Value& resolved);
+  void append(const MetricsRow& row);
+  void write_summary(const std::string& status, const std::string& message, const MetricsRow* last,
+                     std::int64_t total_steps);
+
+ private:
+  std::string dir_;
+  std::ofstream jsonl_;
+  std::ofstream csv_;
+};
+
+/// Formats a double so that it reads back bit for bit (for determinism checks) yet stays short.
+std::string format_number(double x);
+
+/// A logger writing to the console and, when `file` is non-empty, to that file.
+std::shared_ptr<spdlog::logger> make_run_logger(const std::string& name, const std::string& file);
+
+/// The Context handed to each plugin: run facts, a seed private to the plugin, logging with its name.
+class RunContext : public Context {
+ public:
+  RunContext(RunInfo info, std::uint64_t seed, std::string who, std::shared_ptr<spdlog::logger> logger);
+  const RunInfo& run() const override { return info_; }
+  std::uint64_t seed() const override { return seed_; }
+  void log(LogLevel level, const std::string& message) const override;
+  RunInfo& mutable_run() { return info_; }
+
+ private:
+  RunInfo info_;
+  std::uint64_t seed_;
+  std::string who_;
+  std::shared_ptr<spdlog::logger> logger_;
+};
+
+}  // namespace phalanx::core

@@ -1,0 +1,144 @@
+#include "phalanx/core/run_output.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+
+#include "phalanx/core/config.hpp"
+#include "phalanx/error.hpp"
+
+namespace phalanx::core {
+
+namespace fs = std::filesystem;
+
+const std::vector<std::string>& metrics_columns() {
+  static const std::vector<std::string> columns{"step",      "epoch",     "gradients",     "wall_time",
+                                                "lr",        "train_loss", "test_loss",    "test_accuracy",
+                                                "nonfinite_messages"};
+  return columns;
+}
+
+std::vector<std::pair<std::string, double>> metrics_fields(const MetricsRow& r) {
+  return {{"step", static_cast<double>(r.step)},
+          {"epoch", r.epoch},
+          {"gradients", static_cast<double>(r.gradients)},
+          {"wall_time", r.wall_time},
+          {"lr", r.lr},
+          {"train_loss", r.train_loss},
+          {"test_loss", r.test_loss},
+          {"test_accuracy", r.test_accuracy},
+          {"nonfinite_messages", static_cast<double>(r.nonfinite_messages)}};
+}
+
+std::string format_number(double x) {
+  if (std::isnan(x)) return "NaN";
+  if (std::isinf(x)) return x > 0 ? "Infinity" : "-Infinity";
+  char buf[64];
+  for (int precision = 6; precision <= 17; ++precision) {  // shortest form that round-trips
+    std::snprintf(buf, sizeof buf, "%.*g", precision, x);
+    if (std::strtod(buf, nullptr) == x) break;
+  }
+  return buf;
+}
+
+namespace {
+void check_stream(const std::ofstream& f, const std::string& path) {
+  if (!f) throw Error("cannot write '" + path + "': " + std::strerror(errno) + "; choose another --out folder");
+}
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\', out += c;
+    else if (c == '\n') out += "\\n";
+    else if (static_cast<unsigned char>(c) < 0x20) out += ' ';
+    else out += c;
+  }
+  return out + "\"";
+}
+
+// JSON has no NaN/Infinity; write null so every JSON reader accepts the file.
+std::string json_number(double x) { return std::isfinite(x) ? format_number(x) : "null"; }
+}  // namespace
+
+RunOutput::RunOutput(std::string dir) : dir_(std::move(dir)) {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec) throw Error("cannot create output folder '" + dir_ + "': " + ec.message() + "; choose another --out folder");
+  const std::string jsonl = dir_ + "/metrics.jsonl", csv = dir_ + "/metrics.csv";
+  jsonl_.open(jsonl, std::ios::trunc);
+  check_stream(jsonl_, jsonl);
+  csv_.open(csv, std::ios::trunc);
+  check_stream(csv_, csv);
+  const auto& cols = metrics_columns();
+  for (std::size_t i = 0; i < cols.size(); ++i) csv_ << (i ? "," : "") << cols[i];
+  csv_ << "\n";
+  csv_.flush();
+}
+
+void RunOutput::write_config(const Value& resolved) {
+  const std::string path = dir_ + "/config.yaml";
+  std::ofstream out(path, std::ios::trunc);
+  check_stream(out, path);
+  out << "# Fully resolved configuration of this run (defaults included); `phalanx run` accepts it as is.\n"
+      << to_yaml(resolved);
+}
+
+void RunOutput::append(const MetricsRow& row) {
+  const auto fields = metrics_fields(row);
+  jsonl_ << "{";
+  for (std::size_t i = 0; i < fields.size(); ++i)
+    jsonl_ << (i ? ", " : "") << json_string(fields[i].first) << ": " << json_number(fields[i].second);
+  jsonl_ << "}\n";
+  for (std::size_t i = 0; i < fields.size(); ++i) csv_ << (i ? "," : "") << format_number(fields[i].second);
+  csv_ << "\n";
+  // Flushed per row: a killed run keeps every evaluation it finished.
+  jsonl_.flush();
+  csv_.flush();
+  if (!jsonl_ || !csv_) throw Error("writing metrics in '" + dir_ + "' failed (disk full?)");
+}
+
+void RunOutput::write_summary(const std::string& status, const std::string& message, const MetricsRow* last,
+                              std::int64_t total_steps) {
+  const std::string path = dir_ + "/summary.json", tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    check_stream(out, tmp);
+    out << "{\n  \"status\": " << json_string(status) << ",\n  \"message\": " << json_string(message)
+        << ",\n  \"total_steps\": " << total_steps;
+    if (last)
+      for (const auto& [k, v] : metrics_fields(*last)) out << ",\n  " << json_string(k) << ": " << json_number(v);
+    out << "\n}\n";
+  }
+  fs::rename(tmp, path);
+}
+
+std::shared_ptr<spdlog::logger> make_run_logger(const std::string& name, const std::string& file) {
+  static auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+  std::vector<spdlog::sink_ptr> sinks{console};
+  if (!file.empty()) sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(file, true));
+  auto logger = std::make_shared<spdlog::logger>(name, sinks.begin(), sinks.end());
+  logger->set_pattern("[%H:%M:%S] [%^%l%$] %v");
+  logger->flush_on(spdlog::level::info);
+  return logger;
+}
+
+RunContext::RunContext(RunInfo info, std::uint64_t seed, std::string who, std::shared_ptr<spdlog::logger> logger)
+    : info_(std::move(info)), seed_(seed), who_(std::move(who)), logger_(std::move(logger)) {}
+
+void RunContext::log(LogLevel level, const std::string& message) const {
+  if (!logger_) return;
+  const std::string text = who_ + ": " + message;
+  switch (level) {
+    case LogLevel::Debug: logger_->debug(text); break;
+    case LogLevel::Info: logger_->info(text); break;
+    case LogLevel::Warn: logger_->warn(text); break;
+    case LogLevel::Error: logger_->error(text); break;
+  }
+}
+
+}  // namespace phalanx::core

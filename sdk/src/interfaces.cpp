@@ -1,0 +1,71 @@
+// Key functions of the SDK's interfaces: defined here, out of line, so each vtable and type_info exists
+// once, in the SDK library, and dynamic_cast / exceptions work between the host and every plugin.
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/ATen.h>
+
+#include "phalanx/aggregator.hpp"
+#include "phalanx/attack.hpp"
+#include "phalanx/context.hpp"
+#include "phalanx/data.hpp"
+#include "phalanx/optimizer.hpp"
+#include "phalanx/registrar.hpp"
+#include "phalanx/tensor_checks.hpp"
+
+namespace phalanx {
+
+Context::~Context() = default;
+Stateful::~Stateful() = default;
+Aggregator::~Aggregator() = default;
+PreAggregator::~PreAggregator() = default;
+Attack::~Attack() = default;
+WorkerRule::~WorkerRule() = default;
+IdentityWorkerRule::~IdentityWorkerRule() = default;
+Optimizer::~Optimizer() = default;
+DataSource::~DataSource() = default;
+Registrar::~Registrar() = default;
+
+at::Tensor Attack::poison_labels(const at::Tensor& labels, std::int64_t) const { return labels; }
+
+at::Tensor IdentityWorkerRule::message(const at::Tensor& gradient, std::int64_t) { return gradient; }
+
+MomentumWorkerRule::MomentumWorkerRule(double beta) : beta_(beta) {}
+MomentumWorkerRule::~MomentumWorkerRule() = default;
+
+at::Tensor MomentumWorkerRule::message(const at::Tensor& gradient, std::int64_t) {
+  if (!buffer_.defined()) {
+    buffer_ = gradient.clone();
+  } else {
+    buffer_.mul_(beta_).add_(gradient, 1.0 - beta_);
+  }
+  return buffer_;
+}
+
+State MomentumWorkerRule::save_state() const {
+  if (!buffer_.defined()) return {};
+  return {{"momentum", buffer_.clone()}};
+}
+
+void MomentumWorkerRule::load_state(const State& state) {
+  auto it = state.find("momentum");
+  buffer_ = it == state.end() ? at::Tensor() : it->second.clone();
+}
+
+at::Tensor Optimizer::params_for_worker(const at::Tensor& params, std::int64_t) const { return params; }
+
+at::Generator make_generator(std::uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
+
+at::Tensor finite_row_mask(const at::Tensor& rows) {
+  return at::isfinite(rows).all(/*dim=*/1);
+}
+
+at::Tensor finite_rows(const at::Tensor& rows) {
+  at::Tensor mask = finite_row_mask(rows);
+  if (mask.all().item<bool>()) return rows;
+  return rows.index_select(0, mask.nonzero().squeeze(1));
+}
+
+std::int64_t count_nonfinite_rows(const at::Tensor& rows) {
+  return rows.size(0) - finite_row_mask(rows).sum().item<std::int64_t>();
+}
+
+}  // namespace phalanx
