@@ -119,8 +119,8 @@ void set_path(Value& root, const std::string& dotted, Value value) {
       node->set(keys[i], Value::map({}));
       child = node->find(keys[i]);
     } else if (child->type() != Value::Type::Map) {
-      throw Error("cannot set '" + dotted + "': '" + keys[i] + "' is a " + Value::type_name(child->type()) +
-                  ", not a section");
+      throw Error("cannot set '" + dotted + "': '" + keys[i] + "' is not a section (it holds " +
+                  child->to_string() + ")");
     }
     node = child;
   }

@@ -59,7 +59,7 @@ PHALANX_PLUGIN("cc", "1.0") {
   registrar.add_aggregator(
       {"cc",
        "centered clipping around the previous aggregate",
-       {{"tau", ParamType::Double, 0.1, "clipping radius", 0.0},
+       {{"tau", ParamType::Double, 0.1, "clipping radius (> 0)", 1e-12},
         {"iterations", ParamType::Int, 1, "clipping iterations per round", 1, 1000}}},
       [](const Params& p, const Context&) {
         return std::make_unique<CenteredClipping>(p.get_double("tau"), p.get_int("iterations"));

@@ -58,8 +58,9 @@ Value coerce_scalar(const Value& v, ParamType scalar, const std::string& what) {
       break;
     default: break;
   }
-  throw Error(what + " must be a " + param_type_name(scalar) + ", got " + Value::type_name(v.type()) + " '" +
-              v.to_string() + "'");
+  const std::string type = param_type_name(scalar);
+  const char* article = type[0] == 'i' ? "an " : "a ";
+  throw Error(what + " must be " + article + type + ", got " + Value::type_name(v.type()) + " '" + v.to_string() + "'");
 }
 
 void check_range(const ParamSpec& spec, const Value& v, const std::string& what) {

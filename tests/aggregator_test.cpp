@@ -1,0 +1,126 @@
+// Aggregation rules against values computed by hand, and their behaviour with non-finite rows.
+#include <ATen/ATen.h>
+
+#include "support.hpp"
+
+namespace phalanx::test {
+namespace {
+
+std::shared_ptr<Aggregator> make(const std::string& name, const std::string& params = "{}", std::int64_t n = 4,
+                                 std::int64_t b = 1) {
+  static std::vector<std::unique_ptr<core::RunContext>> contexts;  // outlive the aggregators
+  contexts.push_back(make_context(n, b));
+  return builtin_registry().make_aggregator(name, params_for(core::Kind::Aggregator, name, params), *contexts.back());
+}
+
+at::Tensor rows(std::vector<std::vector<float>> values) {
+  std::vector<at::Tensor> r;
+  for (auto& v : values) r.push_back(at::tensor(v, at::kFloat));
+  return at::stack(r);
+}
+
+void expect_near(const at::Tensor& got, std::vector<float> want, double tol = 1e-5) {
+  ASSERT_EQ(got.numel(), static_cast<std::int64_t>(want.size()));
+  for (std::size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i].item<float>(), want[i], tol) << "index " << i;
+}
+
+const float kNaN = std::numeric_limits<float>::quiet_NaN();
+const float kInf = std::numeric_limits<float>::infinity();
+
+TEST(Mean, AveragesRows) { expect_near(make("mean")->aggregate(rows({{1, 2}, {3, 4}, {5, 9}})), {3, 5}); }
+
+TEST(Mean, RefusesNonFiniteRowsClearly) {
+  EXPECT_ERROR_WITH(make("mean")->aggregate(rows({{1, 2}, {kNaN, 0}, {0, kInf}})), "aggregator 'mean'",
+                    "2 of 3 messages contain NaN or Inf", "robust aggregator");
+}
+
+TEST(CoordinateMedian, OddCountTakesMiddleValuePerCoordinate) {
+  expect_near(make("cm")->aggregate(rows({{1, 10}, {2, 20}, {100, -5}})), {2, 10});
+}
+
+TEST(CoordinateMedian, EvenCountAveragesTheTwoMiddleValues) {
+  expect_near(make("cm")->aggregate(rows({{1, 4}, {2, 3}, {3, 2}, {10, 1}})), {2.5, 2.5});
+}
+
+TEST(CoordinateMedian, DropsNonFiniteRows) {
+  expect_near(make("cm")->aggregate(rows({{1, 1}, {2, 2}, {3, 3}, {kNaN, kInf}})), {2, 2});
+}
+
+TEST(CoordinateMedian, AllRowsNonFiniteIsAnError) {
+  EXPECT_ERROR_WITH(make("cm")->aggregate(rows({{kNaN}, {kInf}})), "every message");
+}
+
+TEST(CenteredClipping, FirstRoundClipsAroundZero) {
+  // diffs from v = 0: (3,4) has norm 5 -> scaled by tau/5 = 0.2 -> (0.6, 0.8); (0, 0.5) is inside the
+  // radius. v = (1/2) * ((0.6, 0.8) + (0, 0.5)) = (0.3, 0.65).
+  expect_near(make("cc", "{tau: 1}")->aggregate(rows({{3, 4}, {0, 0.5}})), {0.3f, 0.65f});
+}
+
+TEST(CenteredClipping, SecondRoundStartsFromThePreviousOutput) {
+  auto cc = make("cc", "{tau: 1}");
+  at::Tensor x = rows({{3, 4}, {0, 0.5}});
+  cc->aggregate(x);
+  // From v = (0.3, 0.65): (2.7, 3.35) has norm 4.30261 -> scaled to (0.627526, 0.778597); (-0.3, -0.15)
+  // is inside. v = (0.3, 0.65) + (1/2)(0.327526, 0.628597).
+  expect_near(cc->aggregate(x), {0.463763f, 0.964299f});
+}
+
+TEST(CenteredClipping, MoreIterationsMoveFurther) {
+  at::Tensor x = rows({{3, 4}, {3, 4}});
+  at::Tensor one = make("cc", "{tau: 1, iterations: 1}")->aggregate(x);
+  at::Tensor three = make("cc", "{tau: 1, iterations: 3}")->aggregate(x);
+  EXPECT_NEAR(one.norm().item<float>(), 1.0, 1e-5);    // both rows clipped to length 1
+  EXPECT_NEAR(three.norm().item<float>(), 3.0, 1e-5);  // one unit per iteration
+}
+
+TEST(CenteredClipping, NonFiniteRowContributesNothing) {
+  expect_near(make("cc", "{tau: 1}")->aggregate(rows({{3, 4}, {kNaN, 0}})), {0.3f, 0.4f});
+}
+
+TEST(CenteredClipping, StateRoundTripGivesTheSameNextOutput) {
+  auto first = make("cc", "{tau: 1}");
+  at::Tensor x = rows({{3, 4}, {0, 0.5}});
+  first->aggregate(x);
+  auto second = make("cc", "{tau: 1}");
+  second->load_state(first->save_state());
+  EXPECT_TRUE(at::equal(first->aggregate(x), second->aggregate(x)));
+}
+
+// Properties every aggregator of this build must have (the full conformance suite grows in issue 3).
+class EveryAggregator : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(EveryAggregator, IdenticalRowsGiveThatRow) {
+  at::Tensor row = at::tensor({0.05f, -0.02f, 0.01f});
+  at::Tensor x = row.unsqueeze(0).repeat({5, 1});
+  expect_near(make(GetParam(), "{}", 5, 1)->aggregate(x), {0.05f, -0.02f, 0.01f}, 1e-6);
+}
+
+TEST_P(EveryAggregator, PermutationInvariant) {
+  at::Tensor x = at::randn({7, 11}, make_generator(5)).mul_(0.01);
+  at::Tensor perm = at::tensor({3, 0, 6, 1, 5, 2, 4}, at::kLong);
+  auto a = make(GetParam(), "{}", 7, 2), b = make(GetParam(), "{}", 7, 2);
+  EXPECT_TRUE(at::allclose(a->aggregate(x), b->aggregate(x.index_select(0, perm)), 1e-5, 1e-6));
+}
+
+// mean is not robust: it refuses non-finite rows (tested above) and is not listed here.
+class EveryRobustAggregator : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(EveryRobustAggregator, StaysFiniteWithNonFiniteRows) {
+  at::Tensor x = at::randn({7, 11}, make_generator(6));
+  x[5].fill_(kNaN);
+  x[6].fill_(kInf);
+  EXPECT_TRUE(at::isfinite(make(GetParam(), "{}", 7, 2)->aggregate(x)).all().item<bool>());
+}
+
+TEST_P(EveryRobustAggregator, BoundedWhenAMinorityOfRowsIsHuge) {
+  at::Tensor x = at::randn({7, 11}, make_generator(7)).mul_(0.01);
+  x[5].fill_(1e20f);
+  x[6].fill_(-1e20f);
+  EXPECT_LT(make(GetParam(), "{}", 7, 2)->aggregate(x).abs().max().item<float>(), 1.0f);
+}
+
+INSTANTIATE_TEST_SUITE_P(Builtins, EveryAggregator, ::testing::Values("mean", "cm", "cc"));
+INSTANTIATE_TEST_SUITE_P(Builtins, EveryRobustAggregator, ::testing::Values("cm", "cc"));
+
+}  // namespace
+}  // namespace phalanx::test

@@ -1,0 +1,107 @@
+// Optimizer rules against values computed by hand, and a shared check that each one minimises a quadratic.
+#include <ATen/ATen.h>
+
+#include "support.hpp"
+
+namespace phalanx::test {
+namespace {
+
+std::shared_ptr<Optimizer> make(const std::string& name, const std::string& params = "{}") {
+  static std::vector<std::unique_ptr<core::RunContext>> contexts;
+  contexts.push_back(make_context(4, 0));
+  return builtin_registry().make_optimizer(name, params_for(core::Kind::Optimizer, name, params), *contexts.back());
+}
+
+void expect_near(const at::Tensor& got, std::vector<float> want) {
+  ASSERT_EQ(got.numel(), static_cast<std::int64_t>(want.size()));
+  for (std::size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i].item<float>(), want[i], 1e-6) << "index " << i;
+}
+
+TEST(Sgd, StepsAgainstTheUpdate) {
+  at::Tensor w = at::tensor({1.f, 1.f});
+  make("sgd")->apply(w, at::tensor({2.f, -4.f}), Arrival{}, 0.5);
+  expect_near(w, {0.f, 3.f});
+}
+
+TEST(Sgd, WorkerSendsTheRawGradient) {
+  auto rule = make("sgd")->make_worker_rule(0);
+  expect_near(rule->message(at::tensor({1.f, 2.f}), 0), {1.f, 2.f});
+  expect_near(rule->message(at::tensor({3.f, 4.f}), 1), {3.f, 4.f});
+}
+
+TEST(ByzSgdm, WorkerMomentumStartsAtTheFirstGradient) {
+  auto rule = make("byzsgdm", "{beta: 0.9}")->make_worker_rule(0);
+  expect_near(rule->message(at::tensor({1.f, 0.f}), 0), {1.f, 0.f});    // u = g at t = 0
+  expect_near(rule->message(at::tensor({0.f, 1.f}), 1), {0.9f, 0.1f});  // 0.9 u + 0.1 g
+  expect_near(rule->message(at::tensor({0.f, 0.f}), 2), {0.81f, 0.09f});
+}
+
+TEST(ByzSgdm, EachWorkerHasItsOwnBuffer) {
+  auto opt = make("byzsgdm", "{beta: 0.5}");
+  auto a = opt->make_worker_rule(0), b = opt->make_worker_rule(1);
+  a->message(at::tensor({2.f}), 0);
+  expect_near(b->message(at::tensor({4.f}), 0), {4.f});
+  expect_near(a->message(at::tensor({0.f}), 1), {1.f});
+}
+
+TEST(ByzSgdm, ServerStepIsNotNormalised) {
+  at::Tensor w = at::tensor({1.f, 1.f});
+  make("byzsgdm")->apply(w, at::tensor({3.f, 4.f}), Arrival{}, 0.5);
+  expect_near(w, {-0.5f, -1.f});
+}
+
+TEST(ByzSgdnm, ServerStepHasLengthLr) {
+  // u = (3, 4), ||u|| = 5: w <- w - 0.5 * (0.6, 0.8).
+  at::Tensor w = at::tensor({1.f, 1.f});
+  make("byzsgdnm")->apply(w, at::tensor({3.f, 4.f}), Arrival{}, 0.5);
+  expect_near(w, {0.7f, 0.6f});
+}
+
+TEST(ByzSgdnm, ZeroAggregateGivesAZeroStepNotNaN) {
+  at::Tensor w = at::tensor({1.f, -2.f});
+  make("byzsgdnm")->apply(w, at::zeros({2}), Arrival{}, 0.5);
+  expect_near(w, {1.f, -2.f});
+}
+
+TEST(ByzSgdnm, WorkerMomentumMatchesByzSgdm) {
+  auto m = make("byzsgdm", "{beta: 0.7}")->make_worker_rule(0);
+  auto nm = make("byzsgdnm", "{beta: 0.7}")->make_worker_rule(0);
+  for (int t = 0; t < 4; ++t) {
+    at::Tensor g = at::tensor({float(t), 1.f - t});
+    EXPECT_TRUE(at::equal(m->message(g, t), nm->message(g, t)));
+  }
+}
+
+TEST(WorkerMomentum, StateRoundTrip) {
+  auto opt = make("byzsgdm", "{beta: 0.9}");
+  auto a = opt->make_worker_rule(0);
+  a->message(at::tensor({1.f, 2.f}), 0);
+  auto b = opt->make_worker_rule(0);
+  b->load_state(a->save_state());
+  at::Tensor g = at::tensor({-1.f, 0.5f});
+  EXPECT_TRUE(at::equal(a->message(g, 1), b->message(g, 1)));
+}
+
+// Conformance: every optimizer drives a quadratic f(w) = 0.5 ||w - w*||^2 towards its minimum when fed
+// exact gradients (decaying learning rate so normalised steps settle too).
+class EveryOptimizer : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(EveryOptimizer, MinimisesAQuadratic) {
+  auto opt = make(GetParam());
+  auto rule = opt->make_worker_rule(0);
+  at::Tensor target = at::tensor({3.f, -1.f, 2.f});
+  at::Tensor w = at::zeros({3});
+  const double start = (w - target).norm().item<double>();
+  for (int t = 0; t < 400; ++t) {
+    at::Tensor g = w - target;
+    Arrival arrival;
+    arrival.computed_at = arrival.current = t;
+    opt->apply(w, rule->message(g, t), arrival, 0.1 * (1.0 - t / 400.0));
+  }
+  EXPECT_LT((w - target).norm().item<double>(), 0.05 * start) << GetParam();
+}
+
+INSTANTIATE_TEST_SUITE_P(Builtins, EveryOptimizer, ::testing::Values("sgd", "byzsgdm", "byzsgdnm"));
+
+}  // namespace
+}  // namespace phalanx::test

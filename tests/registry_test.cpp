@@ -1,0 +1,115 @@
+// The loader and registry: handshake refusals, duplicates, unknown names, failing plugins.
+#include "phalanx/core/registry.hpp"
+
+#include "phalanx/abi.hpp"
+#include "support.hpp"
+
+namespace phalanx::test {
+namespace {
+
+const std::string kTestPlugins = PHALANX_TEST_PLUGIN_DIR;
+
+TEST(Loader, RefusesWrongAbiVersionNamingFileAndBothVersions) {
+  core::Registry r;
+  EXPECT_ERROR_WITH(r.load_library(kTestPlugins + "/test_wrong_abi.so"), "test_wrong_abi.so", "ABI version 999",
+                    ("ABI version " + std::to_string(PHALANX_SDK_ABI_VERSION)).c_str(), "Rebuild");
+  EXPECT_TRUE(r.loaded_files().empty());
+}
+
+TEST(Loader, RefusesWrongBuildFingerprint) {
+  core::Registry r;
+  EXPECT_ERROR_WITH(r.load_library(kTestPlugins + "/test_wrong_fingerprint.so"), "test_wrong_fingerprint.so",
+                    "othercc cxx11abi=0 torch=0.1", PHALANX_BUILD_FINGERPRINT);
+}
+
+TEST(Loader, RefusesLibraryWithoutHandshake) {
+  core::Registry r;
+  EXPECT_ERROR_WITH(r.load_library(kTestPlugins + "/test_no_handshake.so"), "test_no_handshake.so",
+                    "phalanx_plugin_handshake", "not a phalanx plugin");
+}
+
+TEST(Loader, RefusesFileThatIsNotALibrary) {
+  const std::string dir = temp_dir("not_a_library");
+  write_file(dir + "/fake.so", "this is text, not ELF");
+  core::Registry r;
+  EXPECT_ERROR_WITH(r.load_library(dir + "/fake.so"), "fake.so", "cannot load plugin library");
+}
+
+TEST(Loader, LoadsEveryBuiltinKind) {
+  const auto& r = builtin_registry();
+  for (core::Kind kind : {core::Kind::Aggregator, core::Kind::Attack, core::Kind::Optimizer, core::Kind::Data,
+                          core::Kind::Model})
+    EXPECT_FALSE(r.list(kind).empty()) << core::kind_name(kind);
+  EXPECT_TRUE(r.contains(core::Kind::Aggregator, "cc"));
+  EXPECT_TRUE(r.contains(core::Kind::Optimizer, "byzsgdnm"));
+}
+
+TEST(Loader, LoadingTheSameFileTwiceIsHarmless) {
+  core::Registry r;
+  r.load_library(std::string(PHALANX_BUILTIN_PLUGIN_DIR) + "/aggregators_mean.so");
+  r.load_library(std::string(PHALANX_BUILTIN_PLUGIN_DIR) + "/aggregators_mean.so");
+  EXPECT_EQ(r.loaded_files().size(), 1u);
+}
+
+TEST(Registry, DuplicateNameNamesBothLibraries) {
+  core::Registry r;
+  r.load_library(std::string(PHALANX_BUILTIN_PLUGIN_DIR) + "/aggregators_mean.so");
+  EXPECT_ERROR_WITH(r.load_library(kTestPlugins + "/test_duplicate_mean.so"), "duplicate aggregator 'mean'",
+                    "aggregators_mean.so", "test_duplicate_mean.so");
+}
+
+TEST(Registry, UnknownNameSuggestsNearestAndListsAvailable) {
+  EXPECT_ERROR_WITH(builtin_registry().find(core::Kind::Aggregator, "cmm"), "unknown aggregator 'cmm'",
+                    "did you mean 'cm'?", "Available:", "mean");
+  EXPECT_ERROR_WITH(builtin_registry().find(core::Kind::Optimizer, "byzsgdmn"), "did you mean 'byzsgdm");
+}
+
+TEST(Registry, UnknownNameWithNothingCloseHasNoSuggestion) {
+  try {
+    builtin_registry().find(core::Kind::Attack, "zzzzzzzzzz");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_THAT(e.what(), ::testing::Not(::testing::HasSubstr("did you mean")));
+  }
+}
+
+TEST(Registry, ThrowingConstructorBecomesErrorNamingThePlugin) {
+  core::Registry r;
+  r.load_library(kTestPlugins + "/test_throwing.so");
+  auto ctx = make_context(4, 1);
+  Params none = r.validate(core::Kind::Aggregator, "throws_on_create", Value::map({}), "aggregator");
+  EXPECT_ERROR_WITH(r.make_aggregator("throws_on_create", none, *ctx), "aggregator 'throws_on_create'",
+                    "test_throwing.so", "cannot open /dev/imaginary");
+  EXPECT_ERROR_WITH(r.make_aggregator("returns_null", none, *ctx), "'returns_null'", "returned no object");
+}
+
+TEST(Registry, ObjectsKeepTheirLibraryAlive) {
+  std::shared_ptr<Aggregator> agg;
+  {
+    core::Registry r;
+    r.load_library(std::string(PHALANX_BUILTIN_PLUGIN_DIR) + "/aggregators_mean.so");
+    auto ctx = make_context(2, 0);
+    agg = r.make_aggregator("mean", r.validate(core::Kind::Aggregator, "mean", Value::map({}), "aggregator"), *ctx);
+  }  // registry gone; the aggregator's code must still be mapped
+  at::Tensor out = agg->aggregate(at::ones({2, 3}));
+  EXPECT_FLOAT_EQ(out[0].item<float>(), 1.0f);
+}
+
+TEST(Registry, InlineRegistrationWorksLikeALibrary) {
+  core::Registry r;
+  r.register_inline("tests", [](void* registrar) {
+    static_cast<Registrar*>(registrar)->add_attack({"inline_attack", "test", {}}, [](const Params&, const Context&) {
+      return std::unique_ptr<Attack>();
+    });
+  });
+  EXPECT_TRUE(r.contains(core::Kind::Attack, "inline_attack"));
+  EXPECT_EQ(r.find(core::Kind::Attack, "inline_attack").origin, "<builtin:tests>");
+}
+
+TEST(Registry, NearestName) {
+  EXPECT_EQ(core::nearest_name("krun", {"krum", "mean", "cm"}), "krum");
+  EXPECT_EQ(core::nearest_name("zzzzzz", {"krum", "mean"}), "");
+}
+
+}  // namespace
+}  // namespace phalanx::test

@@ -1,0 +1,66 @@
+#include "support.hpp"
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "phalanx/core/config.hpp"
+
+namespace phalanx::test {
+
+const core::Registry& builtin_registry() {
+  static core::Registry* registry = [] {
+    auto* r = new core::Registry();  // never destroyed: plugins stay loaded for the whole test binary
+    r->load_directory(PHALANX_BUILTIN_PLUGIN_DIR);
+    return r;
+  }();
+  return *registry;
+}
+
+std::unique_ptr<core::RunContext> make_context(std::int64_t n, std::int64_t b, std::uint64_t seed) {
+  RunInfo info;
+  info.workers = n;
+  info.byzantine = b;
+  info.seed = seed;
+  return std::make_unique<core::RunContext>(info, seed, "test", nullptr);
+}
+
+Params params_for(core::Kind kind, const std::string& name, const std::string& yaml) {
+  return builtin_registry().validate(kind, name, core::parse_yaml(yaml, "test"), core::kind_name(kind));
+}
+
+std::string temp_dir(const std::string& name) {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / ("phalanx_test_" + std::to_string(::getpid())) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir.string();
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+}
+
+int run_command(const std::string& command, std::string* output) {
+  std::string full = command + " 2>&1";
+  FILE* pipe = popen(full.c_str(), "r");
+  if (!pipe) return -1;
+  std::array<char, 4096> buffer;
+  std::string text;
+  while (std::size_t n = fread(buffer.data(), 1, buffer.size(), pipe)) text.append(buffer.data(), n);
+  int status = pclose(pipe);
+  if (output) *output = text;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace phalanx::test
