@@ -106,10 +106,6 @@ TEST(Registry, InlineRegistrationWorksLikeALibrary) {
   EXPECT_EQ(r.find(core::Kind::Attack, "inline_attack").origin, "<builtin:tests>");
 }
 
-TEST(Registry, NearestName) {
-  EXPECT_EQ(core::nearest_name("krun", {"krum", "mean", "cm"}), "krum");
-  EXPECT_EQ(core::nearest_name("zzzzzz", {"krum", "mean"}), "");
-}
 
 }  // namespace
 }  // namespace phalanx::test

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "phalanx/error.hpp"
+#include "phalanx/suggest.hpp"
 
 namespace phalanx {
 
@@ -75,21 +76,6 @@ void check_range(const ParamSpec& spec, const Value& v, const std::string& what)
   }
 }
 
-std::size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diag = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      std::size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diag = up;
-    }
-  }
-  return row[b.size()];
-}
-
 }  // namespace
 
 Params Params::validate(const std::vector<ParamSpec>& specs, const Value& given, const std::string& path,
@@ -111,13 +97,10 @@ Params Params::validate(const std::vector<ParamSpec>& specs, const Value& given,
       std::string what = located(path + "." + key, value, given.location());
       if (!spec) {
         std::string msg = what + ": unknown parameter '" + key + "'";
-        const ParamSpec* nearest = nullptr;
-        std::size_t best = 3;
-        for (const auto& s : specs) {
-          std::size_t dist = edit_distance(key, s.name);
-          if (dist < best) best = dist, nearest = &s;
-        }
-        if (nearest) msg += "; did you mean '" + nearest->name + "'?";
+        std::vector<std::string> valid;
+        for (const auto& s : specs) valid.push_back(s.name);
+        const std::string nearest = nearest_name(key, valid);
+        if (!nearest.empty()) msg += "; did you mean '" + nearest + "'?";
         std::string names;
         for (const auto& s : specs) names += (names.empty() ? "" : ", ") + s.name;
         msg += names.empty() ? " (this plugin takes no parameters)" : " (valid: " + names + ")";

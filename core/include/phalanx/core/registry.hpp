@@ -10,6 +10,7 @@
 #include "phalanx/model.hpp"
 #include "phalanx/params.hpp"
 #include "phalanx/registrar.hpp"
+#include "phalanx/suggest.hpp"
 
 namespace phalanx::core {
 
@@ -75,7 +76,6 @@ class Registry {
 /// PHALANX_PLUGIN_PATH (colon-separated), then `extra` (from the config's plugins.paths).
 std::vector<std::string> plugin_search_path(const std::vector<std::string>& extra = {});
 
-/// Closest candidate by edit distance, or "" when nothing is close.
-std::string nearest_name(const std::string& wanted, const std::vector<std::string>& candidates);
+using phalanx::nearest_name;
 
 }  // namespace phalanx::core
