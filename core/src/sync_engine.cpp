@@ -6,10 +6,10 @@
 #include <random>
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/generated/variable_factories.h>
 
 #include "phalanx/core/flat_model.hpp"
+#include "phalanx/core/threads.hpp"
 #include "phalanx/core/training_parts.hpp"
 #include "phalanx/error.hpp"
 #include "phalanx/tensor_checks.hpp"
@@ -116,7 +116,7 @@ void check_plugins(const PipelineSpec& spec, const Registry& registry) {
 RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
                    std::shared_ptr<spdlog::logger> logger) {
   const auto started = std::chrono::steady_clock::now();
-  at::set_num_threads(static_cast<int>(spec.threads));
+  set_compute_threads(static_cast<int>(spec.threads));
   std::unique_ptr<RunOutput> output;
   if (!out_dir.empty()) {
     output = std::make_unique<RunOutput>(out_dir);
