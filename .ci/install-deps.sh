@@ -10,6 +10,7 @@ packages=(
   libyaml-cpp-dev libspdlog-dev libboost-dev libboost-filesystem-dev zlib1g-dev
   libgtest-dev libgmock-dev
   dataset-fashion-mnist               # /usr/share/datasets/fashion-mnist
+  gnuplot-nox                         # plots of `phalanx report`
 )
 
 if [[ $(id -u) -eq 0 ]]; then as_root=(); else as_root=(sudo); fi

@@ -13,7 +13,11 @@
 #include "phalanx/core/config.hpp"
 #include "phalanx/core/pipeline.hpp"
 #include "phalanx/core/registry.hpp"
+#include "phalanx/core/report.hpp"
+#include "phalanx/core/sweep.hpp"
 #include "phalanx/core/sync_engine.hpp"
+
+#include <boost/dll/runtime_symbol_info.hpp>
 #include "phalanx/error.hpp"
 
 namespace fs = std::filesystem;
@@ -28,6 +32,11 @@ Usage:
   phalanx run CFG [--set key=value]... [--out DIR] [--plugin-path DIR]
       Run the pipeline in CFG (every variant of its `compare` section, side by side).
       Outputs go to DIR (default runs/<name>): metrics.jsonl, metrics.csv, config.yaml, summary.json, log.txt.
+  phalanx sweep CFG [--jobs N] [--set key=value]... [--out DIR] [--plugin-path DIR]
+      Run the grid in CFG's `sweep` section times its `seeds`, N runs at a time, one folder and one
+      process per run; finished runs are skipped, so an interrupted sweep resumes. Then writes the report.
+  phalanx report DIR [--best KEY]... [--no-plots]
+      Table (mean +/- std over seeds; best value of KEY per cell) and PNG plots of the runs below DIR.
   phalanx validate CFG [--set key=value]... [--plugin-path DIR]
       Check CFG and every plugin parameter without training.
   phalanx plugins [KIND]
@@ -45,6 +54,9 @@ struct Options {
   std::string out;
   std::vector<std::string> overrides;
   std::vector<std::string> plugin_paths;
+  std::vector<std::string> best;
+  int jobs = 1;
+  bool plots = true;
 };
 
 struct UsageError : Error {
@@ -67,6 +79,17 @@ Options parse(int argc, char** argv) {
     else if (a == "--out") o.out = value(a);
     else if (a.rfind("--out=", 0) == 0) o.out = a.substr(6);
     else if (a == "--plugin-path") o.plugin_paths.push_back(value(a));
+    else if (a == "--best") o.best.push_back(value(a));
+    else if (a == "--no-plots") o.plots = false;
+    else if (a == "--jobs" || a == "-j") {
+      const std::string v = value(a);
+      try {
+        o.jobs = std::stoi(v);
+      } catch (const std::exception&) {
+        o.jobs = 0;
+      }
+      if (o.jobs < 1 || o.jobs > 256) throw UsageError("--jobs expects a number from 1 to 256, got '" + v + "'");
+    }
     else if (a.rfind("--", 0) == 0) throw UsageError("unknown option '" + a + "'");
     else if (o.command == "plugins" && o.kind.empty()) o.kind = a;
     else if (o.config.empty() && o.command != "plugins") o.config = a;
@@ -144,8 +167,76 @@ int cmd_validate(const Options& o) {
   return 0;
 }
 
+std::vector<std::string> child_args(const Options& o) {
+  std::vector<std::string> args;
+  for (const auto& p : o.plugin_paths) args.insert(args.end(), {"--plugin-path", fs::absolute(p).string()});
+  return args;
+}
+
+std::vector<std::string> best_over_of(const Value& root) {
+  std::vector<std::string> out;
+  const Value* report = root.find("report");
+  if (!report || report->is_null()) return out;
+  if (report->type() != Value::Type::Map) throw Error(report->location() + ": 'report' must be a map, e.g. {best_over: [optimizer.lr]}");
+  for (const auto& [k, v] : report->as_map()) {
+    if (k != "best_over") throw Error(v.location() + ": report." + k + ": unknown key (only best_over is allowed)");
+    const Value::List items = v.type() == Value::Type::List ? v.as_list() : Value::List{v};
+    for (const auto& item : items) {
+      if (item.type() != Value::Type::String) throw Error(item.location() + ": report.best_over entries are config keys");
+      out.push_back(item.as_string());
+    }
+  }
+  return out;
+}
+
+int cmd_sweep(const Options& o) {
+  Value root = load_config(o);
+  Registry registry;
+  load_plugins(registry, o, &root);
+  const std::vector<std::string> best_over = best_over_of(root);
+  std::vector<SweepRun> runs = expand_sweep(root);
+  std::string name = "sweep";
+  for (const auto& r : runs) {  // validate every run before starting any
+    try {
+      PipelineSpec spec = resolve_pipeline(r.config, registry);
+      check_plugins(spec, registry);
+      name = spec.name;
+    } catch (const Error& e) {
+      throw Error("in sweep run '" + r.label + "': " + e.what());
+    }
+  }
+  const std::string out = o.out.empty() ? "runs/" + name : o.out;
+  fs::create_directories(out);
+  std::ofstream(out + "/sweep.yaml") << "# The sweep as run (overrides applied); `phalanx sweep` on it resumes.\n"
+                                     << to_yaml(root);
+  std::cerr << "sweep: " << runs.size() << " runs into " << out << ", " << o.jobs << " at a time\n";
+  SweepOutcome outcome = run_sweep(runs, out, o.jobs, boost::dll::program_location().string(), child_args(o));
+  ReportOptions report;
+  report.best_over = best_over;
+  report.plots = o.plots;
+  std::cout << write_report(out, report) << "\n";
+  std::cout << "sweep: " << outcome.finished << " finished, " << outcome.skipped << " already done, " << outcome.failed
+            << " failed; report in " << out << "/report.md\n";
+  return outcome.failed == 0 ? 0 : 1;
+}
+
+int cmd_report(const Options& o) {
+  if (o.config.empty()) throw UsageError("'report' needs a folder of runs");
+  ReportOptions report;
+  report.best_over = o.best;
+  report.plots = o.plots;
+  if (report.best_over.empty() && fs::exists(o.config + "/sweep.yaml"))
+    report.best_over = best_over_of(load_yaml_file(o.config + "/sweep.yaml"));
+  std::cout << write_report(o.config, report);
+  return 0;
+}
+
 int cmd_run(const Options& o) {
   Value root = load_config(o);
+  for (const char* key : {"sweep", "seeds"})
+    if (const Value* v = root.find(key))
+      throw Error(v->location() + ": this config has a '" + key + "' section: run it with `phalanx sweep " + o.config +
+                  " [--jobs N]`");
   Registry registry;
   load_plugins(registry, o, &root);
   PipelineSpec base = resolve_pipeline(root, registry);
@@ -174,6 +265,7 @@ int cmd_run(const Options& o) {
       r.result = run_sync(specs[i], registry, dir, logger);
       if (r.result.status != "ok") ++failures;
     } catch (const Error& e) {
+      write_failure_summary(dir, e.what());
       if (variants.size() == 1) throw;
       r.error = e.what();
       logger->error("{}", r.error);
@@ -211,6 +303,8 @@ int main(int argc, char** argv) {
     Options o = parse(argc, argv);
     if (o.command == "run") return cmd_run(o);
     if (o.command == "validate") return cmd_validate(o);
+    if (o.command == "sweep") return cmd_sweep(o);
+    if (o.command == "report") return cmd_report(o);
     if (o.command == "plugins") return cmd_plugins(o);
     throw UsageError("unknown command '" + o.command + "'");
   } catch (const UsageError& e) {

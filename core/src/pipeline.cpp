@@ -10,7 +10,7 @@ namespace {
 
 const std::vector<std::string> kTopLevelKeys{"name",      "seed",   "data",     "model",   "workers", "engine",
                                              "optimizer", "aggregator", "attack", "training", "plugins",
-                                             "compare"};
+                                             "compare", "sweep", "seeds", "report"};
 
 std::string at(const Value& v) { return v.location().empty() ? "" : v.location() + ": "; }
 

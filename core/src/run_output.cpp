@@ -117,6 +117,18 @@ void RunOutput::write_summary(const std::string& status, const std::string& mess
   fs::rename(tmp, path);
 }
 
+void write_failure_summary(const std::string& dir, const std::string& message) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return;
+  const std::string path = dir + "/summary.json", tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    if (!out) return;
+    out << "{\n  \"status\": \"failed\",\n  \"message\": " << json_string(message) << "\n}\n";
+  }
+  fs::rename(tmp, path, ec);
+}
+
 std::shared_ptr<spdlog::logger> make_run_logger(const std::string& name, const std::string& file) {
   static auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   std::vector<spdlog::sink_ptr> sinks{console};

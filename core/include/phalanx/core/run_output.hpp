@@ -48,6 +48,10 @@ class RunOutput {
   std::ofstream csv_;
 };
 
+/// Writes summary.json with status "failed" and `message` into `dir` (if it exists), so a failed run is
+/// visible in reports and not retried by a resumed sweep. Never throws.
+void write_failure_summary(const std::string& dir, const std::string& message);
+
 /// Formats a double so that it reads back bit for bit (for determinism checks) yet stays short.
 std::string format_number(double x);
 
