@@ -1,0 +1,70 @@
+// bucketing: Karimireddy, He, Jaggi, "Byzantine-Robust Learning on Heterogeneous Datasets via
+// Bucketing", ICLR 2022. The rows are shuffled by a random permutation pi and averaged in buckets of s:
+//
+//   y_j = mean { x_pi(k) : k in [j*s, min((j+1)*s, n)) },   j = 0 .. ceil(n/s) - 1
+//
+// so n rows become ceil(n/s) (the last bucket holds n mod s rows when s does not divide n). Averaging
+// reduces the heterogeneity the aggregator after it sees; the random assignment keeps the Byzantine rows
+// from choosing their bucket-mates.
+//
+// The permutation comes from a generator seeded with this plugin's own seed (Context::seed()); its
+// position is saved by save_state() so a resumed run draws the same permutations. A non-finite row makes
+// its own bucket non-finite, so at most as many buckets as bad rows are bad.
+//
+// | parameter | default | meaning          |
+// |-----------|---------|------------------|
+// | s         | 2       | rows per bucket  |
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+
+#include "phalanx/plugin.hpp"
+
+namespace {
+
+using namespace phalanx;
+
+class Bucketing : public PreAggregator {
+ public:
+  Bucketing(std::int64_t s, std::uint64_t seed) : s_(s), seed_(seed), generator_(make_generator(seed)) {}
+
+  at::Tensor transform(const at::Tensor& inputs) override {
+    const std::int64_t n = inputs.size(0), buckets = (n + s_ - 1) / s_;
+    at::Tensor order = at::randperm(n, generator_, at::TensorOptions().dtype(at::kLong));
+    // Position k of the shuffled order goes to bucket k / s.
+    at::Tensor bucket = at::div(at::arange(n, at::kLong), s_, "floor");
+    at::Tensor sums = at::zeros({buckets, inputs.size(1)}, inputs.options())
+                          .index_add_(0, bucket, inputs.index_select(0, order));
+    at::Tensor sizes = at::bincount(bucket).to(inputs.scalar_type()).unsqueeze(1);
+    return sums.div_(sizes);
+  }
+
+  State save_state() const override { return {{"generator", generator_.get_state()}}; }
+  void load_state(const State& state) override {
+    auto it = state.find("generator");
+    if (it == state.end()) {  // nothing saved yet: start the stream from the beginning
+      generator_ = make_generator(seed_);
+      return;
+    }
+    try {
+      generator_.set_state(it->second);
+    } catch (const c10::Error& e) {
+      throw Error("pre-aggregator 'bucketing': the saved generator state does not fit this LibTorch build (" +
+                  std::string(e.what_without_backtrace()) + "); was the checkpoint written by another version?");
+    }
+  }
+
+ private:
+  std::int64_t s_;
+  std::uint64_t seed_;
+  at::Generator generator_;
+};
+
+}  // namespace
+
+PHALANX_PLUGIN("bucketing", "1.0") {
+  registrar.add_preaggregator(
+      {"bucketing",
+       "shuffle the rows and average them in buckets of s",
+       {{"s", ParamType::Int, 2, "rows per bucket", 1}}},
+      [](const Params& p, const Context& c) { return std::make_unique<Bucketing>(p.get_int("s"), c.seed()); });
+}

@@ -1,0 +1,71 @@
+// nnm: nearest-neighbour mixing (Allouah, Farhadkhani, Guerraoui, Gupta, Pinot, Stephan, "Fixing by
+// Mixing: A Recipe for Optimal Byzantine ML under Heterogeneity", AISTATS 2023). Every row is replaced by
+// the average of its n - f nearest rows, itself included:
+//
+//   y_i = (1 / (n - f)) sum_{j in N_i} x_j,   N_i = the n - f rows closest to x_i in Euclidean distance
+//
+// Computed without per-pair loops: one pairwise squared-distance matrix (phalanx::pairwise_squared_distances,
+// one BLAS product), topk for the neighbourhoods, and the mixing as one [n, n] x [n, d] matrix product.
+//
+// Non-finite rows (NaN/Inf): they are infinitely far from every other row, so with at most f of them every
+// finite row's n - f nearest rows are all finite and its y_i is exactly the rule above. A non-finite row
+// is passed through unchanged (its mixture would include itself), so the aggregator after nnm still sees
+// it as a bad row and counts it against its own f. With more than f bad rows, a finite row averages only
+// the finite rows among its n - f nearest (the bad ones get weight 0) rather than turning non-finite.
+//
+// | parameter | default | meaning                                          |
+// |-----------|---------|--------------------------------------------------|
+// | f         | auto    | rows to tolerate (auto: number of Byzantine workers); n - f rows are mixed |
+#include <string>
+#include <tuple>
+
+#include <ATen/ATen.h>
+
+#include "phalanx/distances.hpp"
+#include "phalanx/plugin.hpp"
+#include "phalanx/tensor_checks.hpp"
+
+namespace {
+
+using namespace phalanx;
+
+class NearestNeighbourMixing : public PreAggregator {
+ public:
+  explicit NearestNeighbourMixing(std::int64_t f) : f_(f) {}
+
+  at::Tensor transform(const at::Tensor& inputs) override {
+    const std::int64_t n = inputs.size(0);
+    if (f_ >= n)
+      throw Error("pre-aggregator 'nnm': f = " + std::to_string(f_) + " but it receives only " + std::to_string(n) +
+                  " rows (n - f must be >= 1); lower f, or move nnm before a pre-aggregator that reduces the rows");
+    const std::int64_t k = n - f_;
+    at::Tensor finite = finite_row_mask(inputs);
+    at::Tensor distances = pairwise_squared_distances(inputs);  // [n, n] float64, +inf to and from bad rows
+    // Every row is its own nearest neighbour, even when another row is an exact duplicate of it.
+    distances.fill_diagonal_(-1.0);
+    at::Tensor nearest = std::get<1>(distances.topk(k, /*dim=*/1, /*largest=*/false, /*sorted=*/false));  // [n, k]
+    // Weight 1/(number of finite neighbours) on each finite neighbour: 1/(n-f) whenever <= f rows are bad.
+    at::Tensor weights = finite.index_select(0, nearest.reshape({-1})).reshape({n, k}).to(inputs.scalar_type());
+    weights.div_(weights.sum(1, /*keepdim=*/true).clamp_min_(1.0));
+    at::Tensor mixing = at::zeros({n, n}, inputs.options()).scatter_(1, nearest, weights);
+    // Bad rows are zeroed before the product: 0 * NaN would otherwise leak NaN into every output row.
+    at::Tensor bad = finite.logical_not().unsqueeze(1);
+    at::Tensor mixed = at::mm(mixing, inputs.masked_fill(bad, 0.0));
+    return at::where(bad, inputs, mixed);
+  }
+
+ private:
+  std::int64_t f_;
+};
+
+}  // namespace
+
+PHALANX_PLUGIN("nnm", "1.0") {
+  registrar.add_preaggregator(
+      {"nnm",
+       "nearest-neighbour mixing: each row becomes the mean of its n-f nearest rows",
+       {{"f", ParamType::Int, Value(), "rows to tolerate (auto: number of Byzantine workers)", 0}}},
+      [](const Params& p, const Context& c) {
+        return std::make_unique<NearestNeighbourMixing>(p.get_int_or("f", c.run().byzantine));
+      });
+}
