@@ -1,0 +1,104 @@
+// minmax: the Min-Max attack of Shejwalkar & Houmansadr, "Manipulating the Byzantine: Optimizing Model
+// Poisoning Attacks and Defenses for Federated Learning", NDSS 2021. Every Byzantine worker sends
+//
+//   m(gamma) = mean_h + gamma * p
+//   gamma    = max { gamma >= 0 : max_{i honest} ||m(gamma) - x_i||^2 <= max_{i,j honest} ||x_i - x_j||^2 }
+//
+// i.e. the malicious vector is pushed as far as possible along the perturbation p while staying no
+// farther from any honest message than the two most distant honest messages are from each other, so
+// distance-based rules cannot tell it from an honest one. Perturbations (parameter `direction`):
+//   std:  p = -std_h (coordinate-wise unbiased standard deviation of the honest messages; 0 if h = 1)
+//   unit: p = -mean_h / ||mean_h||
+//   sign: p = -sign(mean_h)
+//
+// The search for gamma: the paper halves a step from gamma_init = 10, which cannot go beyond 20. Here the
+// feasible set is an interval [0, gamma*] (the left side is a convex function of gamma that holds at
+// gamma = 0 because mean_h lies in the honest convex hull), so gamma* is bracketed by doubling and then
+// bisected for a bounded number of steps; the returned gamma is always on the feasible side.
+// Distances are evaluated in float64 as ||mean_h - x_i||^2 + 2 gamma <mean_h - x_i, p> + gamma^2 ||p||^2.
+// Omniscient: it reads the honest messages.
+//
+// | parameter  | default | meaning                                      |
+// |------------|---------|----------------------------------------------|
+// | direction  | std     | perturbation p: std, unit or sign (see above) |
+// | iterations | 60      | bisection steps after bracketing gamma*      |
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "phalanx/distances.hpp"
+#include "phalanx/plugin.hpp"
+
+namespace {
+
+using namespace phalanx;
+
+class MinMax : public Attack {
+ public:
+  MinMax(std::string direction, std::int64_t iterations) : direction_(std::move(direction)), iterations_(iterations) {}
+
+  at::Tensor craft(const AttackRound& round) override {
+    const std::int64_t h = round.honest.size(0);
+    if (h == 0) throw Error("attack 'minmax' needs at least one honest message");
+    at::Tensor honest = round.honest.to(at::kDouble);
+    at::Tensor mean = honest.mean(0);
+    at::Tensor p = perturbation(honest, mean);
+    // The honest maximum: the largest squared distance between two honest messages.
+    const double bound = pairwise_squared_distances(round.honest).max().item<double>();
+
+    at::Tensor offsets = mean.unsqueeze(0) - honest;  // m(gamma) - x_i = offsets_i + gamma * p
+    const double a = p.dot(p).item<double>();
+    at::Tensor c_t = offsets.square().sum(1).contiguous(), b_t = offsets.mv(p).contiguous();
+    const std::vector<double> c(c_t.data_ptr<double>(), c_t.data_ptr<double>() + h);
+    const std::vector<double> b(b_t.data_ptr<double>(), b_t.data_ptr<double>() + h);
+    auto feasible = [&](double gamma) {
+      double worst = 0;
+      for (std::int64_t i = 0; i < h; ++i) worst = std::max(worst, c[i] + 2 * gamma * b[i] + gamma * gamma * a);
+      return worst <= bound;
+    };
+
+    double gamma = 0;
+    if (a > 0) {
+      double lo = 0, hi = bound > 0 ? std::sqrt(bound / a) : 1.0;
+      for (int k = 0; k < 200 && feasible(hi); ++k) lo = hi, hi *= 2;
+      for (std::int64_t k = 0; k < iterations_ && hi - lo > 1e-12 * hi; ++k) {
+        const double mid = 0.5 * (lo + hi);
+        (feasible(mid) ? lo : hi) = mid;
+      }
+      gamma = lo;
+    }
+    at::Tensor malicious = mean.add(p, gamma).to(at::kFloat);
+    return malicious.unsqueeze(0).expand({round.byzantine_true.size(0), malicious.size(0)}).contiguous();
+  }
+  bool omniscient() const override { return true; }
+
+ private:
+  at::Tensor perturbation(const at::Tensor& honest, const at::Tensor& mean) const {
+    if (direction_ == "unit") {
+      const double norm = mean.norm().item<double>();
+      return norm > 0 ? mean.div(-norm) : at::zeros_like(mean);
+    }
+    if (direction_ == "sign") return mean.sign().neg_();
+    return honest.size(0) > 1 ? honest.std(0, /*unbiased=*/true).neg_() : at::zeros_like(mean);
+  }
+
+  std::string direction_;
+  std::int64_t iterations_;
+};
+
+}  // namespace
+
+PHALANX_PLUGIN("minmax", "1.0") {
+  registrar.add_attack(
+      {"minmax",
+       "Min-Max (Shejwalkar & Houmansadr 2021): mean_h + gamma * p, max distance to honest within the honest maximum",
+       {{"direction", ParamType::String, "std", "perturbation p: -std_h (std), -mean_h/||mean_h|| (unit), -sign(mean_h) (sign)",
+         std::nullopt, std::nullopt, {"std", "unit", "sign"}},
+        {"iterations", ParamType::Int, 60, "bisection steps for gamma after bracketing it", 1, 1000}}},
+      [](const Params& p, const Context&) {
+        return std::make_unique<MinMax>(p.get_string("direction"), p.get_int("iterations"));
+      });
+}
