@@ -25,17 +25,25 @@ class CenteredClipping : public Aggregator {
   CenteredClipping(double tau, std::int64_t iterations) : tau_(tau), iterations_(iterations) {}
 
   at::Tensor aggregate(const at::Tensor& inputs) override {
-    const std::int64_t n = inputs.size(0);
-    at::Tensor rows = finite_rows(inputs);
-    if (rows.size(0) == 0) throw Error("aggregator 'cc': every message contains NaN or Inf; nothing to aggregate");
-    if (!center_.defined() || center_.sizes() != inputs.sizes().slice(1)) center_ = at::zeros({inputs.size(1)});
+    const std::int64_t n = inputs.size(0), d = inputs.size(1);
+    at::Tensor finite = finite_row_mask(inputs);
+    const bool* is_finite = finite.data_ptr<bool>();
+    if (!finite.any().item<bool>())
+      throw Error("aggregator 'cc': every message contains NaN or Inf; nothing to aggregate");
+    if (!center_.defined() || center_.size(0) != d) center_ = at::zeros({d});
     at::Tensor v = center_.clone();
+    at::Tensor diff = at::empty({d}), step = at::empty({d});
     for (std::int64_t l = 0; l < iterations_; ++l) {
-      at::Tensor diff = rows - v;
-      at::Tensor norms = diff.norm(2, /*dim=*/1, /*keepdim=*/true);
-      // min(1, tau / norm); a zero norm gives 1 (tau / 0 = inf).
-      at::Tensor scale = at::clamp_max(norms.reciprocal().mul_(tau_), 1.0);
-      v.add_(diff.mul_(scale).sum(0), 1.0 / static_cast<double>(n));
+      step.zero_();
+      // Row by row, so each input row is read from memory once per iteration and the d-sized temporaries
+      // stay in cache (a whole [n, d] difference tensor would triple the memory traffic).
+      for (std::int64_t i = 0; i < n; ++i) {
+        if (!is_finite[i]) continue;
+        at::sub_out(diff, inputs[i], v);
+        const double norm = diff.norm().item<double>();
+        step.add_(diff, norm > tau_ ? tau_ / norm : 1.0);  // min(1, tau / ||x_i - v||)
+      }
+      v.add_(step, 1.0 / static_cast<double>(n));
     }
     center_ = v;
     return v.clone();

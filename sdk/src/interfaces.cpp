@@ -55,7 +55,22 @@ at::Tensor Optimizer::params_for_worker(const at::Tensor& params, std::int64_t) 
 at::Generator make_generator(std::uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
 
 at::Tensor finite_row_mask(const at::Tensor& rows) {
-  return at::isfinite(rows).all(/*dim=*/1);
+  if (rows.scalar_type() != at::kFloat || rows.dim() != 2) return at::isfinite(rows).all(/*dim=*/1);
+  // One streaming pass with integer operations the compiler vectorises: a float is NaN or Inf exactly
+  // when its exponent bits are all ones, and adding one exponent step then carries into the sign bit.
+  // (at::isfinite(rows).all(1) would allocate an n x d bool tensor and read the data twice.)
+  at::Tensor x = rows.contiguous();
+  const std::int64_t n = x.size(0), d = x.size(1);
+  at::Tensor mask = at::empty({n}, at::kBool);
+  const auto* bits = reinterpret_cast<const std::uint32_t*>(x.data_ptr<float>());
+  bool* out = mask.data_ptr<bool>();
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::uint32_t* row = bits + i * d;
+    std::uint32_t any = 0;
+    for (std::int64_t j = 0; j < d; ++j) any |= (row[j] & 0x7f800000u) + 0x00800000u;
+    out[i] = (any & 0x80000000u) == 0;
+  }
+  return mask;
 }
 
 at::Tensor finite_rows(const at::Tensor& rows) {

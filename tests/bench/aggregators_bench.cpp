@@ -1,0 +1,110 @@
+// Benchmarks every aggregator and pre-aggregator of this build at n in {8, 64} and d in {1e5, 1e6}
+// (float32), beside the memory-traffic bound: the time it takes just to read the n x d input once at the
+// bandwidth this machine reaches in the same run (`bound_ms`), and the ratio measured / bound (`x_bound`).
+//
+//   ./build/bin/phalanx_bench [--benchmark_filter=cm] [--benchmark_min_time=0.5]
+//
+// f is the largest number that every rule accepts at that n: floor((n - 3) / 4) (Bulyan's limit).
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <cstring>
+#include <iostream>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "phalanx/core/registry.hpp"
+#include "phalanx/core/run_output.hpp"
+#include "phalanx/core/threads.hpp"
+#include "phalanx/error.hpp"
+
+namespace {
+
+using namespace phalanx;
+
+// Bytes per second for one streaming read of a large tensor (a sum reads each byte once).
+double measure_read_bandwidth() {
+  at::Tensor big = at::randn({64, 1'000'000});
+  double best = 0;
+  for (int i = 0; i < 5; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    benchmark::DoNotOptimize(big.sum().item<float>());
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    best = std::max(best, big.numel() * 4.0 / s);
+  }
+  return best;
+}
+
+double g_bandwidth = 0;
+
+struct Case {
+  core::Kind kind;
+  std::string name;
+  std::int64_t n, d;
+};
+
+void run_case(benchmark::State& state, const core::Registry* registry, Case c) {
+  const std::int64_t f = (c.n - 3) / 4;
+  RunInfo info;
+  info.workers = c.n;
+  info.byzantine = f;
+  info.dimension = c.d;
+  core::RunContext ctx(info, 1, c.name, nullptr);
+  at::Tensor inputs = at::randn({c.n, c.d}).mul_(0.01f);
+  try {
+    Params params = registry->validate(c.kind, c.name, Value::map({}), core::kind_name(c.kind));
+    if (c.kind == core::Kind::Aggregator) {
+      auto agg = registry->make_aggregator(c.name, params, ctx);
+      for (auto _ : state) benchmark::DoNotOptimize(agg->aggregate(inputs));
+    } else {
+      auto pre = registry->make_preaggregator(c.name, params, ctx);
+      for (auto _ : state) benchmark::DoNotOptimize(pre->transform(inputs));
+    }
+  } catch (const Error& e) {
+    state.SkipWithError(e.what());  // e.g. a rule that refuses this n (mda is exponential)
+    return;
+  }
+  const double bytes = static_cast<double>(c.n) * c.d * 4;
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
+  state.counters["bound_ms"] = 1e3 * bytes / g_bandwidth;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  phalanx::core::set_compute_threads(1);  // the engines run one intra-op thread per run
+  benchmark::Initialize(&argc, argv);
+  core::Registry registry;
+  registry.load_directory(core::plugin_search_path().front());
+  g_bandwidth = measure_read_bandwidth();
+  std::cout << "read bandwidth (one thread, streaming sum of 256 MB): " << g_bandwidth / 1e9 << " GB/s\n"
+            << "x_bound = measured time / bound_ms; bound_ms = n * d * 4 bytes / bandwidth\n";
+  for (core::Kind kind : {core::Kind::Aggregator, core::Kind::PreAggregator})
+    for (const auto* entry : registry.list(kind))
+      for (std::int64_t n : {8, 64})
+        for (std::int64_t d : {100'000, 1'000'000}) {
+          Case c{kind, entry->info.name, n, d};
+          std::string label = std::string(core::kind_name(kind)) + "/" + c.name + "/n" + std::to_string(n) + "/d" +
+                              std::to_string(d);
+          benchmark::RegisterBenchmark(label.c_str(), run_case, &registry, c)->Unit(benchmark::kMillisecond)->UseRealTime();
+        }
+  // Report the ratio to the bound beside every row.
+  class BoundReporter : public benchmark::ConsoleReporter {
+   public:
+    void ReportRuns(const std::vector<Run>& runs) override {
+      std::vector<Run> copy = runs;
+      for (auto& r : copy) {
+        auto it = r.counters.find("bound_ms");
+        if (it != r.counters.end() && !r.error_occurred && r.iterations > 0) {
+          const double ms = r.GetAdjustedRealTime();  // in the benchmark's unit (ms)
+          r.counters["x_bound"] = ms / it->second.value;
+        }
+      }
+      ConsoleReporter::ReportRuns(copy);
+    }
+  } reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  return 0;
+}
