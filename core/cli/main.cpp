@@ -150,20 +150,22 @@ int cmd_plugins(const Options& o) {
   return 0;
 }
 
+std::vector<std::string> best_over_of(const Value& root);
+
 int cmd_validate(const Options& o) {
   Value root = load_config(o);
   Registry registry;
   load_plugins(registry, o, &root);
-  resolve_pipeline(root, registry);  // the compare section itself
-  auto variants = expand_variants(root);
-  for (const auto& v : variants) {
+  best_over_of(root);
+  const auto runs = expand_sweep(root);  // every compare variant, sweep cell and seed
+  for (const auto& r : runs) {
     try {
-      check_plugins(resolve_pipeline(v.config, registry), registry);
+      check_plugins(resolve_pipeline(r.config, registry), registry);
     } catch (const Error& e) {
-      throw Error(v.label.empty() ? std::string(e.what()) : "in variant '" + v.label + "': " + e.what());
+      throw Error(runs.size() == 1 ? std::string(e.what()) : "in run '" + r.label + "': " + e.what());
     }
   }
-  std::cout << o.config << ": OK (" << variants.size() << (variants.size() == 1 ? " run" : " runs") << ")\n";
+  std::cout << o.config << ": OK (" << runs.size() << (runs.size() == 1 ? " run" : " runs") << ")\n";
   return 0;
 }
 
