@@ -76,6 +76,17 @@ TEST(Sweep, RunsInParallelResumesAndReports) {
   EXPECT_THAT(report, ::testing::HasSubstr("| cm | 8 |"));
 }
 
+TEST(Sweep, FailedRunsAreRetriedOnResumeFinishedOnesAreNot) {
+  const std::string dir = temp_dir("sweep_finished");
+  EXPECT_FALSE(core::run_finished(dir));
+  write_file(dir + "/summary.json", "{\n  \"status\": \"failed\",\n  \"message\": \"x\"\n}\n");
+  EXPECT_FALSE(core::run_finished(dir));
+  write_file(dir + "/summary.json", "{\n  \"status\": \"diverged\"\n}\n");
+  EXPECT_TRUE(core::run_finished(dir));
+  write_file(dir + "/summary.json", "{\n  \"status\": \"ok\"\n}\n");
+  EXPECT_TRUE(core::run_finished(dir));
+}
+
 TEST(Sweep, RunRefusesASweepConfig) {
   const std::string dir = temp_dir("sweep_refuse");
   write_file(dir + "/s.yaml", kSweep);

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <sstream>
 
 #include "phalanx/core/compare.hpp"
 #include "phalanx/core/config.hpp"
@@ -82,7 +83,15 @@ std::vector<SweepRun> expand_sweep(const Value& root) {
   return runs;
 }
 
-bool run_finished(const std::string& dir) { return fs::exists(dir + "/summary.json"); }
+bool run_finished(const std::string& dir) {
+  // A failed run (a crash, a plugin that could not load, a full disk) is tried again on resume; a run that
+  // ended ok or diverged is an outcome, kept.
+  std::ifstream in(dir + "/summary.json");
+  if (!in) return false;
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str().find("\"status\": \"failed\"") == std::string::npos;
+}
 
 SweepOutcome run_sweep(const std::vector<SweepRun>& runs, const std::string& out_dir, int jobs,
                        const std::string& phalanx_binary, const std::vector<std::string>& extra_args) {

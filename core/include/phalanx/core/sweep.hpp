@@ -1,6 +1,6 @@
 // Sweeps: a grid over any config keys, times a list of seeds, each run in its own folder and its own
-// process, up to `jobs` at a time. A run whose folder holds a summary.json is finished and is not run
-// again, so an interrupted sweep resumes where it stopped.
+// process, up to `jobs` at a time. A run whose folder holds a summary.json (status ok or diverged) is
+// finished and is not run again, so an interrupted sweep resumes where it stopped.
 //
 //   sweep: {aggregator.name: [cm, cc], training.batch_size: [16, 64], optimizer.lr: [0.1, 0.5]}
 //   seeds: [1, 2, 3]
@@ -22,7 +22,8 @@ struct SweepRun {
 /// Expands `root`'s sweep grid and seeds (errors name file:line). A config without them gives one run.
 std::vector<SweepRun> expand_sweep(const Value& root);
 
-/// True when `dir` holds a finished run (summary.json written).
+/// True when `dir` holds a finished run: summary.json written with status ok or diverged (failed runs are
+/// retried).
 bool run_finished(const std::string& dir);
 
 struct SweepOutcome {
