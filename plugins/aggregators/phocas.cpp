@@ -1,0 +1,83 @@
+// phocas: Phocas (Xie, Koyejo, Gupta, "Phocas: dimensional Byzantine-resilient stochastic gradient
+// descent", arXiv:1805.09682, 2018).
+//
+//   per coordinate j, with x_(1)[j] <= ... <= x_(n)[j] the sorted values and the trimmed mean
+//   tm[j] = 1/(n - 2f) * sum_{k = f+1}^{n-f} x_(k)[j]:
+//   out[j] = 1/(n - f) * sum of the n - f values x_i[j] closest to tm[j]
+//
+// Needs n > 2f, refused otherwise. Ties in the closeness to the trimmed mean are broken by position in
+// sorted order, so the result depends only on the values, not on the order of the rows.
+//
+// Rows holding NaN or Inf are dropped first. They are Byzantine by definition, so each one dropped is one
+// of the f values the rule had to leave out: the remaining n' rows use f' = max(0, f - dropped), which keeps
+// n - f values per coordinate. When fewer rows arrive than there are workers (a pre-aggregator such as
+// bucketing shrank them), f' is also capped at (n' - 1) / 2.
+//
+// | parameter | default                    | meaning                                 |
+// |-----------|----------------------------|-----------------------------------------|
+// | f         | number of Byzantine workers | Byzantine rows the rule must tolerate |
+#include <algorithm>
+#include <string>
+
+#include <ATen/ATen.h>
+
+#include "phalanx/plugin.hpp"
+#include "phalanx/tensor_checks.hpp"
+
+namespace {
+
+using namespace phalanx;
+
+// Per coordinate, the mean of the `keep` values of `sorted` (sorted along dim 0) closest to `center`. In
+// sorted order the nearest values form a window of consecutive positions: of the n - keep + 1 windows, the
+// one whose farther end is nearest to the center (the first on exact ties, a choice that depends only on
+// the values).
+at::Tensor mean_of_closest(const at::Tensor& sorted, const at::Tensor& center, std::int64_t keep) {
+  const std::int64_t n = sorted.size(0), windows = n - keep + 1;
+  if (windows == 1) return sorted.mean(0);
+  at::Tensor below = center - sorted.narrow(0, 0, windows);         // first value of each window
+  at::Tensor above = sorted.narrow(0, keep - 1, windows) - center;  // last value of each window
+  at::Tensor start = at::maximum(below, above).argmin(0);
+  at::Tensor position = at::arange(n, at::kLong).unsqueeze(1);
+  at::Tensor inside = position.ge(start).logical_and_(position.lt(start + keep));
+  return at::where(inside, sorted, at::zeros({}, sorted.options())).sum(0).div_(static_cast<double>(keep));
+}
+
+class Phocas : public Aggregator {
+ public:
+  explicit Phocas(std::int64_t f) : f_(f) {}
+
+  at::Tensor aggregate(const at::Tensor& inputs) override {
+    at::Tensor rows = finite_rows(inputs);
+    const std::int64_t n = rows.size(0);
+    if (n == 0) throw Error("aggregator 'phocas': every message contains NaN or Inf; nothing to aggregate");
+    const std::int64_t f = std::min(std::max<std::int64_t>(0, f_ - (inputs.size(0) - n)), (n - 1) / 2);
+    if (f == 0) return rows.mean(0);
+    at::Tensor sorted = std::get<0>(rows.sort(0));
+    at::Tensor trimmed_mean = sorted.narrow(0, f, n - 2 * f).mean(0);
+    return mean_of_closest(sorted, trimmed_mean, n - f);
+  }
+
+ private:
+  std::int64_t f_;
+};
+
+}  // namespace
+
+PHALANX_PLUGIN("phocas", "1.0") {
+  registrar.add_aggregator(
+      {"phocas",
+       "Phocas: per coordinate, the mean of the n - f values closest to the trimmed mean",
+       {{"f", ParamType::Int, Value(), "Byzantine rows tolerated (auto: number of Byzantine workers)", 0}}},
+      [](const Params& p, const Context& c) {
+        const std::int64_t n = c.run().workers;
+        const std::int64_t f = p.get_int_or("f", c.run().byzantine);
+        if (n <= 2 * f) {
+          p.fail("f", "Phocas keeps the n - f values of every coordinate nearest to the trimmed mean (trimming f at each end) and needs a majority of "
+                          "honest rows, n > 2f; f = " + std::to_string(f) + " with n = " + std::to_string(n) +
+                          " is too many. The largest f for n = " + std::to_string(n) + " is " +
+                          std::to_string((n - 1) / 2) + ".");
+        }
+        return std::make_unique<Phocas>(f);
+      });
+}
