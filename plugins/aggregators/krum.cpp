@@ -1,0 +1,103 @@
+// krum: Krum (Blanchard, El Mhamdi, Guerraoui, Stainer, "Machine Learning with Adversaries: Byzantine
+// Tolerant Gradient Descent", NeurIPS 2017).
+//
+//   score(i) = sum of ||x_i - x_j||^2 over the k = n - f - 2 rows x_j (j != i) nearest to x_i
+//   out      = x_{i*} with i* = argmin_i score(i)
+//
+// Needs n >= 2f + 3, refused otherwise. The distances come from one Gram matrix
+// (phalanx::pairwise_squared_distances), not from per-pair loops.
+//
+// Rows holding NaN or Inf are dropped first (they are infinitely far from every other row, so they never
+// win and are never a finite row's neighbour); each one dropped is one of the f Byzantine rows, so the
+// remaining n' rows use f' = max(0, f - dropped), which keeps k = n - f - 2. When fewer rows arrive than
+// there are workers (bucketing shrank them), k is kept within 1..n'-1.
+//
+// Ties in the score (two mutual nearest rows always tie when k = 1) are broken by comparing the next
+// nearest distances, so the choice depends only on the rows, not on their order.
+//
+// | parameter | default                    | meaning                                 |
+// |-----------|----------------------------|-----------------------------------------|
+// | f         | number of Byzantine workers | Byzantine rows the rule must tolerate |
+#include <algorithm>
+#include <limits>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "phalanx/distances.hpp"
+#include "phalanx/plugin.hpp"
+#include "phalanx/tensor_checks.hpp"
+
+namespace {
+
+using namespace phalanx;
+
+// Squared distances among the rows listed in `index`, made exactly symmetric so that two rows see the same
+// distance to each other.
+at::Tensor distances_among(const at::Tensor& inputs, const at::Tensor& index) {
+  at::Tensor dist = pairwise_squared_distances(inputs);
+  if (index.numel() < inputs.size(0)) dist = dist.index_select(0, index).index_select(1, index);
+  return dist.add(dist.t()).mul_(0.5);
+}
+
+// Rows of `dist` ([r, r], r >= 2) ordered by Krum score (the sum of the k smallest distances to other rows),
+// best first, ties broken by the next nearest distances.
+std::vector<std::int64_t> krum_order(const at::Tensor& dist, std::int64_t k) {
+  const std::int64_t r = dist.size(0);
+  at::Tensor others = dist.clone();
+  others.fill_diagonal_(std::numeric_limits<double>::infinity());
+  at::Tensor nearest = std::get<0>(others.sort(1)).contiguous();  // row i: distances to the others, ascending
+  at::Tensor score = nearest.narrow(1, 0, k).sum(1).contiguous();
+  auto s = score.accessor<double, 1>();
+  auto near = nearest.accessor<double, 2>();
+  std::vector<std::int64_t> order(r);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) {
+    if (s[a] != s[b]) return s[a] < s[b];
+    for (std::int64_t j = k; j < r - 1; ++j)
+      if (near[a][j] != near[b][j]) return near[a][j] < near[b][j];
+    return false;
+  });
+  return order;
+}
+
+class Krum : public Aggregator {
+ public:
+  explicit Krum(std::int64_t f) : f_(f) {}
+
+  at::Tensor aggregate(const at::Tensor& inputs) override {
+    at::Tensor index = finite_row_mask(inputs).nonzero().squeeze(1);
+    const std::int64_t n = index.numel();
+    if (n == 0) throw Error("aggregator 'krum': every message contains NaN or Inf; nothing to aggregate");
+    if (n == 1) return inputs[index[0].item<std::int64_t>()].clone();
+    const std::int64_t f = std::max<std::int64_t>(0, f_ - (inputs.size(0) - n));
+    const std::int64_t k = std::clamp<std::int64_t>(n - f - 2, 1, n - 1);
+    const std::int64_t best = krum_order(distances_among(inputs, index), k).front();
+    return inputs[index[best].item<std::int64_t>()].clone();
+  }
+
+ private:
+  std::int64_t f_;
+};
+
+}  // namespace
+
+PHALANX_PLUGIN("krum", "1.0") {
+  registrar.add_aggregator(
+      {"krum",
+       "Krum: the row with the smallest sum of squared distances to its n - f - 2 nearest rows",
+       {{"f", ParamType::Int, Value(), "Byzantine rows tolerated (auto: number of Byzantine workers)", 0}}},
+      [](const Params& p, const Context& c) {
+        const std::int64_t n = c.run().workers;
+        const std::int64_t f = p.get_int_or("f", c.run().byzantine);
+        if (n < 2 * f + 3) {
+          p.fail("f", "Krum needs n >= 2f + 3 workers; f = " + std::to_string(f) + " with n = " + std::to_string(n) +
+                          " is too many. " +
+                          (n >= 3 ? "The largest f for n = " + std::to_string(n) + " is " + std::to_string((n - 3) / 2) + "."
+                                  : std::string("Krum needs at least 3 workers even with f = 0.")));
+        }
+        return std::make_unique<Krum>(f);
+      });
+}
