@@ -1,6 +1,7 @@
 // Helpers the SDK gives plugin authors: name suggestions, non-finite row checks, pairwise distances.
 #include <ATen/ATen.h>
 
+#include "phalanx/coordinate_sort.hpp"
 #include "phalanx/distances.hpp"
 #include "phalanx/suggest.hpp"
 #include "phalanx/tensor_checks.hpp"
@@ -39,6 +40,49 @@ TEST(Distances, NonFiniteRowsAreInfinitelyFar) {
   EXPECT_TRUE(std::isinf(d[1][2].item<double>()));
   EXPECT_EQ(d[1][1].item<double>(), 0.0);
   EXPECT_EQ(d[0][2].item<double>(), 1.0);
+}
+
+}  // namespace
+}  // namespace phalanx::test
+
+namespace phalanx::test {
+namespace {
+
+// The sorting-network path against at::sort for sizes around the network's power-of-two boundaries and
+// widths that do not fill the last block.
+class CoordinateSort : public ::testing::TestWithParam<std::int64_t> {};
+
+TEST_P(CoordinateSort, MatchesAtSort) {
+  const std::int64_t n = GetParam(), d = 1300;
+  at::Tensor x = at::randn({n, d}, make_generator(static_cast<std::uint64_t>(n)));
+  at::Tensor reference = std::get<0>(x.sort(0));
+  // Median: mean of the two middle values, bit for bit the same arithmetic as the reference.
+  at::Tensor expected_median = reference[(n - 1) / 2].add(reference[n / 2]).mul(0.5);
+  EXPECT_TRUE(at::equal(coordinate_median(x), expected_median)) << "n = " << n;
+  const std::int64_t trim = (n - 1) / 3;
+  at::Tensor expected_tm = reference.narrow(0, trim, n - 2 * trim).mean(0);
+  EXPECT_TRUE(at::allclose(coordinate_trimmed_mean(x, trim), expected_tm, 1e-5, 1e-6)) << "n = " << n;
+}
+
+INSTANTIATE_TEST_SUITE_P(Sizes, CoordinateSort, ::testing::Values(1, 2, 3, 5, 7, 8, 9, 13, 31, 64, 100));
+
+TEST(CoordinateSort, FullSortOfEveryColumn) {
+  at::Tensor x = at::randn({11, 700}, make_generator(3));
+  at::Tensor sorted = std::get<0>(x.sort(0));
+  // Rebuild the sorted matrix from the blocks: column j of block b is column b * 512 + j.
+  at::Tensor rebuilt = at::empty({11, 700});
+  std::int64_t block_start = 0;
+  reduce_sorted_columns(x, [&](const float* s, std::int64_t n, std::int64_t width, float* out) {
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t j = 0; j < width; ++j) rebuilt[i][block_start + j] = s[i * width + j];
+    for (std::int64_t j = 0; j < width; ++j) out[j] = 0;
+    block_start += width;
+  });
+  EXPECT_TRUE(at::equal(rebuilt, sorted));
+}
+
+TEST(CoordinateSort, RejectsImpossibleTrim) {
+  EXPECT_ERROR_WITH(coordinate_trimmed_mean(at::zeros({4, 3}), 2), "cannot drop 2 values at each end of 4");
 }
 
 }  // namespace

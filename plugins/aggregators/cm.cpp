@@ -6,6 +6,7 @@
 // Rows holding NaN or Inf are dropped first (they are Byzantine by definition).
 #include <ATen/ATen.h>
 
+#include "phalanx/coordinate_sort.hpp"
 #include "phalanx/plugin.hpp"
 #include "phalanx/tensor_checks.hpp"
 
@@ -19,9 +20,7 @@ class CoordinateMedian : public Aggregator {
     at::Tensor rows = finite_rows(inputs);
     const std::int64_t n = rows.size(0);
     if (n == 0) throw Error("aggregator 'cm': every message contains NaN or Inf; nothing to aggregate");
-    at::Tensor sorted = std::get<0>(rows.sort(0));
-    if (n % 2 == 1) return sorted[n / 2].clone();
-    return sorted[n / 2 - 1].add(sorted[n / 2]).mul_(0.5);
+    return coordinate_median(rows);
   }
 };
 
