@@ -86,41 +86,5 @@ TEST(CenteredClipping, StateRoundTripGivesTheSameNextOutput) {
   EXPECT_TRUE(at::equal(first->aggregate(x), second->aggregate(x)));
 }
 
-// Properties every aggregator of this build must have (the full conformance suite grows in issue 3).
-class EveryAggregator : public ::testing::TestWithParam<std::string> {};
-
-TEST_P(EveryAggregator, IdenticalRowsGiveThatRow) {
-  at::Tensor row = at::tensor({0.05f, -0.02f, 0.01f});
-  at::Tensor x = row.unsqueeze(0).repeat({5, 1});
-  expect_near(make(GetParam(), "{}", 5, 1)->aggregate(x), {0.05f, -0.02f, 0.01f}, 1e-6);
-}
-
-TEST_P(EveryAggregator, PermutationInvariant) {
-  at::Tensor x = at::randn({7, 11}, make_generator(5)).mul_(0.01);
-  at::Tensor perm = at::tensor({3, 0, 6, 1, 5, 2, 4}, at::kLong);
-  auto a = make(GetParam(), "{}", 7, 2), b = make(GetParam(), "{}", 7, 2);
-  EXPECT_TRUE(at::allclose(a->aggregate(x), b->aggregate(x.index_select(0, perm)), 1e-5, 1e-6));
-}
-
-// mean is not robust: it refuses non-finite rows (tested above) and is not listed here.
-class EveryRobustAggregator : public ::testing::TestWithParam<std::string> {};
-
-TEST_P(EveryRobustAggregator, StaysFiniteWithNonFiniteRows) {
-  at::Tensor x = at::randn({7, 11}, make_generator(6));
-  x[5].fill_(kNaN);
-  x[6].fill_(kInf);
-  EXPECT_TRUE(at::isfinite(make(GetParam(), "{}", 7, 2)->aggregate(x)).all().item<bool>());
-}
-
-TEST_P(EveryRobustAggregator, BoundedWhenAMinorityOfRowsIsHuge) {
-  at::Tensor x = at::randn({7, 11}, make_generator(7)).mul_(0.01);
-  x[5].fill_(1e20f);
-  x[6].fill_(-1e20f);
-  EXPECT_LT(make(GetParam(), "{}", 7, 2)->aggregate(x).abs().max().item<float>(), 1.0f);
-}
-
-INSTANTIATE_TEST_SUITE_P(Builtins, EveryAggregator, ::testing::Values("mean", "cm", "cc"));
-INSTANTIATE_TEST_SUITE_P(Builtins, EveryRobustAggregator, ::testing::Values("cm", "cc"));
-
 }  // namespace
 }  // namespace phalanx::test
