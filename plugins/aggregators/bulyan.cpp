@@ -7,7 +7,8 @@
 //      out[j] = (1/beta) * sum of the beta = theta - 2f values S_i[j] closest to med[j]
 //
 // Needs n >= 4f + 3, refused otherwise. The distances come from one Gram matrix
-// (phalanx::pairwise_squared_distances), not from per-pair loops; the median of an even count is the mean
+// (phalanx::pairwise_squared_distances), not from per-pair loops; the chosen rows' columns are sorted with
+// the SDK's sorting network (phalanx::reduce_sorted_columns), and the median of an even count is the mean
 // of the two middle values.
 //
 // Rows holding NaN or Inf are dropped first (infinitely far from every other row, Krum would never choose
@@ -16,7 +17,7 @@
 // also capped at (n' - 3) / 4 (0 below 3 rows, which makes Bulyan the mean) and k is kept within 1..r-1.
 //
 // Ties in the Krum score (two mutual nearest rows always tie when k = 1) are broken by comparing the next
-// nearest distances, and ties in the closeness to the median by position in sorted order, so the result
+// nearest distances, and of two values equally close to the median the lower one is kept, so the result
 // depends only on the rows, not on their order.
 //
 // | parameter | default                    | meaning                                 |
@@ -30,6 +31,7 @@
 
 #include <ATen/ATen.h>
 
+#include "phalanx/coordinate_sort.hpp"
 #include "phalanx/distances.hpp"
 #include "phalanx/plugin.hpp"
 #include "phalanx/tensor_checks.hpp"
@@ -67,25 +69,41 @@ std::vector<std::int64_t> krum_order(const at::Tensor& dist, std::int64_t k) {
   return order;
 }
 
-// Per coordinate, the mean of the `keep` values of `sorted` (sorted along dim 0) closest to `center`. In
-// sorted order the nearest values form a window of consecutive positions: of the n - keep + 1 windows, the
-// one whose farther end is nearest to the center (the first on exact ties, a choice that depends only on
-// the values).
-at::Tensor mean_of_closest(const at::Tensor& sorted, const at::Tensor& center, std::int64_t keep) {
-  const std::int64_t n = sorted.size(0), windows = n - keep + 1;
-  if (windows == 1) return sorted.mean(0);
-  at::Tensor below = center - sorted.narrow(0, 0, windows);         // first value of each window
-  at::Tensor above = sorted.narrow(0, keep - 1, windows) - center;  // last value of each window
-  at::Tensor start = at::maximum(below, above).argmin(0);
-  at::Tensor position = at::arange(n, at::kLong).unsqueeze(1);
-  at::Tensor inside = position.ge(start).logical_and_(position.lt(start + keep));
-  return at::where(inside, sorted, at::zeros({}, sorted.options())).sum(0).div_(static_cast<double>(keep));
+// For each column of a sorted block (value i of column j at sorted[i * width + j]), the mean of the `keep`
+// values nearest to center[j]. In sorted order the nearest values are consecutive: of the n - keep + 1
+// windows of keep consecutive values, the one whose farther end is nearest to the center (the lowest such
+// window on exact ties, a choice that depends only on the values, not on the order of the rows). Every
+// inner loop runs across the columns, which the compiler vectorises.
+void mean_of_nearest(const float* sorted, std::int64_t n, std::int64_t width, std::int64_t keep, const float* center,
+                     float* out) {
+  std::vector<float> reach(static_cast<std::size_t>(width), std::numeric_limits<float>::infinity());
+  std::vector<std::int32_t> start(static_cast<std::size_t>(width), 0);  // 32-bit: as wide as the floats
+  for (std::int32_t w = 0; w + keep <= n; ++w) {
+    const float* first = sorted + w * width;
+    const float* last = sorted + (w + keep - 1) * width;
+    for (std::int64_t j = 0; j < width; ++j) {
+      const float farther = std::max(center[j] - first[j], last[j] - center[j]);
+      if (farther < reach[j]) {
+        reach[j] = farther;
+        start[j] = w;
+      }
+    }
+  }
+  std::fill(out, out + width, 0.0f);
+  const auto size = static_cast<std::int32_t>(keep);
+  for (std::int32_t i = 0; i < n; ++i) {
+    const float* row = sorted + i * width;
+    for (std::int64_t j = 0; j < width; ++j) out[j] += (i >= start[j] && i < start[j] + size) ? row[j] : 0.0f;
+  }
+  const float scale = 1.0f / static_cast<float>(keep);
+  for (std::int64_t j = 0; j < width; ++j) out[j] *= scale;
 }
 
-at::Tensor median_of_sorted(const at::Tensor& sorted) {
-  const std::int64_t n = sorted.size(0);
-  if (n % 2 == 1) return sorted[n / 2];
-  return sorted[n / 2 - 1].mul(0.5).add_(sorted[n / 2], 0.5);
+// Median of each column of a sorted block: the middle value, or the mean of the two middle values.
+void median_of_sorted(const float* sorted, std::int64_t n, std::int64_t width, float* out) {
+  const float* low = sorted + ((n - 1) / 2) * width;
+  const float* high = sorted + (n / 2) * width;
+  for (std::int64_t j = 0; j < width; ++j) out[j] = 0.5f * low[j] + 0.5f * high[j];
 }
 
 class Bulyan : public Aggregator {
@@ -118,8 +136,11 @@ class Bulyan : public Aggregator {
     at::Tensor selected = inputs.index_select(0, index.index_select(0, at::tensor(chosen, at::kLong)));
 
     // 2. per coordinate, the beta values closest to the median of the selection.
-    at::Tensor sorted = std::get<0>(selected.sort(0));
-    return mean_of_closest(sorted, median_of_sorted(sorted), beta);
+    return reduce_sorted_columns(selected, [beta](const float* sorted, std::int64_t n, std::int64_t width, float* out) {
+      std::vector<float> median(static_cast<std::size_t>(width));
+      median_of_sorted(sorted, n, width, median.data());
+      mean_of_nearest(sorted, n, width, beta, median.data(), out);
+    });
   }
 
  private:

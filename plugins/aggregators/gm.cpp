@@ -8,7 +8,7 @@
 // than `tolerance` times its value (tolerance 0 always runs every step). nu keeps a weight finite when z
 // lands on a row.
 //
-// The paper starts from the mean; this plugin starts from the coordinate-wise (lower) median instead,
+// The paper starts from the mean; this plugin starts from the coordinate-wise median instead,
 // because one row of size 1e20 drags the mean so far that a handful of Weiszfeld steps cannot come back,
 // while the median starts among the honest rows. A row so far away that its distance overflows gets weight
 // 0, which is the limit of 1/distance.
@@ -25,6 +25,7 @@
 
 #include <ATen/ATen.h>
 
+#include "phalanx/coordinate_sort.hpp"
 #include "phalanx/plugin.hpp"
 #include "phalanx/tensor_checks.hpp"
 
@@ -40,7 +41,7 @@ class GeometricMedian : public Aggregator {
   at::Tensor aggregate(const at::Tensor& inputs) override {
     at::Tensor rows = finite_rows(inputs);
     if (rows.size(0) == 0) throw Error("aggregator 'gm': every message contains NaN or Inf; nothing to aggregate");
-    at::Tensor z = std::get<0>(rows.median(0));
+    at::Tensor z = coordinate_median(rows);
     double previous = 0.0;
     for (std::int64_t t = 0; t < iterations_; ++t) {
       at::Tensor distance = (rows - z).norm(2, /*dim=*/1).to(at::kDouble);  // [n]; +inf where it overflows

@@ -5,8 +5,9 @@
 //   n is even):
 //   out[j] = 1/(n - f) * sum of the n - f values x_i[j] closest to med[j]
 //
-// Needs n > 2f, refused otherwise. Ties in the closeness to the median are broken by position in sorted
-// order, so the result depends only on the values, not on the order of the rows.
+// Needs n > 2f, refused otherwise. Columns are sorted with the SDK's sorting network
+// (phalanx::reduce_sorted_columns); of two values equally close to the median the lower one is kept, so the
+// result depends only on the values, not on the order of the rows.
 //
 // Rows holding NaN or Inf are dropped first. They are Byzantine by definition, so each one dropped is one
 // of the f values the rule had to leave out: the remaining n' rows use f' = max(0, f - dropped), which keeps
@@ -17,10 +18,13 @@
 // |-----------|----------------------------|-----------------------------------------|
 // | f         | number of Byzantine workers | Byzantine rows the rule must tolerate |
 #include <algorithm>
+#include <limits>
 #include <string>
+#include <vector>
 
 #include <ATen/ATen.h>
 
+#include "phalanx/coordinate_sort.hpp"
 #include "phalanx/plugin.hpp"
 #include "phalanx/tensor_checks.hpp"
 
@@ -28,25 +32,41 @@ namespace {
 
 using namespace phalanx;
 
-// Per coordinate, the mean of the `keep` values of `sorted` (sorted along dim 0) closest to `center`. In
-// sorted order the nearest values form a window of consecutive positions: of the n - keep + 1 windows, the
-// one whose farther end is nearest to the center (the first on exact ties, a choice that depends only on
-// the values).
-at::Tensor mean_of_closest(const at::Tensor& sorted, const at::Tensor& center, std::int64_t keep) {
-  const std::int64_t n = sorted.size(0), windows = n - keep + 1;
-  if (windows == 1) return sorted.mean(0);
-  at::Tensor below = center - sorted.narrow(0, 0, windows);         // first value of each window
-  at::Tensor above = sorted.narrow(0, keep - 1, windows) - center;  // last value of each window
-  at::Tensor start = at::maximum(below, above).argmin(0);
-  at::Tensor position = at::arange(n, at::kLong).unsqueeze(1);
-  at::Tensor inside = position.ge(start).logical_and_(position.lt(start + keep));
-  return at::where(inside, sorted, at::zeros({}, sorted.options())).sum(0).div_(static_cast<double>(keep));
+// For each column of a sorted block (value i of column j at sorted[i * width + j]), the mean of the `keep`
+// values nearest to center[j]. In sorted order the nearest values are consecutive: of the n - keep + 1
+// windows of keep consecutive values, the one whose farther end is nearest to the center (the lowest such
+// window on exact ties, a choice that depends only on the values, not on the order of the rows). Every
+// inner loop runs across the columns, which the compiler vectorises.
+void mean_of_nearest(const float* sorted, std::int64_t n, std::int64_t width, std::int64_t keep, const float* center,
+                     float* out) {
+  std::vector<float> reach(static_cast<std::size_t>(width), std::numeric_limits<float>::infinity());
+  std::vector<std::int32_t> start(static_cast<std::size_t>(width), 0);  // 32-bit: as wide as the floats
+  for (std::int32_t w = 0; w + keep <= n; ++w) {
+    const float* first = sorted + w * width;
+    const float* last = sorted + (w + keep - 1) * width;
+    for (std::int64_t j = 0; j < width; ++j) {
+      const float farther = std::max(center[j] - first[j], last[j] - center[j]);
+      if (farther < reach[j]) {
+        reach[j] = farther;
+        start[j] = w;
+      }
+    }
+  }
+  std::fill(out, out + width, 0.0f);
+  const auto size = static_cast<std::int32_t>(keep);
+  for (std::int32_t i = 0; i < n; ++i) {
+    const float* row = sorted + i * width;
+    for (std::int64_t j = 0; j < width; ++j) out[j] += (i >= start[j] && i < start[j] + size) ? row[j] : 0.0f;
+  }
+  const float scale = 1.0f / static_cast<float>(keep);
+  for (std::int64_t j = 0; j < width; ++j) out[j] *= scale;
 }
 
-at::Tensor median_of_sorted(const at::Tensor& sorted) {
-  const std::int64_t n = sorted.size(0);
-  if (n % 2 == 1) return sorted[n / 2];
-  return sorted[n / 2 - 1].mul(0.5).add_(sorted[n / 2], 0.5);
+// Median of each column of a sorted block: the middle value, or the mean of the two middle values.
+void median_of_sorted(const float* sorted, std::int64_t n, std::int64_t width, float* out) {
+  const float* low = sorted + ((n - 1) / 2) * width;
+  const float* high = sorted + (n / 2) * width;
+  for (std::int64_t j = 0; j < width; ++j) out[j] = 0.5f * low[j] + 0.5f * high[j];
 }
 
 class MeanAroundMedian : public Aggregator {
@@ -59,8 +79,11 @@ class MeanAroundMedian : public Aggregator {
     if (n == 0) throw Error("aggregator 'meamed': every message contains NaN or Inf; nothing to aggregate");
     const std::int64_t f = std::min(std::max<std::int64_t>(0, f_ - (inputs.size(0) - n)), (n - 1) / 2);
     if (f == 0) return rows.mean(0);
-    at::Tensor sorted = std::get<0>(rows.sort(0));
-    return mean_of_closest(sorted, median_of_sorted(sorted), n - f);
+    return reduce_sorted_columns(rows, [f](const float* sorted, std::int64_t n, std::int64_t width, float* out) {
+      std::vector<float> median(static_cast<std::size_t>(width));
+      median_of_sorted(sorted, n, width, median.data());
+      mean_of_nearest(sorted, n, width, n - f, median.data(), out);
+    });
   }
 
  private:

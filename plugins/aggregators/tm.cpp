@@ -5,7 +5,8 @@
 //   out[j] = 1/(n - 2b) * sum_{k = b+1}^{n-b} x_(k)[j]
 //
 // i.e. drop the b largest and the b smallest values of every coordinate and average the n - 2b others.
-// Needs n > 2b, refused otherwise.
+// Needs n > 2b, refused otherwise. Columns are sorted with the SDK's sorting network
+// (phalanx::coordinate_trimmed_mean).
 //
 // Rows holding NaN or Inf are dropped first. They are Byzantine by definition, so each one dropped is one
 // of the b values the rule had to trim: the remaining n' rows are trimmed by b' = max(0, b - dropped).
@@ -20,6 +21,7 @@
 
 #include <ATen/ATen.h>
 
+#include "phalanx/coordinate_sort.hpp"
 #include "phalanx/plugin.hpp"
 #include "phalanx/tensor_checks.hpp"
 
@@ -38,8 +40,7 @@ class TrimmedMean : public Aggregator {
     const std::int64_t dropped = inputs.size(0) - n;
     const std::int64_t b = std::min(std::max<std::int64_t>(0, b_ - dropped), (n - 1) / 2);
     if (b == 0) return rows.mean(0);
-    at::Tensor sorted = std::get<0>(rows.sort(0));
-    return sorted.narrow(0, b, n - 2 * b).mean(0);
+    return coordinate_trimmed_mean(rows, b);
   }
 
  private:
