@@ -214,6 +214,23 @@ TEST(Phocas, RefusesFWithoutAnHonestMajority) {
                     "The largest f for n = 6 is 2");
 }
 
+// tm, meamed and phocas sort columns in blocks (phalanx::reduce_sorted_columns); against a plain at::sort
+// reference on enough columns for two blocks, the second one partial.
+TEST(CoordinateRules, MatchASortBasedReferenceAcrossBlocks) {
+  const std::int64_t n = 13, f = 3, d = 5000;
+  at::Tensor x = at::randn({n, d}, make_generator(4));
+  at::Tensor sorted = std::get<0>(x.sort(0));
+  at::Tensor trimmed_mean = sorted.narrow(0, f, n - 2 * f).mean(0);
+  at::Tensor median = sorted[n / 2];
+  auto mean_of_nearest = [&](const at::Tensor& center) {
+    at::Tensor nearest = std::get<1>(x.sub(center).abs().topk(n - f, 0, /*largest=*/false));
+    return x.gather(0, nearest).mean(0);
+  };
+  EXPECT_TRUE(at::allclose(make("tm", "{}", n, f)->aggregate(x), trimmed_mean, 1e-5, 1e-6));
+  EXPECT_TRUE(at::allclose(make("meamed", "{}", n, f)->aggregate(x), mean_of_nearest(median), 1e-5, 1e-6));
+  EXPECT_TRUE(at::allclose(make("phocas", "{}", n, f)->aggregate(x), mean_of_nearest(trimmed_mean), 1e-5, 1e-6));
+}
+
 // ---- mda --------------------------------------------------------------------------------------------------
 
 // A (0,0), B (2,0), C (0,2), D (3,3), E (-1,-1). Squared distances: AB 4, AC 4, AD 18, AE 2, BC 8, BD 10,
