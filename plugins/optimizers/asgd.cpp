@@ -1,0 +1,35 @@
+// asgd: asynchronous SGD, the momentum-free baseline of OrMo (Shi, Yang, Li, "Ordered Momentum for
+// Asynchronous SGD", NeurIPS 2024, arXiv 2407.19234; shared/papers/ormo.md, issue 4).
+//
+//   on the arrival of g from any worker, however stale:   w <- w - eta * g
+//
+// Workers pull the current w and send raw gradients. The staleness in Arrival is ignored on purpose: that
+// is what makes it the baseline the delay-aware rules (ormo, ormo_da) are measured against. Under the
+// synchronous engine each round's aggregate is one arrival, so it is plain SGD. It is the same arithmetic
+// as `sgd`; it exists under the paper's name so the experiments list the method they compare.
+//
+// No parameters; no state.
+#include <ATen/ATen.h>
+
+#include "phalanx/plugin.hpp"
+
+namespace {
+
+using namespace phalanx;
+
+class AsynchronousSgd : public Optimizer {
+ public:
+  std::unique_ptr<WorkerRule> make_worker_rule(std::int64_t) const override {
+    return std::make_unique<IdentityWorkerRule>();
+  }
+  void apply(at::Tensor& params, const at::Tensor& gradient, const Arrival&, double lr) override {
+    params.add_(gradient, -lr);
+  }
+};
+
+}  // namespace
+
+PHALANX_PLUGIN("asgd", "1.0") {
+  registrar.add_optimizer({"asgd", "ASGD: w <- w - lr * g on every arrival, staleness ignored", {}},
+                          [](const Params&, const Context&) { return std::make_unique<AsynchronousSgd>(); });
+}

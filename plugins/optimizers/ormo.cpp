@@ -1,0 +1,147 @@
+// ormo: ordered momentum for asynchronous SGD (Shi, Yang, Li, "Ordered Momentum for Asynchronous SGD",
+// NeurIPS 2024, arXiv 2407.19234), in the eager server form reconstructed in shared/papers/ormo.md (issue 4).
+//
+// Synchronous momentum groups gradients by the iteration they were computed at; OrMo keeps that grouping
+// when gradients arrive late and out of order. The server holds the ordered momentum u, its iteration index
+// ite and the number cnt of arrivals in the open iteration (all 0 at the start). Workers pull (w, ite) --
+// iteration() returns ite -- and push raw gradients with the index they pulled. On the arrival of g
+// computed at iteration j:
+//
+//   s    = ite - j                                       staleness in iterations, >= 0
+//   u   += beta^s * eta * g                              g joins its own group j
+//   w   -= eta * (1 - beta^(s+1)) / (1 - beta) * g       the steps g would have taken since iteration j
+//          (vanilla_step: w -= eta * g, the paper's ablation; u stays ordered)
+//   cnt += 1
+//   if cnt == iteration_every:  cnt = 0;  ite += 1;  u *= beta;  w -= u
+//
+// so that after any arrivals u = sum beta^(ite-j) eta g and w = w0 - sum eta (1-beta^(ite-j+1))/(1-beta) g
+// (invariants 1 and 2 of the spec), and beta = 0 is ASGD (invariant 4). eta is the learning rate of the
+// arrival, so under a schedule each gradient keeps the eta it arrived with.
+//
+// Relation to SSGDm (invariant 3). With fresh arrivals in order, K per iteration, OrMo's u is beta times
+// SSGDm's u and OrMo's w is SSGDm's w minus beta * u_SSGDm: the eager closure applies the next momentum
+// step before the workers pull, so they compute at SSGDm's look-ahead point (the Nesterov form of SSGDm).
+// Invariant 2 forces this (it weighs a gradient of iteration j by one power of beta more than SSGDm's w
+// does). Equal iterates with gradients taken at SSGDm's own w would need w -= eta (1 - beta^s)/(1 - beta) g
+// on arrival and "w -= u; u *= beta" at the closure, which breaks invariant 2 and, since fresh gradients
+// would then wait for the closure, invariant 4. tests/async_optimizer_test.cpp checks the relation above.
+//
+// The paper closes an iteration every K arrivals; that count is the **(ours)** option iteration_every.
+// Under the synchronous engine (Arrival::worker == -1) the aggregate of a round is one whole iteration:
+// staleness 0, and it closes the iteration at once.
+//
+// | parameter       | default         | meaning                                                        |
+// |-----------------|-----------------|----------------------------------------------------------------|
+// | beta            | 0.9             | momentum, in [0, 1)                                            |
+// | iteration_every | auto: workers K | arrivals per iteration **(ours)**                              |
+// | vanilla_step    | false           | ablation: w -= eta * g on arrival instead of the ordered step  |
+//
+// State: "ordered_momentum" (u, absent before the first arrival), "iteration" (ite) and
+// "arrivals_in_iteration" (cnt), 0-dim int64.
+#include <cmath>
+
+#include <ATen/ATen.h>
+
+#include "phalanx/plugin.hpp"
+
+namespace {
+
+using namespace phalanx;
+
+class OrderedMomentum : public Optimizer {
+ public:
+  OrderedMomentum(double beta, std::int64_t iteration_every, bool vanilla_step)
+      : beta_(beta), iteration_every_(iteration_every), vanilla_step_(vanilla_step) {}
+
+  std::unique_ptr<WorkerRule> make_worker_rule(std::int64_t) const override {
+    return std::make_unique<IdentityWorkerRule>();
+  }
+
+  std::int64_t iteration() const override { return iteration_; }
+
+  void apply(at::Tensor& params, const at::Tensor& gradient, const Arrival& arrival, double lr) override {
+    const bool whole_iteration = arrival.worker < 0;
+    const std::int64_t s = whole_iteration ? 0 : iteration_ - arrival.computed_at;
+    if (s < 0)
+      throw Error("optimizer 'ormo': worker " + std::to_string(arrival.worker) +
+                  " sent a gradient computed at iteration " + std::to_string(arrival.computed_at) +
+                  " but the server is at iteration " + std::to_string(iteration_) +
+                  "; the engine must give workers the index from iteration() with the parameters");
+    if (!momentum_.defined()) {
+      momentum_ = at::zeros_like(params);
+    } else if (!momentum_.sizes().equals(params.sizes())) {
+      throw Error("optimizer 'ormo': the momentum holds " + std::to_string(momentum_.numel()) +
+                  " values but the model has " + std::to_string(params.numel()) +
+                  "; was the checkpoint written for another model?");
+    }
+    momentum_.add_(gradient, std::pow(beta_, static_cast<double>(s)) * lr);
+    // For s = 0 the ordered coefficient is exactly 1 in floating point, so fresh gradients (and beta = 0)
+    // take the same step as ASGD, bit for bit.
+    const double coefficient =
+        vanilla_step_ ? 1.0 : (1.0 - std::pow(beta_, static_cast<double>(s + 1))) / (1.0 - beta_);
+    params.add_(gradient, -lr * coefficient);
+    if (whole_iteration || ++arrivals_ == iteration_every_) {
+      arrivals_ = 0;
+      ++iteration_;
+      momentum_.mul_(beta_);
+      params.sub_(momentum_);
+    }
+  }
+
+  State save_state() const override {
+    State state{{"iteration", at::scalar_tensor(iteration_, at::kLong)},
+                {"arrivals_in_iteration", at::scalar_tensor(arrivals_, at::kLong)}};
+    if (momentum_.defined()) state["ordered_momentum"] = momentum_.clone();
+    return state;
+  }
+
+  void load_state(const State& state) override {
+    momentum_ = at::Tensor();
+    iteration_ = arrivals_ = 0;
+    if (state.empty()) return;
+    auto need = [&](const char* name) -> const at::Tensor& {
+      auto it = state.find(name);
+      if (it == state.end() || !it->second.defined() || it->second.numel() != 1)
+        throw Error(std::string("optimizer 'ormo': the saved state lacks the counter '") + name +
+                    "'; was the checkpoint written by another optimizer?");
+      return it->second;
+    };
+    iteration_ = need("iteration").item<std::int64_t>();
+    arrivals_ = need("arrivals_in_iteration").item<std::int64_t>();
+    if (iteration_ < 0 || arrivals_ < 0 || arrivals_ >= iteration_every_)
+      throw Error("optimizer 'ormo': the saved counters (iteration " + std::to_string(iteration_) + ", " +
+                  std::to_string(arrivals_) + " arrivals in it) do not fit iteration_every = " +
+                  std::to_string(iteration_every_) + "; was the checkpoint written with another setting?");
+    auto it = state.find("ordered_momentum");
+    if (it != state.end()) momentum_ = it->second.clone();
+  }
+
+ private:
+  double beta_;
+  std::int64_t iteration_every_;
+  bool vanilla_step_;
+  at::Tensor momentum_;         // u; undefined until the first arrival (the dimension is not known before)
+  std::int64_t iteration_ = 0;  // ite
+  std::int64_t arrivals_ = 0;   // cnt
+};
+
+}  // namespace
+
+PHALANX_PLUGIN("ormo", "1.0") {
+  registrar.add_optimizer(
+      {"ormo",
+       "OrMo: ordered momentum for asynchronous SGD, gradients weighted by the iteration they were computed at",
+       {{"beta", ParamType::Double, 0.9, "momentum coefficient, below 1", 0.0, 1.0},
+        {"iteration_every", ParamType::Int, Value(),
+         "arrivals that close one iteration (auto: the number of workers, as in the paper)", 1},
+        {"vanilla_step", ParamType::Bool, false,
+         "ablation: step w <- w - lr * g on arrival instead of the ordered coefficient (u stays ordered)"}}},
+      [](const Params& p, const Context& c) {
+        const double beta = p.get_double("beta");
+        if (beta >= 1.0)
+          p.fail("beta", "must be below 1: the step (1 - beta^(s+1)) / (1 - beta) and the momentum never decay at 1");
+        const std::int64_t every = p.get_int_or("iteration_every", c.run().workers);
+        if (every < 1) p.fail("iteration_every", "the run has no workers to take it from; set it explicitly");
+        return std::make_unique<OrderedMomentum>(beta, every, p.get_bool("vanilla_step"));
+      });
+}
