@@ -264,7 +264,7 @@ int cmd_run(const Options& o) {
     if (variants.size() > 1) logger->info("[{}/{}] {}", i + 1, variants.size(), variants[i].label);
     VariantResult r{variants[i], {}, ""};
     try {
-      r.result = run_sync(specs[i], registry, dir, logger);
+      r.result = run_pipeline(specs[i], registry, dir, logger);
       if (r.result.status != "ok") ++failures;
     } catch (const Error& e) {
       write_failure_summary(dir, e.what());

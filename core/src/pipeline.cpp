@@ -19,16 +19,21 @@ ParamSpec spec(std::string name, ParamType type, Value def, std::string help, st
   return ParamSpec{std::move(name), type, std::move(def), std::move(help), min, max, std::move(choices)};
 }
 
-const Value& section(const Value& root, const std::string& key, bool required) {
-  static const Value empty = Value::map({});
+// A section of the config; a bare name stands for {name: NAME} ("attack: alie").
+Value section(const Value& root, const std::string& key, bool required) {
   const Value* v = root.find(key);
   if (!v || v->is_null()) {
     if (required)
       throw Error(at(root) + "the config has no '" + key + "' section; add one (see configs/quickstart.yaml)");
-    return empty;
+    return Value::map({});
+  }
+  if (v->type() == Value::Type::String) {
+    Value m = Value::map({{"name", *v}});
+    m.set_location(v->location());
+    return m;
   }
   if (v->type() != Value::Type::Map)
-    throw Error(at(*v) + "'" + key + "' must be a section (a map), got '" + v->to_string() + "'");
+    throw Error(at(*v) + "'" + key + "' must be a section (a map) or a plugin name, got '" + v->to_string() + "'");
   return *v;
 }
 
@@ -134,10 +139,41 @@ PipelineSpec resolve_pipeline(const Value& root, const Registry& registry) {
                                   " workers leaves no honest worker; use at most " + std::to_string(s.workers - 1));
   resolved.set("workers", workers.values());
 
-  Params engine = Params::validate({spec("name", ParamType::String, "sync", "engine", {}, {}, {"sync"})},
-                                   section(root, "engine", false), "engine");
+  const Value& engine_section = section(root, "engine", false);
+  Params engine = Params::validate(
+      {spec("name", ParamType::String, "sync", "sync: rounds of all workers; async: discrete-event simulation",
+            {}, {}, {"sync", "async"}),
+       spec("buffer", ParamType::Int, 1, "async: arrivals aggregated together before one update (1: none)", 1)},
+      engine_section, "engine", {"speed"});
   s.engine = engine.get_string("name");
-  resolved.set("engine", engine.values());
+  s.buffer = engine.get_int("buffer");
+  if (s.buffer > s.workers) engine.fail("buffer", "cannot exceed the number of workers (" + std::to_string(s.workers) + ")");
+  Value speed_section = Value::map({});
+  if (const Value* sp = engine_section.find("speed"))
+    speed_section = sp->type() == Value::Type::String ? Value::map({{"name", *sp}}) : *sp;
+  Params speed = Params::validate(
+      {spec("name", ParamType::String, "homogeneous", "worker speed model", {}, {},
+            {"homogeneous", "heterogeneous", "gamma", "trace"}),
+       spec("time", ParamType::Double, 1.0, "mean compute time of the fastest worker", 1e-9),
+       spec("spread", ParamType::Double, 0.0, "worker k takes time * (1 + k * spread)", 0.0),
+       spec("slow_fraction", ParamType::Double, 0.0, "fraction of workers (the first ones) that are slow", 0.0, 1.0),
+       spec("slow_factor", ParamType::Double, 1.0, "how many times slower the slow workers are", 1.0),
+       spec("shape", ParamType::Double, 100.0, "gamma: shape of the per-step Gamma(shape, 1/shape) factor", 1e-6),
+       spec("file", ParamType::String, "", "trace: file whose line k lists worker k's compute times")},
+      speed_section, "engine.speed");
+  s.speed = {speed.get_string("name"),          speed.get_double("time"),  speed.get_double("spread"),
+             speed.get_double("slow_fraction"), speed.get_double("slow_factor"), speed.get_double("shape"),
+             speed.get_string("file")};
+  if (s.speed.name == "trace" && s.speed.file.empty())
+    speed.fail("file", "the trace speed model needs a file (line k: worker k's compute times)");
+  if (s.speed.name == "trace") {
+    std::filesystem::path f = s.speed.file;
+    if (f.is_relative() && !s.source.empty()) f = std::filesystem::path(s.source).parent_path() / f;
+    s.speed.file = f.lexically_normal().string();
+  }
+  Value engine_resolved = engine.values();
+  engine_resolved.set("speed", speed.values());
+  resolved.set("engine", engine_resolved);
 
   // data (+ partition)
   const Value& data = section(root, "data", true);

@@ -18,7 +18,8 @@ namespace fs = std::filesystem;
 const std::vector<std::string>& metrics_columns() {
   static const std::vector<std::string> columns{"step",      "epoch",     "gradients",     "wall_time",
                                                 "lr",        "train_loss", "test_loss",    "test_accuracy",
-                                                "nonfinite_messages"};
+                                                "nonfinite_messages", "sim_time", "staleness_mean",
+                                                "staleness_max"};
   return columns;
 }
 
@@ -31,7 +32,10 @@ std::vector<std::pair<std::string, double>> metrics_fields(const MetricsRow& r) 
           {"train_loss", r.train_loss},
           {"test_loss", r.test_loss},
           {"test_accuracy", r.test_accuracy},
-          {"nonfinite_messages", static_cast<double>(r.nonfinite_messages)}};
+          {"nonfinite_messages", static_cast<double>(r.nonfinite_messages)},
+          {"sim_time", r.sim_time},
+          {"staleness_mean", r.staleness_mean},
+          {"staleness_max", static_cast<double>(r.staleness_max)}};
 }
 
 std::string format_number(double x) {

@@ -61,6 +61,10 @@ class PHALANX_EXPORT Optimizer : public Stateful {
   virtual void apply(at::Tensor& params, const at::Tensor& update, const Arrival& arrival, double lr) = 0;
   /// The parameters sent to `worker` (look-ahead methods send something else than `params`).
   virtual at::Tensor params_for_worker(const at::Tensor& params, std::int64_t worker) const;
+  /// The server's iteration index, sent to workers with the parameters and returned in
+  /// Arrival::computed_at. -1 (the default) lets the engine count every apply() as one iteration;
+  /// rules with their own notion (OrMo closes an iteration every K arrivals) return it here.
+  virtual std::int64_t iteration() const { return -1; }
 };
 
 }  // namespace phalanx

@@ -28,6 +28,17 @@ struct ScheduleSpec {
   double min_lr = 0.0;            // cosine floor
 };
 
+/// Simulated compute time of workers (engine.speed).
+struct SpeedSpec {
+  std::string name = "homogeneous";  // homogeneous | heterogeneous | gamma | trace
+  double time = 1.0;                 // mean compute time of the fastest worker
+  double spread = 0.0;               // heterogeneous/gamma: worker k takes time * (1 + k * spread)
+  double slow_fraction = 0.0;        // ... and the first round(slow_fraction * n) workers are
+  double slow_factor = 1.0;          //     slow_factor times slower
+  double shape = 100.0;              // gamma: each step's time is base * Gamma(shape, 1 / shape)
+  std::string file;                  // trace: line k holds worker k's times, cycled
+};
+
 /// How many steps a run takes: exactly one of the three is set in the config.
 struct BudgetSpec {
   std::string unit = "steps";  // steps | epochs | gradients
@@ -41,6 +52,8 @@ struct PipelineSpec {
   std::int64_t workers = 8;
   std::int64_t byzantine = 0;
   std::string engine = "sync";
+  std::int64_t buffer = 1;  // async: arrivals aggregated together (1: apply each arrival)
+  SpeedSpec speed;
 
   PluginChoice data, model, optimizer, aggregator, attack;
   std::vector<PluginChoice> preaggregators;

@@ -27,6 +27,9 @@ struct MetricsRow {
   double test_loss = 0;
   double test_accuracy = 0;
   std::int64_t nonfinite_messages = 0;  // messages holding NaN/Inf received so far
+  double sim_time = 0;                  // simulated time (speed model)
+  double staleness_mean = 0;            // of the updates since the previous row (0 when synchronous)
+  std::int64_t staleness_max = 0;
 };
 
 const std::vector<std::string>& metrics_columns();

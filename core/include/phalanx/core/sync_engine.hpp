@@ -28,7 +28,11 @@ struct RunResult {
 /// aggregator that cannot tolerate b of n) fail before anything runs. Used by `phalanx validate`.
 void check_plugins(const PipelineSpec& spec, const Registry& registry);
 
-/// Runs `spec`; writes into `out_dir` when it is non-empty. Errors in plugins or data end the run with
+/// Runs `spec` with the engine it names (engine.name: sync or async).
+RunResult run_pipeline(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
+                       std::shared_ptr<spdlog::logger> logger);
+
+/// Runs `spec` in synchronous rounds; writes into `out_dir` when it is non-empty. Errors in plugins or data end the run with
 /// a phalanx::Error; divergence (non-finite parameters) ends it with status "diverged".
 RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
                    std::shared_ptr<spdlog::logger> logger);

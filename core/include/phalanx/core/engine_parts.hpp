@@ -1,0 +1,113 @@
+// Pieces both simulation engines are built from: the plugins of a run with their contexts, each worker's
+// stream of mini-batches, worker speed models, shape checks and the metrics bookkeeping.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <spdlog/logger.h>
+
+#include "phalanx/core/flat_model.hpp"
+#include "phalanx/core/pipeline.hpp"
+#include "phalanx/core/registry.hpp"
+#include "phalanx/core/run_output.hpp"
+#include "phalanx/data.hpp"
+
+namespace phalanx::core {
+
+struct RunResult;
+
+/// The plugins of one run, each with its own Context. Objects created by a plugin are destroyed before
+/// the plugin that created them (worker rules before the optimizer).
+struct EnginePlugins {
+  std::vector<std::unique_ptr<RunContext>> contexts;
+  std::shared_ptr<Optimizer> optimizer;
+  std::vector<std::unique_ptr<WorkerRule>> worker_rules;
+  std::shared_ptr<Aggregator> aggregator;
+  std::vector<std::shared_ptr<PreAggregator>> preaggregators;
+  std::shared_ptr<Attack> attack;
+
+  EnginePlugins() = default;
+  EnginePlugins(EnginePlugins&&) = default;
+  ~EnginePlugins() { worker_rules.clear(); }
+};
+
+RunInfo run_info(const PipelineSpec& spec, const std::string& out_dir);
+EnginePlugins make_plugins(const PipelineSpec& spec, const Registry& registry, const RunInfo& info,
+                           std::shared_ptr<spdlog::logger> logger);
+/// Loads and checks the data set.
+Dataset load_data(const PipelineSpec& spec, const Registry& registry, const RunInfo& info,
+                  std::shared_ptr<spdlog::logger> logger);
+/// Builds the model after seeding LibTorch's generator from the run seed.
+std::unique_ptr<FlatModel> build_model(const PipelineSpec& spec, const Registry& registry, const RunInfo& info,
+                                       const Dataset& data, std::shared_ptr<spdlog::logger> logger);
+
+/// Throws an Error naming `who` unless `t` is a float32 tensor of exactly `shape`.
+void require_shape(const at::Tensor& t, at::IntArrayRef shape, const std::string& who);
+
+/// Aggregates `rows` with the pre-aggregators and the aggregator, checking every shape.
+at::Tensor aggregate_rows(const PipelineSpec& spec, EnginePlugins& plugins, at::Tensor rows);
+
+/// One worker's view of its partition: an endless sequence of mini-batches, reshuffled every pass.
+class BatchStream {
+ public:
+  BatchStream(at::Tensor indices, std::uint64_t seed);
+  at::Tensor next(std::int64_t batch);
+
+ private:
+  void reshuffle();
+  at::Tensor indices_;
+  std::mt19937_64 rng_;
+  std::vector<std::int64_t> order_;
+  std::size_t cursor_ = 0;
+};
+
+std::vector<BatchStream> make_streams(const PipelineSpec& spec, const Dataset& data);
+
+/// Simulated compute time of each worker's next gradient (engine.speed).
+class SpeedModel {
+ public:
+  SpeedModel(const SpeedSpec& spec, std::int64_t workers, std::uint64_t seed);
+  /// Time worker `k` needs for its next gradient (> 0).
+  double next(std::int64_t k);
+
+ private:
+  SpeedSpec spec_;
+  std::vector<double> base_;                // per-worker mean time
+  std::vector<std::vector<double>> trace_;  // per-worker times from the trace file, cycled
+  std::vector<std::size_t> trace_pos_;
+  std::mt19937_64 rng_;
+};
+
+/// Training-loss and staleness accumulators between evaluations, and the evaluation itself.
+class MetricsTracker {
+ public:
+  MetricsTracker(const PipelineSpec& spec, const Dataset& data, FlatModel& model, RunOutput* output,
+                 std::shared_ptr<spdlog::logger> logger, std::int64_t total_steps);
+  void add_train_loss(double loss);
+  void add_staleness(std::int64_t staleness);
+  void add_nonfinite(std::int64_t count) { nonfinite_ += count; }
+  /// Evaluates the model's current parameters and writes one row.
+  void evaluate(std::int64_t step, std::int64_t gradients, double samples, double lr, double sim_time,
+                RunResult& result);
+
+ private:
+  const PipelineSpec& spec_;
+  const Dataset& data_;
+  FlatModel& model_;
+  RunOutput* output_;
+  std::shared_ptr<spdlog::logger> logger_;
+  std::int64_t total_steps_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  double loss_sum_ = 0;
+  std::int64_t loss_count_ = 0;
+  double staleness_sum_ = 0;
+  std::int64_t staleness_count_ = 0, staleness_max_ = 0;
+  std::int64_t nonfinite_ = 0;
+};
+
+}  // namespace phalanx::core

@@ -1,0 +1,186 @@
+#include "phalanx/core/async_engine.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <queue>
+#include <tuple>
+
+#include <ATen/ATen.h>
+
+#include "phalanx/core/engine_parts.hpp"
+#include "phalanx/core/threads.hpp"
+#include "phalanx/core/training_parts.hpp"
+#include "phalanx/error.hpp"
+#include "phalanx/tensor_checks.hpp"
+
+namespace phalanx::core {
+
+namespace {
+
+// A gradient in flight: delivered at `time` by `worker`. Ordered by time, then worker id, so the
+// simulation is deterministic even when two workers finish at the same instant.
+struct Delivery {
+  double time;
+  std::int64_t worker;
+  bool operator>(const Delivery& o) const { return std::tie(time, worker) > std::tie(o.time, o.worker); }
+};
+
+}  // namespace
+
+RunResult run_async(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
+                    std::shared_ptr<spdlog::logger> logger) {
+  set_compute_threads(static_cast<int>(spec.threads));
+  std::unique_ptr<RunOutput> output;
+  if (!out_dir.empty()) {
+    output = std::make_unique<RunOutput>(out_dir);
+    output->write_config(spec.resolved);
+  }
+  RunInfo info = run_info(spec, out_dir);
+  Dataset data = load_data(spec, registry, info, logger);
+  std::vector<BatchStream> streams = make_streams(spec, data);
+  std::unique_ptr<FlatModel> model = build_model(spec, registry, info, data, logger);
+  const std::int64_t d = model->dimension(), K = spec.workers, h = spec.honest();
+  info.dimension = d;
+  // One arrival is one mini-batch gradient: a budget of epochs or gradients fixes the number of arrivals
+  // (the same for every method), and the number of server updates follows from the buffer size.
+  const std::int64_t total_arrivals = spec.budget.unit == "steps"
+                                          ? spec.budget.amount * spec.buffer
+                                          : budget_steps(spec.budget, data.train_x.size(0), 1, 1, spec.batch_size);
+  const std::int64_t total_steps = std::max<std::int64_t>(1, total_arrivals / spec.buffer);
+  info.total_steps = total_steps;
+  EnginePlugins plugins = make_plugins(spec, registry, info, logger);
+  SpeedModel speed(spec.speed, K, derive_seed(spec.seed, "speed"));
+  if (logger)
+    logger->info("run '{}' (async): {} workers ({} Byzantine), model {} with d = {}, {} updates of {} arrival(s), "
+                 "batch {}, speed model {}", spec.name, K, spec.byzantine, spec.model.name, d, total_steps, spec.buffer,
+                 spec.batch_size, spec.speed.name);
+
+  RunResult result;
+  result.total_steps = total_steps;
+  MetricsTracker metrics(spec, data, *model, output.get(), logger, total_steps);
+
+  // The server's parameters; model->params() is scratch space where workers' gradients are computed.
+  at::Tensor server = model->params().clone();
+  std::int64_t updates = 0, arrivals = 0, honest_arrivals = 0;
+  auto current_index = [&] {
+    const std::int64_t own = plugins.optimizer->iteration();
+    return own >= 0 ? own : updates;
+  };
+  double lr = learning_rate(spec.schedule, spec.lr, 0, total_steps);
+
+  // Per worker: the message it will deliver and the index of the parameters it was computed at. O(K d)
+  // memory, allocated once.
+  at::Tensor pending = at::empty({K, d}, at::kFloat);
+  std::vector<std::int64_t> pulled(K, 0);
+  std::priority_queue<Delivery, std::vector<Delivery>, std::greater<>> events;
+  auto start_work = [&](std::int64_t k, double now) {
+    pulled[k] = current_index();
+    model->params().copy_(plugins.optimizer->params_for_worker(server, k));
+    at::Tensor batch = streams[k].next(spec.batch_size);
+    at::Tensor x = data.train_x.index_select(0, batch);
+    at::Tensor y = data.train_y.index_select(0, batch);
+    const bool byzantine = k >= h;
+    if (byzantine) y = plugins.attack->poison_labels(y, data.classes);
+    auto [loss, gradient] = model->loss_and_gradient(x, y);
+    if (!byzantine) metrics.add_train_loss(loss);
+    if (spec.weight_decay > 0) gradient.add_(model->params(), spec.weight_decay);
+    at::Tensor message = plugins.worker_rules[k]->message(gradient, pulled[k]);
+    require_shape(message, {d}, "optimizer '" + spec.optimizer.name + "' worker rule");
+    pending[k].copy_(message);
+    events.push({now + speed.next(k), k});
+  };
+  for (std::int64_t k = 0; k < K; ++k) start_work(k, 0.0);
+
+  // The buffer of arrivals waiting to be aggregated (engine.buffer > 1).
+  at::Tensor buffer = at::empty({spec.buffer, d}, at::kFloat);
+  std::vector<std::int64_t> buffer_workers;
+  at::Tensor last_honest = at::zeros({1, d});
+  double now = 0;
+
+  // Byzantine rows of `rows` (flagged by `byzantine`) are rewritten by the attack, which sees the honest
+  // rows of the same batch (or the last honest message when there is none).
+  auto attack_rows = [&](at::Tensor rows, const std::vector<std::int64_t>& workers) {
+    std::vector<std::int64_t> honest_idx, byz_idx;
+    for (std::size_t i = 0; i < workers.size(); ++i) (workers[i] >= h ? byz_idx : honest_idx).push_back(i);
+    if (byz_idx.empty()) return;
+    at::Tensor hi = at::tensor(honest_idx, at::kLong), bi = at::tensor(byz_idx, at::kLong);
+    AttackRound round{honest_idx.empty() ? last_honest : rows.index_select(0, hi), rows.index_select(0, bi),
+                      updates};
+    at::Tensor crafted = plugins.attack->craft(round);
+    require_shape(crafted, {static_cast<std::int64_t>(byz_idx.size()), d}, "attack '" + spec.attack.name + "'");
+    rows.index_copy_(0, bi, crafted);
+  };
+
+  while (updates < total_steps) {
+    Delivery next = events.top();
+    events.pop();
+    now = next.time;
+    const std::int64_t k = next.worker;
+    ++arrivals;
+    if (k < h) {
+      ++honest_arrivals;
+      last_honest.copy_(pending[k].unsqueeze(0));
+    }
+    lr = learning_rate(spec.schedule, spec.lr, updates, total_steps);
+    bool applied = false;
+    if (spec.buffer == 1) {
+      at::Tensor message = pending.narrow(0, k, 1).clone();
+      attack_rows(message, {k});
+      // No aggregator stands between a single arrival and the model: the server refuses non-finite
+      // messages itself (counted in nonfinite_messages) instead of letting one poison the parameters.
+      if (count_nonfinite_rows(message)) {
+        metrics.add_nonfinite(1);
+      } else {
+        Arrival arrival{k, pulled[k], current_index(), now};
+        metrics.add_staleness(arrival.staleness());
+        plugins.optimizer->apply(server, message[0], arrival, lr);
+        applied = true;
+      }
+    } else {
+      buffer[static_cast<std::int64_t>(buffer_workers.size())].copy_(pending[k]);
+      buffer_workers.push_back(k);
+      metrics.add_staleness(current_index() - pulled[k]);
+      if (static_cast<std::int64_t>(buffer_workers.size()) == spec.buffer) {
+        at::Tensor rows = buffer.clone();
+        attack_rows(rows, buffer_workers);
+        metrics.add_nonfinite(count_nonfinite_rows(rows));
+        at::Tensor update = aggregate_rows(spec, plugins, rows);
+        if (!at::isfinite(update).all().item<bool>()) {
+          result.status = "diverged";
+          result.message = "aggregator '" + spec.aggregator.name + "' produced a non-finite update at update " +
+                           std::to_string(updates);
+          break;
+        }
+        Arrival arrival{-1, current_index(), current_index(), now};
+        plugins.optimizer->apply(server, update, arrival, lr);
+        buffer_workers.clear();
+        applied = true;
+      }
+    }
+    if (applied) {
+      ++updates;
+      if (!at::isfinite(server).all().item<bool>()) {
+        result.status = "diverged";
+        result.message = "parameters became non-finite at update " + std::to_string(updates) +
+                         "; lower optimizer.lr or use a robust aggregator";
+        break;
+      }
+      if (updates % spec.eval_every == 0 || updates == total_steps) {
+        model->params().copy_(server);
+        metrics.evaluate(updates, honest_arrivals * spec.batch_size,
+                         static_cast<double>(arrivals * spec.batch_size), lr, now, result);
+      }
+    } else if (spec.buffer == 1 && arrivals >= 4 * total_arrivals) {
+      result.status = "failed";
+      result.message = "almost every message was refused as non-finite; the run cannot make progress";
+      break;
+    }
+    if (updates < total_steps) start_work(k, now);
+  }
+  if (result.status != "ok" && logger) logger->warn("{}", result.message);
+  if (output) output->write_summary(result.status, result.message, result.has_last ? &result.last : nullptr,
+                                    total_steps);
+  return result;
+}
+
+}  // namespace phalanx::core

@@ -1,0 +1,149 @@
+// The asynchronous discrete-event engine: determinism, staleness and simulated time, equivalence with the
+// synchronous engine for one worker, Byzantine pushes with and without a buffer, speed models.
+#include "phalanx/core/async_engine.hpp"
+
+#include <ATen/ATen.h>
+
+#include "phalanx/core/config.hpp"
+#include "phalanx/core/engine_parts.hpp"
+#include "phalanx/core/pipeline.hpp"
+#include "support.hpp"
+
+namespace phalanx::test {
+namespace {
+
+const char* kAsync = R"(name: async
+seed: 3
+data: {name: synthetic, train_size: 800, test_size: 200, features: 10, classes: 3}
+model: {name: mlp, hidden: [16]}
+workers: {count: 6}
+engine: {name: async, speed: {name: gamma, shape: 4, spread: 0.5}}
+optimizer: {name: sgd, lr: 0.05}
+training: {batch_size: 8, budget: {steps: 120}, eval_every: 40}
+)";
+
+core::PipelineSpec spec(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
+  Value root = core::parse_yaml(yaml, "async.yaml");
+  for (const auto& o : overrides) core::apply_override(root, o);
+  return core::resolve_pipeline(root, builtin_registry());
+}
+
+std::string metrics_without_wall_time(const std::string& dir) {
+  std::string out;
+  std::stringstream in(read_file(dir + "/metrics.jsonl"));
+  for (std::string line; std::getline(in, line);) {
+    auto start = line.find("\"wall_time\"");
+    out += line.substr(0, start) + line.substr(line.find(',', start) + 1) + "\n";
+  }
+  return out;
+}
+
+TEST(AsyncEngine, SameSeedGivesIdenticalMetrics) {
+  const std::string a = temp_dir("async_det_a"), b = temp_dir("async_det_b");
+  core::run_async(spec(kAsync), builtin_registry(), a, nullptr);
+  core::run_async(spec(kAsync), builtin_registry(), b, nullptr);
+  EXPECT_EQ(metrics_without_wall_time(a), metrics_without_wall_time(b));
+  EXPECT_NE(metrics_without_wall_time(a), "");
+}
+
+TEST(AsyncEngine, HomogeneousWorkersAreStaleByKMinusOne) {
+  // K equal workers deliver in turn: after the first round every gradient is K - 1 updates old, and the
+  // simulated clock advances by one compute time per K updates.
+  core::RunResult r = core::run_async(
+      spec(kAsync, {"engine.speed={name: homogeneous, time: 2.0}", "training.eval_every=60"}), builtin_registry(), "",
+      nullptr);
+  EXPECT_EQ(r.last.step, 120);
+  EXPECT_EQ(r.last.staleness_max, 5);
+  EXPECT_DOUBLE_EQ(r.last.staleness_mean, 5.0);  // the second window has no warm-up
+  EXPECT_DOUBLE_EQ(r.last.sim_time, 2.0 * 120 / 6);
+  EXPECT_EQ(r.last.gradients, 120 * 8);
+}
+
+TEST(AsyncEngine, SlowWorkersMakeStalerGradients) {
+  core::RunResult even = core::run_async(spec(kAsync, {"engine.speed=homogeneous"}), builtin_registry(), "", nullptr);
+  core::RunResult slow = core::run_async(
+      spec(kAsync, {"engine.speed={name: heterogeneous, slow_fraction: 0.34, slow_factor: 8}"}), builtin_registry(), "",
+      nullptr);
+  EXPECT_GT(slow.last.staleness_max, 3 * even.last.staleness_max);
+}
+
+TEST(AsyncEngine, OneWorkerEqualsTheSynchronousEngine) {
+  // With K = 1 nothing is ever stale: the asynchronous run is plain SGD, step for step the same as the
+  // synchronous engine with one worker (same data stream, same model initialisation).
+  const std::vector<std::string> one{"workers.count=1", "engine.speed=homogeneous"};
+  core::RunResult a = core::run_async(spec(kAsync, one), builtin_registry(), "", nullptr);
+  core::PipelineSpec sync_spec = spec(kAsync, {"workers.count=1", "engine={name: sync}"});
+  core::RunResult s = core::run_sync(sync_spec, builtin_registry(), "", nullptr);
+  EXPECT_EQ(a.last.step, s.last.step);
+  EXPECT_EQ(a.last.test_loss, s.last.test_loss);
+  EXPECT_EQ(a.last.test_accuracy, s.last.test_accuracy);
+  EXPECT_EQ(a.last.staleness_max, 0);
+}
+
+TEST(AsyncEngine, TwoHundredFiftySixWorkersRun) {
+  core::RunResult r = core::run_async(spec(kAsync, {"workers.count=256", "training.budget.steps=600"}),
+                                      builtin_registry(), "", nullptr);
+  EXPECT_EQ(r.status, "ok");
+  EXPECT_EQ(r.last.step, 600);
+  EXPECT_GT(r.last.staleness_max, 200);
+}
+
+TEST(AsyncEngine, BufferedRobustAggregationSurvivesBitflipping) {
+  core::RunResult r = core::run_async(
+      spec(kAsync, {"workers={count: 7, byzantine: 2}", "engine.buffer=7", "aggregator={name: cm}",
+                    "attack={name: bitflip, scale: 10}", "training.budget.steps=60", "training.eval_every=20"}),
+      builtin_registry(), "", nullptr);
+  EXPECT_EQ(r.status, "ok");
+  EXPECT_EQ(r.last.step, 60);
+  EXPECT_GT(r.last.test_accuracy, 0.6);
+}
+
+TEST(AsyncEngine, UnbufferedServerRefusesNonFiniteMessages) {
+  core::RunResult r = core::run_async(spec(kAsync, {"workers={count: 6, byzantine: 2}", "attack=nan"}),
+                                      builtin_registry(), "", nullptr);
+  EXPECT_EQ(r.status, "ok");
+  EXPECT_GT(r.last.nonfinite_messages, 0);
+  EXPECT_TRUE(std::isfinite(r.last.test_loss));
+}
+
+TEST(SpeedModel, TraceFileIsCycledAndCheckedPerLine) {
+  const std::string dir = temp_dir("trace");
+  write_file(dir + "/t.txt", "# one line per worker\n1 2\n3\n");
+  core::SpeedSpec s;
+  s.name = "trace";
+  s.file = dir + "/t.txt";
+  core::SpeedModel model(s, 2, 1);
+  EXPECT_EQ(model.next(0), 1);
+  EXPECT_EQ(model.next(0), 2);
+  EXPECT_EQ(model.next(0), 1);
+  EXPECT_EQ(model.next(1), 3);
+  EXPECT_ERROR_WITH(core::SpeedModel(s, 3, 1), "has times for 2 workers, the run has 3");
+  write_file(dir + "/t.txt", "1 -2\n");
+  EXPECT_ERROR_WITH(core::SpeedModel(s, 1, 1), "t.txt:1", "'-2' is not a positive compute time");
+}
+
+TEST(SpeedModel, HeterogeneousSpreadAndSlowFraction) {
+  core::SpeedSpec s;
+  s.name = "heterogeneous";
+  s.spread = 0.5;
+  s.slow_fraction = 0.25;
+  s.slow_factor = 4;
+  core::SpeedModel model(s, 4, 1);
+  EXPECT_DOUBLE_EQ(model.next(0), 4.0);  // slow worker: 1 * (1 + 0) * 4
+  EXPECT_DOUBLE_EQ(model.next(1), 1.5);
+  EXPECT_DOUBLE_EQ(model.next(3), 2.5);
+}
+
+TEST(SpeedModel, GammaHasTheRequestedMean) {
+  core::SpeedSpec s;
+  s.name = "gamma";
+  s.shape = 100;
+  s.time = 2;
+  core::SpeedModel model(s, 1, 7);
+  double sum = 0;
+  for (int i = 0; i < 4000; ++i) sum += model.next(0);
+  EXPECT_NEAR(sum / 4000, 2.0, 0.02);
+}
+
+}  // namespace
+}  // namespace phalanx::test
