@@ -238,7 +238,8 @@ std::string write_report(const std::string& dir, const ReportOptions& options) {
     std::string label;
     for (std::size_t k = 0; k < key.size(); ++k) {
       md << " " << key[k] << " |";
-      label += (label.empty() ? "" : ", ") + cell_columns[k] + "=" + key[k];
+      const std::string& column = cell_columns[k];
+      label += (label.empty() ? "" : ", ") + column.substr(column.rfind('.') + 1) + "=" + key[k];
     }
     for (const auto& v : *best_key) md << " " << v << " |";
     md << " " << format_stats(best_acc, 100.0, 2) << " | " << format_stats(stats(loss), 1.0, 4) << " | "
@@ -269,7 +270,9 @@ std::string write_report(const std::string& dir, const ReportOptions& options) {
       }
     }
     std::ofstream script(plot_dir + "/plots.gp");
-    script << "set terminal pngcairo size 900,600\nset grid\nset key outside right\n";
+    script << "set terminal pngcairo size 1000,"
+           << 600 + 16 * ((curves.size() + 1) / 2) << " noenhanced\nset grid\nset key below left Left reverse maxrows "
+           << (curves.size() + 1) / 2 << "\nset format x '%.1s%c'\n";
     struct Plot {
       const char* file;
       int x, y;
@@ -283,7 +286,7 @@ std::string write_report(const std::string& dir, const ReportOptions& options) {
              << p.ylabel << "'\n" << (p.y == 4 ? "set logscale y\n" : "unset logscale y\n") << "plot ";
       for (std::size_t c = 0; c < curves.size(); ++c)
         script << (c ? ", " : "") << "'" << plot_dir << "/curve" << c << ".dat' using " << p.x << ":" << p.y
-               << " with lines lw 2 title '" << curves[c].label << "'";
+               << " with lines lw 2 dt " << 1 + c / 8 << " title '" << curves[c].label << "'";
       script << "\n";
     }
     script.close();
