@@ -87,3 +87,51 @@ TEST(CoordinateSort, RejectsImpossibleTrim) {
 
 }  // namespace
 }  // namespace phalanx::test
+
+namespace phalanx::test {
+namespace {
+
+// Rows 0, 1, 3, 10 on a line: squared distances d01 = 1, d02 = 9, d03 = 100, d12 = 4, d13 = 81, d23 = 49.
+TEST(Distances, KrumOrderMatchesHandComputedScores) {
+  at::Tensor d = pairwise_squared_distances(at::tensor({0.f, 1.f, 3.f, 10.f}).reshape({4, 1}));
+  // neighbours 2: scores 1 + 9 = 10, 1 + 4 = 5, 4 + 9 = 13, 49 + 81 = 130.
+  EXPECT_TRUE(at::equal(krum_order(d, 2), at::tensor({1, 0, 2, 3}, at::kLong)));
+  // neighbours 1: rows 0 and 1 tie at 1; the next nearest distance (9 against 4) puts row 1 first.
+  EXPECT_TRUE(at::equal(krum_order(d, 1), at::tensor({1, 0, 2, 3}, at::kLong)));
+}
+
+TEST(Distances, KrumOrderBreaksTiesByNextNearestThenIndex) {
+  // Rows 0, 1, 2: every score is 1 with one neighbour; next nearest 4, 1, 4: row 1, then rows 0 and 2.
+  at::Tensor d = pairwise_squared_distances(at::tensor({2.f, 1.f, 0.f}).reshape({3, 1}));
+  EXPECT_TRUE(at::equal(krum_order(d, 1), at::tensor({1, 0, 2}, at::kLong)));
+}
+
+TEST(Distances, KrumOrderPutsNonFiniteRowsLast) {
+  // Rows NaN, 0, 1, 3: scores inf, 1, 1, 4 with one neighbour; rows 1 and 2 tie, next nearest 9 against 4.
+  at::Tensor d = pairwise_squared_distances(at::tensor({NAN, 0.f, 1.f, 3.f}).reshape({4, 1}));
+  EXPECT_TRUE(at::equal(krum_order(d, 1), at::tensor({2, 1, 3, 0}, at::kLong)));
+  EXPECT_TRUE(at::equal(krum_order(at::zeros({1, 1}, at::kDouble), 1), at::tensor({0}, at::kLong)));
+  EXPECT_ERROR_WITH(krum_order(d, 4), "4 neighbours among 4 rows");
+}
+
+// Column 0: 14, 0, 3, 1, 2 (sorted 0 1 2 3 14: median 2, mean 4, trimmed mean with trim 1 = 2).
+// Column 1: -100, 0, 6, 7, 8 (median 6, mean -15.8).
+TEST(CoordinateSort, MeanClosestToTheCentre) {
+  at::Tensor rows = at::tensor({14.f, -100.f, 0.f, 0.f, 3.f, 6.f, 1.f, 7.f, 2.f, 8.f}).reshape({5, 2});
+  // Median, 2 values: column 0 windows {1, 2} and {2, 3} tie at 1, the lower one wins: 1.5; column 1 {6, 7}.
+  EXPECT_TRUE(at::allclose(coordinate_mean_closest_to(rows, 2, ColumnCentre::Median), at::tensor({1.5f, 6.5f})));
+  // Trimmed mean with trim 0 (the mean): column 0 nearest to 4 is {2, 3}; column 1 nearest to -15.8 is {0, 6}.
+  EXPECT_TRUE(at::allclose(coordinate_mean_closest_to(rows, 2, ColumnCentre::TrimmedMean, 0),
+                           at::tensor({2.5f, 3.0f})));
+  // Trimmed mean with trim 1: column 0 centre (1 + 2 + 3) / 3 = 2, 3 values {1, 2, 3}; column 1 centre 13/3,
+  // 3 values {6, 7, 8} (farther end 3.67) beat {0, 6, 7} (4.33).
+  EXPECT_TRUE(at::allclose(coordinate_mean_closest_to(rows, 3, ColumnCentre::TrimmedMean, 1),
+                           at::tensor({2.0f, 7.0f})));
+  // All values: the plain mean.
+  EXPECT_TRUE(at::allclose(coordinate_mean_closest_to(rows, 5, ColumnCentre::Median), rows.mean(0)));
+  EXPECT_ERROR_WITH(coordinate_mean_closest_to(rows, 0, ColumnCentre::Median), "cannot keep 0 of 5");
+  EXPECT_ERROR_WITH(coordinate_mean_closest_to(rows, 2, ColumnCentre::TrimmedMean, 3), "cannot drop 3");
+}
+
+}  // namespace
+}  // namespace phalanx::test

@@ -5,7 +5,7 @@
 //   out      = x_{i*} with i* = argmin_i score(i)
 //
 // Needs n >= 2f + 3, refused otherwise. The distances come from one Gram matrix
-// (phalanx::pairwise_squared_distances), not from per-pair loops.
+// (phalanx::pairwise_squared_distances), ranked by phalanx::krum_order, not from per-pair loops.
 //
 // Rows holding NaN or Inf are dropped first (they are infinitely far from every other row, so they never
 // win and are never a finite row's neighbour); each one dropped is one of the f Byzantine rows, so the
@@ -19,10 +19,7 @@
 // |-----------|----------------------------|-----------------------------------------|
 // | f         | number of Byzantine workers | Byzantine rows the rule must tolerate |
 #include <algorithm>
-#include <limits>
-#include <numeric>
 #include <string>
-#include <vector>
 
 #include <ATen/ATen.h>
 
@@ -33,35 +30,6 @@
 namespace {
 
 using namespace phalanx;
-
-// Squared distances among the rows listed in `index`, made exactly symmetric so that two rows see the same
-// distance to each other.
-at::Tensor distances_among(const at::Tensor& inputs, const at::Tensor& index) {
-  at::Tensor dist = pairwise_squared_distances(inputs);
-  if (index.numel() < inputs.size(0)) dist = dist.index_select(0, index).index_select(1, index);
-  return dist.add(dist.t()).mul_(0.5);
-}
-
-// Rows of `dist` ([r, r], r >= 2) ordered by Krum score (the sum of the k smallest distances to other rows),
-// best first, ties broken by the next nearest distances.
-std::vector<std::int64_t> krum_order(const at::Tensor& dist, std::int64_t k) {
-  const std::int64_t r = dist.size(0);
-  at::Tensor others = dist.clone();
-  others.fill_diagonal_(std::numeric_limits<double>::infinity());
-  at::Tensor nearest = std::get<0>(others.sort(1)).contiguous();  // row i: distances to the others, ascending
-  at::Tensor score = nearest.narrow(1, 0, k).sum(1).contiguous();
-  auto s = score.accessor<double, 1>();
-  auto near = nearest.accessor<double, 2>();
-  std::vector<std::int64_t> order(r);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) {
-    if (s[a] != s[b]) return s[a] < s[b];
-    for (std::int64_t j = k; j < r - 1; ++j)
-      if (near[a][j] != near[b][j]) return near[a][j] < near[b][j];
-    return false;
-  });
-  return order;
-}
 
 class Krum : public Aggregator {
  public:
@@ -74,7 +42,8 @@ class Krum : public Aggregator {
     if (n == 1) return inputs[index[0].item<std::int64_t>()].clone();
     const std::int64_t f = std::max<std::int64_t>(0, f_ - (inputs.size(0) - n));
     const std::int64_t k = std::clamp<std::int64_t>(n - f - 2, 1, n - 1);
-    const std::int64_t best = krum_order(distances_among(inputs, index), k).front();
+    at::Tensor dist = pairwise_squared_distances(inputs).index_select(0, index).index_select(1, index);
+    const std::int64_t best = krum_order(dist, k)[0].item<std::int64_t>();
     return inputs[index[best].item<std::int64_t>()].clone();
   }
 

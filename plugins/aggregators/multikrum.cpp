@@ -6,7 +6,7 @@
 //   out      = (1/m) sum of the m rows with the lowest scores        (m = n - f by default)
 //
 // Needs n >= 2f + 3 and 1 <= m <= n - f, refused otherwise. m = 1 is Krum. The distances come from one Gram
-// matrix (phalanx::pairwise_squared_distances), not from per-pair loops.
+// matrix (phalanx::pairwise_squared_distances), ranked by phalanx::krum_order, not from per-pair loops.
 //
 // Rows holding NaN or Inf are dropped first (infinitely far from every other row, they would score worst);
 // each one dropped is one of the f Byzantine rows, so the remaining n' rows use f' = max(0, f - dropped),
@@ -21,11 +21,8 @@
 // | f         | number of Byzantine workers | Byzantine rows the rule must tolerate |
 // | m         | n - f                      | rows averaged                           |
 #include <algorithm>
-#include <limits>
-#include <numeric>
 #include <optional>
 #include <string>
-#include <vector>
 
 #include <ATen/ATen.h>
 
@@ -36,35 +33,6 @@
 namespace {
 
 using namespace phalanx;
-
-// Squared distances among the rows listed in `index`, made exactly symmetric so that two rows see the same
-// distance to each other.
-at::Tensor distances_among(const at::Tensor& inputs, const at::Tensor& index) {
-  at::Tensor dist = pairwise_squared_distances(inputs);
-  if (index.numel() < inputs.size(0)) dist = dist.index_select(0, index).index_select(1, index);
-  return dist.add(dist.t()).mul_(0.5);
-}
-
-// Rows of `dist` ([r, r], r >= 2) ordered by Krum score (the sum of the k smallest distances to other rows),
-// best first, ties broken by the next nearest distances.
-std::vector<std::int64_t> krum_order(const at::Tensor& dist, std::int64_t k) {
-  const std::int64_t r = dist.size(0);
-  at::Tensor others = dist.clone();
-  others.fill_diagonal_(std::numeric_limits<double>::infinity());
-  at::Tensor nearest = std::get<0>(others.sort(1)).contiguous();  // row i: distances to the others, ascending
-  at::Tensor score = nearest.narrow(1, 0, k).sum(1).contiguous();
-  auto s = score.accessor<double, 1>();
-  auto near = nearest.accessor<double, 2>();
-  std::vector<std::int64_t> order(r);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) {
-    if (s[a] != s[b]) return s[a] < s[b];
-    for (std::int64_t j = k; j < r - 1; ++j)
-      if (near[a][j] != near[b][j]) return near[a][j] < near[b][j];
-    return false;
-  });
-  return order;
-}
 
 class MultiKrum : public Aggregator {
  public:
@@ -77,10 +45,10 @@ class MultiKrum : public Aggregator {
     if (n == 1) return inputs[index[0].item<std::int64_t>()].clone();
     const std::int64_t f = std::min(std::max<std::int64_t>(0, f_ - (inputs.size(0) - n)), n - 1);
     const std::int64_t k = std::clamp<std::int64_t>(n - f - 2, 1, n - 1);
+    at::Tensor dist = pairwise_squared_distances(inputs).index_select(0, index).index_select(1, index);
     const std::int64_t m = std::clamp<std::int64_t>(m_.value_or(n - f), 1, n);
-    std::vector<std::int64_t> order = krum_order(distances_among(inputs, index), k);
-    order.resize(m);
-    at::Tensor chosen = index.index_select(0, at::tensor(order, at::kLong));
+    at::Tensor best = krum_order(dist, k).narrow(0, 0, m);
+    at::Tensor chosen = index.index_select(0, best);
     return inputs.index_select(0, chosen).mean(0);
   }
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
+#include <string>
 #include <map>
 #include <mutex>
 #include <utility>
@@ -50,6 +52,54 @@ __attribute__((target_clones("avx2", "default"))) void compare_exchange(float* _
   }
 }  // columns per block: n x 512 floats stay in L2 for n <= 128
 
+// Mean of each column of a sorted block after dropping the `trim` smallest and `trim` largest values.
+void trimmed_mean_of_sorted(const float* sorted, std::int64_t n, std::int64_t width, std::int64_t trim, float* out) {
+  std::fill(out, out + width, 0.0f);
+  for (std::int64_t i = trim; i < n - trim; ++i) {
+    const float* row = sorted + i * width;
+    for (std::int64_t j = 0; j < width; ++j) out[j] += row[j];
+  }
+  const float scale = 1.0f / static_cast<float>(n - 2 * trim);
+  for (std::int64_t j = 0; j < width; ++j) out[j] *= scale;
+}
+
+// Median of each column of a sorted block: the middle value, or the mean of the two middle values.
+void median_of_sorted(const float* sorted, std::int64_t n, std::int64_t width, float* out) {
+  const float* low = sorted + ((n - 1) / 2) * width;
+  const float* high = sorted + (n / 2) * width;
+  for (std::int64_t j = 0; j < width; ++j) out[j] = 0.5f * low[j] + 0.5f * high[j];
+}
+
+// For each column of a sorted block (value i of column j at sorted[i * width + j]), the mean of the `keep`
+// values nearest to center[j]. In sorted order the nearest values are consecutive: of the n - keep + 1
+// windows of keep consecutive values, the one whose farther end is nearest to the center (the lowest such
+// window on exact ties, a choice that depends only on the values, not on the order of the rows). Every
+// inner loop runs across the columns, which the compiler vectorises.
+void mean_of_nearest(const float* sorted, std::int64_t n, std::int64_t width, std::int64_t keep, const float* center,
+                     float* out) {
+  std::vector<float> reach(static_cast<std::size_t>(width), std::numeric_limits<float>::infinity());
+  std::vector<std::int32_t> start(static_cast<std::size_t>(width), 0);  // 32-bit: as wide as the floats
+  for (std::int32_t w = 0; w + keep <= n; ++w) {
+    const float* first = sorted + w * width;
+    const float* last = sorted + (w + keep - 1) * width;
+    for (std::int64_t j = 0; j < width; ++j) {
+      const float farther = std::max(center[j] - first[j], last[j] - center[j]);
+      if (farther < reach[j]) {
+        reach[j] = farther;
+        start[j] = w;
+      }
+    }
+  }
+  std::fill(out, out + width, 0.0f);
+  const auto size = static_cast<std::int32_t>(keep);
+  for (std::int32_t i = 0; i < n; ++i) {
+    const float* row = sorted + i * width;
+    for (std::int64_t j = 0; j < width; ++j) out[j] += (i >= start[j] && i < start[j] + size) ? row[j] : 0.0f;
+  }
+  const float scale = 1.0f / static_cast<float>(keep);
+  for (std::int64_t j = 0; j < width; ++j) out[j] *= scale;
+}
+
 }  // namespace
 
 at::Tensor reduce_sorted_columns(const at::Tensor& rows, const SortedBlockReducer& reduce) {
@@ -87,13 +137,25 @@ at::Tensor coordinate_trimmed_mean(const at::Tensor& rows, std::int64_t trim) {
   if (trim < 0 || 2 * trim >= n)
     throw Error("trimmed mean: cannot drop " + std::to_string(trim) + " values at each end of " + std::to_string(n));
   return reduce_sorted_columns(rows, [trim](const float* sorted, std::int64_t n, std::int64_t width, float* out) {
-    std::fill(out, out + width, 0.0f);
-    for (std::int64_t i = trim; i < n - trim; ++i) {
-      const float* row = sorted + i * width;
-      for (std::int64_t j = 0; j < width; ++j) out[j] += row[j];
-    }
-    const float scale = 1.0f / static_cast<float>(n - 2 * trim);
-    for (std::int64_t j = 0; j < width; ++j) out[j] *= scale;
+    trimmed_mean_of_sorted(sorted, n, width, trim, out);
+  });
+}
+
+at::Tensor coordinate_mean_closest_to(const at::Tensor& rows, std::int64_t m, ColumnCentre centre, std::int64_t trim) {
+  const std::int64_t n = rows.dim() == 2 ? rows.size(0) : 0;
+  if (m < 1 || m > n)
+    throw Error("mean closest to the centre: cannot keep " + std::to_string(m) + " of " + std::to_string(n) +
+                " values per coordinate");
+  if (centre == ColumnCentre::TrimmedMean && (trim < 0 || 2 * trim >= n))
+    throw Error("trimmed mean: cannot drop " + std::to_string(trim) + " values at each end of " + std::to_string(n));
+  return reduce_sorted_columns(rows, [m, centre, trim](const float* sorted, std::int64_t n, std::int64_t width,
+                                                       float* out) {
+    std::vector<float> center(static_cast<std::size_t>(width));
+    if (centre == ColumnCentre::Median)
+      median_of_sorted(sorted, n, width, center.data());
+    else
+      trimmed_mean_of_sorted(sorted, n, width, trim, center.data());
+    mean_of_nearest(sorted, n, width, m, center.data(), out);
   });
 }
 

@@ -27,4 +27,19 @@ PHALANX_EXPORT at::Tensor coordinate_median(const at::Tensor& rows);
 /// Coordinate-wise mean of the values left after dropping the `trim` smallest and `trim` largest.
 PHALANX_EXPORT at::Tensor coordinate_trimmed_mean(const at::Tensor& rows, std::int64_t trim);
 
+/// The centre coordinate_mean_closest_to measures closeness to, per column.
+enum class ColumnCentre {
+  Median,       ///< the median: the middle value, or 0.5 * low + 0.5 * high of the two middle values
+  TrimmedMean,  ///< the mean of the values left after dropping the `trim` smallest and `trim` largest
+};
+
+/// Per column j of the finite rows `rows` ([n, d] float32), the mean of the `m` values closest to
+/// centre[j] (1 <= m <= n; for TrimmedMean also 0 <= 2 * trim < n, `trim` is ignored for Median). In sorted
+/// order the m closest values are consecutive: of the n - m + 1 windows of m consecutive values, the one
+/// whose farther end is nearest to the centre, the lowest such window on exact ties (so of two values
+/// equally close to the centre the lower one is kept, and the result depends only on the values, not on the
+/// order of the rows). Shared by MeaMed (median), Phocas (trimmed mean) and Bulyan's second stage.
+PHALANX_EXPORT at::Tensor coordinate_mean_closest_to(const at::Tensor& rows, std::int64_t m, ColumnCentre centre,
+                                                     std::int64_t trim = 0);
+
 }  // namespace phalanx
