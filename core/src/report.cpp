@@ -51,7 +51,9 @@ void read_metrics(RunRecord& r) {
 void flatten(const Value& v, const std::string& prefix, std::map<std::string, std::string>& out) {
   if (v.type() == Value::Type::Map) {
     for (const auto& [k, item] : v.as_map()) flatten(item, prefix.empty() ? k : prefix + "." + k, out);
-  } else if (v.type() == Value::Type::List && !v.as_list().empty() && v.as_list().front().find("name")) {
+  } else if (v.type() == Value::Type::List && v.as_list().empty()) {
+    out[prefix] = "none";
+  } else if (v.type() == Value::Type::List && v.as_list().front().find("name")) {
     // A list of plugin sections (aggregator.pre) reads best as their names: "nnm+bucketing".
     std::string names;
     for (const auto& item : v.as_list())

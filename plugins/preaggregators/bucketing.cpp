@@ -14,6 +14,8 @@
 // | parameter | default | meaning          |
 // |-----------|---------|------------------|
 // | s         | 2       | rows per bucket  |
+#include <algorithm>
+
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
@@ -28,14 +30,32 @@ class Bucketing : public PreAggregator {
   Bucketing(std::int64_t s, std::uint64_t seed) : s_(s), seed_(seed), generator_(make_generator(seed)) {}
 
   at::Tensor transform(const at::Tensor& inputs) override {
-    const std::int64_t n = inputs.size(0), buckets = (n + s_ - 1) / s_;
+    const std::int64_t n = inputs.size(0), d = inputs.size(1), buckets = (n + s_ - 1) / s_;
     at::Tensor order = at::randperm(n, generator_, at::TensorOptions().dtype(at::kLong));
-    // Position k of the shuffled order goes to bucket k / s.
-    at::Tensor bucket = at::div(at::arange(n, at::kLong), s_, "floor");
-    at::Tensor sums = at::zeros({buckets, inputs.size(1)}, inputs.options())
-                          .index_add_(0, bucket, inputs.index_select(0, order));
-    at::Tensor sizes = at::bincount(bucket).to(inputs.scalar_type()).unsqueeze(1);
-    return sums.div_(sizes);
+    // Position k of the shuffled order goes to bucket k / s. Each bucket's mean is summed chunk by chunk
+    // straight from the input rows, so every input byte is read once (a shuffled copy of the whole
+    // [n, d] input would triple the memory traffic).
+    at::Tensor x = inputs.contiguous().to(at::kFloat);
+    at::Tensor out = at::empty({buckets, d}, x.options());
+    const float* in = x.data_ptr<float>();
+    float* result = out.data_ptr<float>();
+    const std::int64_t* pick = order.data_ptr<std::int64_t>();
+    constexpr std::int64_t kChunk = 4096;
+    for (std::int64_t b = 0; b < buckets; ++b) {
+      const std::int64_t first = b * s_, last = std::min(n, first + s_);
+      const float scale = 1.0f / static_cast<float>(last - first);
+      for (std::int64_t start = 0; start < d; start += kChunk) {
+        const std::int64_t width = std::min(kChunk, d - start);
+        float* acc = result + b * d + start;
+        std::copy_n(in + pick[first] * d + start, width, acc);
+        for (std::int64_t k = first + 1; k < last; ++k) {
+          const float* row = in + pick[k] * d + start;
+          for (std::int64_t j = 0; j < width; ++j) acc[j] += row[j];
+        }
+        for (std::int64_t j = 0; j < width; ++j) acc[j] *= scale;
+      }
+    }
+    return out.to(inputs.scalar_type());
   }
 
   State save_state() const override { return {{"generator", generator_.get_state()}}; }

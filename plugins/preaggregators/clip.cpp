@@ -10,6 +10,8 @@
 // | parameter | default  | meaning                              |
 // |-----------|----------|--------------------------------------|
 // | c         | required | largest norm a row keeps (>= 0)      |
+#include <cmath>
+
 #include <ATen/ATen.h>
 
 #include "phalanx/plugin.hpp"
@@ -24,12 +26,36 @@ class StaticClipping : public PreAggregator {
   explicit StaticClipping(double c) : c_(c) {}
 
   at::Tensor transform(const at::Tensor& inputs) override {
+    if (inputs.scalar_type() != at::kFloat || inputs.dim() != 2) return transform_generic(inputs);
+    // One pass per row to get its norm, one to write it scaled. Squares are summed in double: a finite
+    // float32 row can hold values whose squares overflow float32 (1e20), but never double. A NaN or Inf
+    // anywhere in the row makes the sum non-finite, and such a row is passed through unchanged.
+    at::Tensor x = inputs.contiguous();
+    at::Tensor out = at::empty_like(x);
+    const std::int64_t n = x.size(0), d = x.size(1);
+    const float* in = x.data_ptr<float>();
+    float* result = out.data_ptr<float>();
+    for (std::int64_t i = 0; i < n; ++i) {
+      const float* row = in + i * d;
+      double sum = 0;
+      for (std::int64_t j = 0; j < d; ++j) sum += static_cast<double>(row[j]) * row[j];
+      const double norm = std::sqrt(sum);
+      // Rows already within c (and zero rows, where c / 0 is undefined) keep scale 1.
+      const float scale = std::isfinite(norm) && norm > c_ ? static_cast<float>(c_ / norm) : 1.0f;
+      float* dst = result + i * d;
+      for (std::int64_t j = 0; j < d; ++j) dst[j] = row[j] * scale;
+    }
+    return out;
+  }
+
+  // Other dtypes or shapes: the same rule with tensor operations.
+  at::Tensor transform_generic(const at::Tensor& inputs) const {
     at::Tensor norms = at::linalg_vector_norm(inputs, 2, at::IntArrayRef{1}, /*keepdim=*/true, at::kDouble);
-    // Rows already within c (and zero rows, where c / 0 is undefined) keep scale 1.
     at::Tensor scale = at::where(norms > c_, norms.reciprocal().mul_(c_), at::ones_like(norms));
     at::Tensor clipped = inputs.mul(scale.to(inputs.scalar_type()));
     return at::where(finite_row_mask(inputs).unsqueeze(1), clipped, inputs);
   }
+
 
  private:
   double c_;

@@ -53,7 +53,11 @@ void run_case(benchmark::State& state, const core::Registry* registry, Case c) {
   core::RunContext ctx(info, 1, c.name, nullptr);
   at::Tensor inputs = at::randn({c.n, c.d}).mul_(0.01f);
   try {
-    Params params = registry->validate(c.kind, c.name, Value::map({}), core::kind_name(c.kind));
+    // Parameters without a default get a typical value (clip's radius).
+    Value given = Value::map({});
+    for (const auto& spec : registry->find(c.kind, c.name).info.params)
+      if (spec.default_value.is_null() && spec.name == "c") given.set("c", Value(1.0));
+    Params params = registry->validate(c.kind, c.name, given, core::kind_name(c.kind));
     if (c.kind == core::Kind::Aggregator) {
       auto agg = registry->make_aggregator(c.name, params, ctx);
       for (auto _ : state) benchmark::DoNotOptimize(agg->aggregate(inputs));
