@@ -8,7 +8,6 @@
 #include <ATen/ATen.h>
 
 #include "phalanx/core/engine_parts.hpp"
-#include "phalanx/core/threads.hpp"
 #include "phalanx/core/training_parts.hpp"
 #include "phalanx/error.hpp"
 #include "phalanx/tensor_checks.hpp"
@@ -29,18 +28,13 @@ struct Delivery {
 
 RunResult run_async(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
                     std::shared_ptr<spdlog::logger> logger) {
-  set_compute_threads(static_cast<int>(spec.threads));
-  std::unique_ptr<RunOutput> output;
-  if (!out_dir.empty()) {
-    output = std::make_unique<RunOutput>(out_dir);
-    output->write_config(spec.resolved);
-  }
-  RunInfo info = run_info(spec, out_dir);
-  Dataset data = load_data(spec, registry, info, logger);
-  std::vector<BatchStream> streams = make_streams(spec, data);
-  std::unique_ptr<FlatModel> model = build_model(spec, registry, info, data, logger);
+  RunSetup run = prepare_run(spec, registry, out_dir, logger);
+  RunInfo& info = run.info;
+  const Dataset& data = run.data;
+  std::vector<BatchStream>& streams = run.streams;
+  std::unique_ptr<FlatModel>& model = run.model;
+  std::unique_ptr<RunOutput>& output = run.output;
   const std::int64_t d = model->dimension(), K = spec.workers, h = spec.honest();
-  info.dimension = d;
   // One arrival is one mini-batch gradient: a budget of epochs or gradients fixes the number of arrivals
   // (the same for every method), and the number of server updates follows from the buffer size.
   const std::int64_t total_arrivals = spec.budget.unit == "steps"

@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 
 #include "phalanx/core/sync_engine.hpp"
+#include "phalanx/core/threads.hpp"
 #include "phalanx/core/training_parts.hpp"
 #include "phalanx/error.hpp"
 
@@ -69,6 +70,22 @@ std::unique_ptr<FlatModel> build_model(const PipelineSpec& spec, const Registry&
   RunContext ctx(info, derive_seed(spec.seed, "model"), "model(" + spec.model.name + ")", std::move(logger));
   return std::make_unique<FlatModel>(
       registry.make_model(spec.model.name, spec.model.params, ctx)->build(data.sample_shape, data.classes));
+}
+
+RunSetup prepare_run(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
+                     std::shared_ptr<spdlog::logger> logger) {
+  set_compute_threads(static_cast<int>(spec.threads));
+  RunSetup run;
+  if (!out_dir.empty()) {
+    run.output = std::make_unique<RunOutput>(out_dir);
+    run.output->write_config(spec.resolved);
+  }
+  run.info = run_info(spec, out_dir);
+  run.data = load_data(spec, registry, run.info, logger);
+  run.streams = make_streams(spec, run.data);
+  run.model = build_model(spec, registry, run.info, run.data, logger);
+  run.info.dimension = run.model->dimension();
+  return run;
 }
 
 void require_shape(const at::Tensor& t, at::IntArrayRef shape, const std::string& who) {

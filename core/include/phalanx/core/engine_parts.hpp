@@ -68,6 +68,19 @@ class BatchStream {
 
 std::vector<BatchStream> make_streams(const PipelineSpec& spec, const Dataset& data);
 
+/// What every engine sets up before its first step: thread count, the run folder (config.yaml written),
+/// the data, each worker's batch stream and the model.
+struct RunSetup {
+  std::unique_ptr<RunOutput> output;  // null when not writing
+  RunInfo info;                       // dimension filled in
+  Dataset data;
+  std::vector<BatchStream> streams;
+  std::unique_ptr<FlatModel> model;
+};
+RunSetup prepare_run(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
+                     std::shared_ptr<spdlog::logger> logger);
+
+
 /// Simulated compute time of each worker's next gradient (engine.speed).
 class SpeedModel {
  public:
