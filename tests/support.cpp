@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <ATen/ATen.h>
+
 #include "phalanx/core/config.hpp"
 
 namespace phalanx::test {
@@ -29,6 +31,24 @@ std::unique_ptr<core::RunContext> make_context(std::int64_t n, std::int64_t b, s
 
 Params params_for(core::Kind kind, const std::string& name, const std::string& yaml) {
   return builtin_registry().validate(kind, name, core::parse_yaml(yaml, "test"), core::kind_name(kind));
+}
+
+std::shared_ptr<Aggregator> make_aggregator(const std::string& name, const std::string& params, std::int64_t n,
+                                            std::int64_t b) {
+  static std::vector<std::unique_ptr<core::RunContext>> contexts;  // outlive the aggregators
+  contexts.push_back(make_context(n, b));
+  return builtin_registry().make_aggregator(name, params_for(core::Kind::Aggregator, name, params), *contexts.back());
+}
+
+at::Tensor rows(std::vector<std::vector<float>> values) {
+  std::vector<at::Tensor> r;
+  for (auto& v : values) r.push_back(at::tensor(v, at::kFloat));
+  return at::stack(r);
+}
+
+void expect_near(const at::Tensor& got, std::vector<float> want, double tol) {
+  ASSERT_EQ(got.numel(), static_cast<std::int64_t>(want.size()));
+  for (std::size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i].item<float>(), want[i], tol) << "index " << i;
 }
 
 std::string temp_dir(const std::string& name) {

@@ -1,14 +1,19 @@
 // Shared helpers for the test suites.
 #pragma once
 
+#include <limits>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "phalanx/core/registry.hpp"
 #include "phalanx/core/run_output.hpp"
+#include "phalanx/aggregator.hpp"
 #include "phalanx/error.hpp"
 
 namespace phalanx::test {
@@ -21,6 +26,19 @@ std::unique_ptr<core::RunContext> make_context(std::int64_t n, std::int64_t b, s
 
 /// Params for plugin (kind, name) from a YAML flow map such as "{tau: 0.5}".
 Params params_for(core::Kind kind, const std::string& name, const std::string& yaml = "{}");
+
+/// An aggregator of this build for a run with n workers of which b are Byzantine.
+std::shared_ptr<Aggregator> make_aggregator(const std::string& name, const std::string& params = "{}",
+                                            std::int64_t n = 4, std::int64_t b = 1);
+
+/// An [n, d] float32 tensor from its rows.
+at::Tensor rows(std::vector<std::vector<float>> values);
+
+/// EXPECT every element of `got` within `tol` of `want`.
+void expect_near(const at::Tensor& got, std::vector<float> want, double tol = 1e-5);
+
+inline const float kNaN = std::numeric_limits<float>::quiet_NaN();
+inline const float kInf = std::numeric_limits<float>::infinity();
 
 /// A fresh empty folder under the test temp dir.
 std::string temp_dir(const std::string& name);
