@@ -37,6 +37,34 @@ TEST(Sweep, ExpandsTheGridTimesSeeds) {
   for (const char* gone : {"sweep", "seeds", "report", "compare"}) EXPECT_EQ(runs.back().config.find(gone), nullptr);
 }
 
+TEST(Sweep, VariantsSetSeveralKeysAtOnce) {
+  const char* yaml = R"(data: synthetic
+model: logreg
+optimizer: {name: ormo, lr: 0.1}
+engine: {name: async}
+sweep:
+  variants:
+    - {label: ssgdm, optimizer: {name: ssgdm, lr: 0.2}, engine.name: sync}
+    - {optimizer.name: asgd}
+  variants_workers:
+    - {workers.count: 4}
+    - {label: big, workers.count: 16, optimizer.lr: 0.05}
+)";
+  auto runs = core::expand_sweep(core::parse_yaml(yaml, "v.yaml"));
+  ASSERT_EQ(runs.size(), 4u);
+  EXPECT_EQ(runs[0].label, "ssgdm_4");
+  EXPECT_EQ(core::get_path(runs[0].config, "engine.name")->as_string(), "sync");
+  EXPECT_EQ(core::get_path(runs[0].config, "optimizer.lr")->as_double(), 0.2);
+  EXPECT_EQ(runs[1].label, "ssgdm_big");
+  EXPECT_EQ(core::get_path(runs[1].config, "workers.count")->as_int(), 16);
+  EXPECT_EQ(core::get_path(runs[1].config, "optimizer.lr")->as_double(), 0.05);
+  EXPECT_EQ(runs[2].label, "asgd_4");
+  EXPECT_EQ(core::get_path(runs[2].config, "engine.name")->as_string(), "async");
+  EXPECT_EQ(core::get_path(runs[2].config, "optimizer.lr")->as_double(), 0.1);
+  EXPECT_ERROR_WITH(core::expand_sweep(core::parse_yaml("sweep: {variants: [sync]}\n", "v.yaml")), "v.yaml:1",
+                    "each entry of variants maps config keys");
+}
+
 TEST(Sweep, BadSeedsAndGridAreClear) {
   EXPECT_ERROR_WITH(core::expand_sweep(core::parse_yaml("seeds: [1, x]\n", "s.yaml")), "s.yaml:1", "seeds must be");
   EXPECT_ERROR_WITH(core::expand_sweep(core::parse_yaml("sweep: [1, 2]\n", "s.yaml")), "'sweep' must map");
