@@ -1,6 +1,7 @@
 #include "phalanx/core/async_engine.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <queue>
 #include <tuple>
@@ -51,6 +52,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
 
   RunResult result;
   result.total_steps = total_steps;
+  const auto started = std::chrono::steady_clock::now();
   MetricsTracker metrics(spec, data, *model, output.get(), logger, total_steps);
 
   // The server's parameters; model->params() is scratch space where workers' gradients are computed.
@@ -75,7 +77,10 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
     at::Tensor y = data.train_y.index_select(0, batch);
     const bool byzantine = k >= h;
     if (byzantine) y = plugins.attack->poison_labels(y, data.classes);
-    auto [loss, gradient] = model->loss_and_gradient(x, y);
+    auto [loss, gradient] = [&] {
+      ScopedTimer timer(result.time.compute);
+      return model->loss_and_gradient(x, y);
+    }();
     if (!byzantine) metrics.add_train_loss(loss);
     if (spec.weight_decay > 0) gradient.add_(model->params(), spec.weight_decay);
     at::Tensor message = plugins.worker_rules[k]->message(gradient, pulled[k]);
@@ -88,7 +93,8 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
   // The buffer of arrivals waiting to be aggregated (engine.buffer > 1).
   at::Tensor buffer = at::empty({spec.buffer, d}, at::kFloat);
   std::vector<std::int64_t> buffer_workers;
-  at::Tensor last_honest = at::zeros({1, d});
+  // What an attack sees when its buffer holds no honest row; kept only when there are Byzantine workers.
+  at::Tensor last_honest = at::zeros({1, h < K ? d : 1});
   double now = 0;
 
   // Byzantine rows of `rows` (flagged by `byzantine`) are rewritten by the attack, which sees the honest
@@ -113,20 +119,28 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
     ++arrivals;
     if (k < h) {
       ++honest_arrivals;
-      last_honest.copy_(pending[k].unsqueeze(0));
+      if (h < K) last_honest.copy_(pending[k].unsqueeze(0));
     }
     lr = learning_rate(spec.schedule, spec.lr, updates, total_steps);
     bool applied = false;
     if (spec.buffer == 1) {
-      at::Tensor message = pending.narrow(0, k, 1).clone();
-      attack_rows(message, {k});
+      at::Tensor message = pending.narrow(0, k, 1);
+      if (k >= h) attack_rows(message, {k});
       // No aggregator stands between a single arrival and the model: the server refuses non-finite
       // messages itself (counted in nonfinite_messages) instead of letting one poison the parameters.
       if (count_nonfinite_rows(message)) {
         metrics.add_nonfinite(1);
+        if (k < h) {
+          // An honest gradient computed at finite parameters overflowed: the model itself is diverging.
+          result.status = "diverged";
+          result.message = "worker " + std::to_string(k) + "'s gradient became non-finite at update " +
+                           std::to_string(updates) + " (the loss overflowed); lower optimizer.lr";
+          break;
+        }
       } else {
         Arrival arrival{k, pulled[k], current_index(), now};
         metrics.add_staleness(arrival.staleness());
+        ScopedTimer timer(result.time.update);
         plugins.optimizer->apply(server, message[0], arrival, lr);
         applied = true;
       }
@@ -146,6 +160,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
           break;
         }
         Arrival arrival{-1, current_index(), current_index(), now};
+        ScopedTimer timer(result.time.update);
         plugins.optimizer->apply(server, update, arrival, lr);
         buffer_workers.clear();
         applied = true;
@@ -153,13 +168,17 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
     }
     if (applied) {
       ++updates;
-      if (!at::isfinite(server).all().item<bool>()) {
+      // Checked at every evaluation rather than every update (a pass over d per arrival is a large share
+      // of a small model's step); a non-finite parameter shows up sooner anyway, as an honest worker's
+      // non-finite gradient.
+      const bool evaluate_now = updates % spec.eval_every == 0 || updates == total_steps;
+      if (evaluate_now && !at::isfinite(server).all().item<bool>()) {
         result.status = "diverged";
-        result.message = "parameters became non-finite at update " + std::to_string(updates) +
+        result.message = "parameters became non-finite by update " + std::to_string(updates) +
                          "; lower optimizer.lr or use a robust aggregator";
         break;
       }
-      if (updates % spec.eval_every == 0 || updates == total_steps) {
+      if (evaluate_now) {
         model->params().copy_(server);
         metrics.evaluate(updates, honest_arrivals * spec.batch_size,
                          static_cast<double>(arrivals * spec.batch_size), lr, now, result);
@@ -171,9 +190,10 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
     }
     if (updates < total_steps) start_work(k, now);
   }
+  result.time.total = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (result.status != "ok" && logger) logger->warn("{}", result.message);
   if (output) output->write_summary(result.status, result.message, result.has_last ? &result.last : nullptr,
-                                    total_steps);
+                                    total_steps, &result.time);
   return result;
 }
 

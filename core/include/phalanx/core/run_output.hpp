@@ -32,6 +32,13 @@ struct MetricsRow {
   std::int64_t staleness_max = 0;
 };
 
+/// Where a run's wall time went (summary.json "time"): forward/backward, the optimizer's server update,
+/// evaluation, and the rest, which is the engine's own overhead (batching, copies, checks, event queue).
+struct TimeBreakdown {
+  double compute = 0, update = 0, evaluation = 0, total = 0;
+  double engine() const { return total - compute - update - evaluation; }
+};
+
 const std::vector<std::string>& metrics_columns();
 std::vector<std::pair<std::string, double>> metrics_fields(const MetricsRow& row);
 
@@ -43,7 +50,7 @@ class RunOutput {
   void write_config(const Value& resolved);
   void append(const MetricsRow& row);
   void write_summary(const std::string& status, const std::string& message, const MetricsRow* last,
-                     std::int64_t total_steps);
+                     std::int64_t total_steps, const TimeBreakdown* time = nullptr);
 
  private:
   std::string dir_;
