@@ -142,6 +142,34 @@ TEST(Report, MeanAndStdOverSeedsFromMetrics) {
   EXPECT_THAT(md, ::testing::HasSubstr("| 2 | 20 |"));
 }
 
+TEST(Report, NestedSectionsSimulatedTimeAndOnePlotSetPerFacet) {
+  // Four cells: optimizer x engine.speed (a section nested in engine), with simulated time.
+  const std::string dir = temp_dir("report_facets");
+  int i = 0;
+  for (const char* optimizer : {"asgd", "ormo"})
+    for (const char* speed : {"{name: homogeneous}", "{name: heterogeneous, slow_factor: 4}"}) {
+      const std::string run = dir + "/run" + std::to_string(i++);
+      std::filesystem::create_directories(run);
+      write_file(run + "/config.yaml", std::string("name: r\nseed: 1\noptimizer: {name: ") + optimizer +
+                                           "}\nengine: {name: async, speed: " + speed + "}\n");
+      write_file(run + "/summary.json", "{\"status\": \"ok\"}\n");
+      write_file(run + "/metrics.csv", "step,gradients,train_loss,test_accuracy,sim_time\n10,100,0.5,0.5,7.5\n");
+    }
+  core::ReportOptions options;
+  options.plot_by = {"engine.speed"};
+  std::string md = core::write_report(dir, options);
+  EXPECT_THAT(md, ::testing::HasSubstr("| engine.speed | optimizer | test accuracy (%) | train loss | sim time |"));
+  EXPECT_THAT(md, ::testing::HasSubstr("| heterogeneous | ormo | 50.00 ± 0.00 | 0.5000 ± 0.0000 | 7.5 ± 0.0 |"));
+  // One set of plots per speed, each with one curve per optimizer, against simulated time too.
+  EXPECT_THAT(md, ::testing::HasSubstr("### speed=heterogeneous"));
+  for (const char* facet : {"speedheterogeneous", "speedhomogeneous"}) {
+    const std::string folder = dir + "/plots/" + facet;
+    EXPECT_TRUE(std::filesystem::exists(folder + "/curve1.dat")) << folder;
+    EXPECT_FALSE(std::filesystem::exists(folder + "/curve2.dat")) << folder;
+  }
+  EXPECT_THAT(read_file(dir + "/plots/plots.gp"), ::testing::HasSubstr("accuracy_vs_sim_time.png"));
+}
+
 TEST(Report, EmptyFolderIsAClearError) {
   EXPECT_ERROR_WITH(core::write_report(temp_dir("report_empty"), {}), "no finished runs");
 }
