@@ -55,8 +55,10 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
   const auto started = std::chrono::steady_clock::now();
   MetricsTracker metrics(spec, data, *model, output.get(), logger, total_steps);
 
-  // The server's parameters; model->params() is scratch space where workers' gradients are computed.
-  at::Tensor server = model->params().clone();
+  // The server's parameters are the model's own flat vector: a worker that pulls them computes its gradient
+  // in place, without a copy. A look-ahead point (SMEGA2) is swapped in for the computation and back out.
+  at::Tensor& server = model->params();
+  at::Tensor saved_server;
   std::int64_t updates = 0, arrivals = 0, honest_arrivals = 0;
   auto current_index = [&] {
     const std::int64_t own = plugins.optimizer->iteration();
@@ -64,14 +66,21 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
   };
   double lr = learning_rate(spec.schedule, spec.lr, 0, total_steps);
 
-  // Per worker: the message it will deliver and the index of the parameters it was computed at. O(K d)
-  // memory, allocated once.
-  at::Tensor pending = at::empty({K, d}, at::kFloat);
+  // Per worker: the message it will deliver (kept as computed, not copied: O(K d) memory at any time), its
+  // mini-batch loss and the index of the parameters it was computed at.
+  std::vector<at::Tensor> pending(K);
+  std::vector<double> pending_loss(K, 0.0);
   std::vector<std::int64_t> pulled(K, 0);
   std::priority_queue<Delivery, std::vector<Delivery>, std::greater<>> events;
   auto start_work = [&](std::int64_t k, double now) {
     pulled[k] = current_index();
-    model->params().copy_(plugins.optimizer->params_for_worker(server, k));
+    const at::Tensor point = plugins.optimizer->params_for_worker(server, k);
+    const bool look_ahead = !point.is_same(server);
+    if (look_ahead) {
+      if (!saved_server.defined()) saved_server = at::empty_like(server);
+      saved_server.copy_(server);
+      server.copy_(point);
+    }
     at::Tensor batch = streams[k].next(spec.batch_size);
     at::Tensor x = data.train_x.index_select(0, batch);
     at::Tensor y = data.train_y.index_select(0, batch);
@@ -83,9 +92,11 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
     }();
     if (!byzantine) metrics.add_train_loss(loss);
     if (spec.weight_decay > 0) gradient.add_(model->params(), spec.weight_decay);
+    if (look_ahead) server.copy_(saved_server);
     at::Tensor message = plugins.worker_rules[k]->message(gradient, pulled[k]);
     require_shape(message, {d}, "optimizer '" + spec.optimizer.name + "' worker rule");
-    pending[k].copy_(message);
+    pending[k] = message;
+    pending_loss[k] = loss;
     events.push({now + speed.next(k), k});
   };
   for (std::int64_t k = 0; k < K; ++k) start_work(k, 0.0);
@@ -124,19 +135,24 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
     lr = learning_rate(spec.schedule, spec.lr, updates, total_steps);
     bool applied = false;
     if (spec.buffer == 1) {
-      at::Tensor message = pending.narrow(0, k, 1);
-      if (k >= h) attack_rows(message, {k});
+      at::Tensor message = pending[k].unsqueeze(0);
+      if (k >= h) {
+        message = message.clone();  // the attack rewrites it; the worker rule may own the original
+        attack_rows(message, {k});
+      }
       // No aggregator stands between a single arrival and the model: the server refuses non-finite
-      // messages itself (counted in nonfinite_messages) instead of letting one poison the parameters.
-      if (count_nonfinite_rows(message)) {
+      // Byzantine messages itself (counted in nonfinite_messages) instead of letting one poison the
+      // parameters. An honest worker's gradient is trusted in simulation; a non-finite loss means the model
+      // itself is diverging (and a non-finite gradient with a finite loss shows up in the parameters at the
+      // next evaluation, and in the next worker's loss).
+      if (k < h && !std::isfinite(pending_loss[k])) {
+        result.status = "diverged";
+        result.message = "worker " + std::to_string(k) + "'s loss became non-finite at update " +
+                         std::to_string(updates) + "; lower optimizer.lr";
+        break;
+      }
+      if (k >= h && count_nonfinite_rows(message)) {
         metrics.add_nonfinite(1);
-        if (k < h) {
-          // An honest gradient computed at finite parameters overflowed: the model itself is diverging.
-          result.status = "diverged";
-          result.message = "worker " + std::to_string(k) + "'s gradient became non-finite at update " +
-                           std::to_string(updates) + " (the loss overflowed); lower optimizer.lr";
-          break;
-        }
       } else {
         Arrival arrival{k, pulled[k], current_index(), now};
         metrics.add_staleness(arrival.staleness());
@@ -152,7 +168,10 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
         at::Tensor rows = buffer.clone();
         attack_rows(rows, buffer_workers);
         metrics.add_nonfinite(count_nonfinite_rows(rows));
-        at::Tensor update = aggregate_rows(spec, plugins, rows);
+        at::Tensor update = [&] {
+          ScopedTimer timer(result.time.aggregation);
+          return aggregate_rows(spec, plugins, rows);
+        }();
         if (!at::isfinite(update).all().item<bool>()) {
           result.status = "diverged";
           result.message = "aggregator '" + spec.aggregator.name + "' produced a non-finite update at update " +
@@ -179,7 +198,6 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
         break;
       }
       if (evaluate_now) {
-        model->params().copy_(server);
         metrics.evaluate(updates, honest_arrivals * spec.batch_size,
                          static_cast<double>(arrivals * spec.batch_size), lr, now, result);
       }

@@ -117,7 +117,8 @@ void RunOutput::write_summary(const std::string& status, const std::string& mess
     if (last)
       for (const auto& [k, v] : metrics_fields(*last)) out << ",\n  " << json_string(k) << ": " << json_number(v);
     if (time)
-      out << ",\n  \"time\": {\"compute_s\": " << json_number(time->compute) << ", \"update_s\": "
+      out << ",\n  \"time\": {\"compute_s\": " << json_number(time->compute) << ", \"aggregation_s\": "
+          << json_number(time->aggregation) << ", \"update_s\": "
           << json_number(time->update) << ", \"evaluation_s\": " << json_number(time->evaluation)
           << ", \"engine_s\": " << json_number(time->engine()) << ", \"total_s\": " << json_number(time->total)
           << "}";

@@ -78,8 +78,13 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
       require_shape(crafted, {b, d}, "attack '" + spec.attack.name + "'");
       messages.narrow(0, h, b).copy_(crafted);
     }
-    metrics.add_nonfinite(count_nonfinite_rows(messages));
-    at::Tensor update = aggregate_rows(spec, plugins, messages);
+    // Honest messages are trusted in simulation (a diverging model shows up in the update and parameters
+    // below); the Byzantine ones are counted.
+    if (b > 0) metrics.add_nonfinite(count_nonfinite_rows(messages.narrow(0, h, b)));
+    at::Tensor update = [&] {
+      ScopedTimer timer(result.time.aggregation);
+      return aggregate_rows(spec, plugins, messages);
+    }();
     if (!at::isfinite(update).all().item<bool>()) {
       result.status = "diverged";
       result.message = "aggregator '" + spec.aggregator.name + "' produced a non-finite update at step " +

@@ -32,11 +32,12 @@ struct MetricsRow {
   std::int64_t staleness_max = 0;
 };
 
-/// Where a run's wall time went (summary.json "time"): forward/backward, the optimizer's server update,
-/// evaluation, and the rest, which is the engine's own overhead (batching, copies, checks, event queue).
+/// Where a run's wall time went (summary.json "time"): forward/backward, the server's aggregation of several
+/// messages (pre-aggregators + aggregator) and optimizer update, evaluation, and the rest, which is the
+/// engine's own overhead (batching, copies, checks, the event queue).
 struct TimeBreakdown {
-  double compute = 0, update = 0, evaluation = 0, total = 0;
-  double engine() const { return total - compute - update - evaluation; }
+  double compute = 0, aggregation = 0, update = 0, evaluation = 0, total = 0;
+  double engine() const { return total - compute - aggregation - update - evaluation; }
 };
 
 const std::vector<std::string>& metrics_columns();
