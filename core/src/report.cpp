@@ -122,7 +122,8 @@ std::string write_report(const std::string& dir, const ReportOptions& options) {
   std::vector<RunRecord> runs = find_runs(dir);
   if (runs.empty()) throw Error("no finished runs (folders with summary.json) below '" + dir + "'");
 
-  // Which keys differ between runs? Seeds are averaged over; name is cosmetic.
+  // Which keys differ between runs? Seeds are averaged over; the name and the evaluation schedule do not
+  // change what is trained.
   std::vector<std::map<std::string, std::string>> flat(runs.size());
   std::set<std::string> all_keys;
   for (std::size_t i = 0; i < runs.size(); ++i) {
@@ -131,7 +132,7 @@ std::string write_report(const std::string& dir, const ReportOptions& options) {
   }
   std::vector<std::string> varied;
   for (const auto& k : all_keys) {
-    if (k == "seed" || k == "name") continue;
+    if (k == "seed" || k == "name" || k == "training.eval_every" || k == "training.eval_batch_size") continue;
     std::set<std::string> values;
     for (const auto& f : flat) values.insert(f.count(k) ? f.at(k) : "-");
     if (values.size() > 1) varied.push_back(k);
@@ -198,10 +199,14 @@ std::string write_report(const std::string& dir, const ReportOptions& options) {
     return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(), less_value);
   });
 
-  // Any simulated time? Then the table shows it and the plots are also drawn against it.
+  // Simulated time that says more than the step count (asynchronous runs, slow workers)? Then the table
+  // shows it and the plots are also drawn against it.
   bool with_sim_time = false;
-  for (const auto& r : runs)
-    if (!r.rows.empty() && r.column(r.rows.size() - 1, "sim_time") > 0) with_sim_time = true;
+  for (const auto& r : runs) {
+    if (r.rows.empty()) continue;
+    const double sim_time = r.column(r.rows.size() - 1, "sim_time");
+    if (std::isfinite(sim_time) && sim_time > 0 && sim_time != r.column(r.rows.size() - 1, "step")) with_sim_time = true;
+  }
 
   std::ostringstream md;
   md << "# Report: " << dir << "\n\n" << runs.size() << " runs. Final test accuracy and final training loss, mean ± "
