@@ -11,10 +11,13 @@
 // |------------|---------|----------------------|
 // | tau        | 0.1     | clipping radius      |
 // | iterations | 1       | clipping iterations L |
+#include <algorithm>
+#include <cmath>
+
 #include <ATen/ATen.h>
 
 #include "phalanx/plugin.hpp"
-#include "phalanx/tensor_checks.hpp"
+#include "phalanx/row_math.hpp"
 
 namespace {
 
@@ -25,25 +28,32 @@ class CenteredClipping : public Aggregator {
   CenteredClipping(double tau, std::int64_t iterations) : tau_(tau), iterations_(iterations) {}
 
   at::Tensor aggregate(const at::Tensor& inputs) override {
-    const std::int64_t n = inputs.size(0), d = inputs.size(1);
-    at::Tensor finite = finite_row_mask(inputs);
-    const bool* is_finite = finite.data_ptr<bool>();
-    if (!finite.any().item<bool>())
-      throw Error("aggregator 'cc': every message contains NaN or Inf; nothing to aggregate");
+    at::Tensor x = inputs.to(at::kFloat).contiguous();
+    const std::int64_t n = x.size(0), d = x.size(1);
     if (!center_.defined() || center_.size(0) != d) center_ = at::zeros({d});
     at::Tensor v = center_.clone();
-    at::Tensor diff = at::empty({d}), step = at::empty({d});
+    at::Tensor step = at::empty({d});
+    const float* in = x.data_ptr<float>();
+    float* center = v.data_ptr<float>();
+    float* sum = step.data_ptr<float>();
+    const float weight = static_cast<float>(1.0 / static_cast<double>(n));
     for (std::int64_t l = 0; l < iterations_; ++l) {
-      step.zero_();
-      // Row by row, so each input row is read from memory once per iteration and the d-sized temporaries
-      // stay in cache (a whole [n, d] difference tensor would triple the memory traffic).
+      std::fill(sum, sum + d, 0.0f);
+      // Row by row: the distance to v, then the clipped difference added to the step while the row is
+      // still in cache, so each input row is read from memory once per iteration. The distance is summed
+      // in double (phalanx::squared_distance), where finite rows cannot overflow, so a non-finite distance
+      // means the row holds NaN or Inf: no separate pass is needed to find those rows.
+      bool any_finite = false;
       for (std::int64_t i = 0; i < n; ++i) {
-        if (!is_finite[i]) continue;
-        at::sub_out(diff, inputs[i], v);
-        const double norm = diff.norm().item<double>();
-        step.add_(diff, norm > tau_ ? tau_ / norm : 1.0);  // min(1, tau / ||x_i - v||)
+        const float* row = in + i * d;
+        const double norm = std::sqrt(squared_distance(row, center, d));
+        if (!std::isfinite(norm)) continue;
+        any_finite = true;
+        const auto scale = static_cast<float>(norm > tau_ ? tau_ / norm : 1.0);  // min(1, tau / ||x_i - v||)
+        for (std::int64_t j = 0; j < d; ++j) sum[j] += scale * (row[j] - center[j]);
       }
-      v.add_(step, 1.0 / static_cast<double>(n));
+      if (!any_finite) throw Error("aggregator 'cc': every message contains NaN or Inf; nothing to aggregate");
+      for (std::int64_t j = 0; j < d; ++j) center[j] += weight * sum[j];
     }
     center_ = v;
     return v.clone();
