@@ -18,8 +18,8 @@
 #include <vector>
 
 #include <ATen/ATen.h>
-#include <c10/util/Exception.h>
 
+#include "phalanx/generator_state.hpp"
 #include "phalanx/plugin.hpp"
 #include "phalanx/row_math.hpp"
 
@@ -63,20 +63,8 @@ class Bucketing : public PreAggregator {
     return out.to(inputs.scalar_type());
   }
 
-  State save_state() const override { return {{"generator", generator_.get_state()}}; }
-  void load_state(const State& state) override {
-    auto it = state.find("generator");
-    if (it == state.end()) {  // nothing saved yet: start the stream from the beginning
-      generator_ = make_generator(seed_);
-      return;
-    }
-    try {
-      generator_.set_state(it->second);
-    } catch (const c10::Error& e) {
-      throw Error("pre-aggregator 'bucketing': the saved generator state does not fit this LibTorch build (" +
-                  std::string(e.what_without_backtrace()) + "); was the checkpoint written by another version?");
-    }
-  }
+  State save_state() const override { return save_generator(generator_); }
+  void load_state(const State& state) override { load_generator(state, generator_, seed_, "pre-aggregator 'bucketing'"); }
 
  private:
   std::int64_t s_;
