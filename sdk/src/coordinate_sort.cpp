@@ -20,10 +20,10 @@ namespace phalanx {
 namespace {
 
 // The sort: a bitonic sorting network of size m = 2^L >= n, run on a block of `width` columns (lane groups
-// of 8 floats, one AVX2 register each). Rows n .. m - 1 of the block are padding (+inf, or -inf and +inf for
-// the median) that stays where the network leaves it. Every comparator puts the minimum at the lower row:
-// stage s (s = 1 .. L) merges sorted runs of 2^(s-1) into runs of 2^s with one "flip" layer (row i against
-// i ^ (2^s - 1)) and then half-cleaner layers (i against i ^ k, k = 2^(s-2) .. 1).
+// of 8 floats, one AVX2 register each). The m - n rows that are not data are padding (the largest float
+// after the data, and for the median also the smallest before it). Every comparator puts the minimum at the
+// lower row: stage s (s = 1 .. L) merges sorted runs of 2^(s-1) into runs of 2^s with one "flip" layer (row
+// i against i ^ (2^s - 1)) and then half-cleaner layers (i against i ^ k, k = 2^(s-2) .. 1).
 //
 // The speed comes from how the layers are grouped into passes: up to three consecutive layers of one stage
 // touch closed groups of 8 rows, so a pass loads 8 rows of a lane group into registers, runs all its
@@ -35,6 +35,7 @@ namespace {
 // The padding rows hold -FLT_MAX and FLT_MAX rather than infinities: a finite value ties with them at
 // worst, and ties do not change the sorted values, while the first pass can then flag any NaN or Inf it
 // reads (x - x is not 0) without telling padding and data apart.
+
 // Layers per pass: 8 rows in registers (AVX2 has 16; a fourth layer, 16 rows, measured no faster).
 constexpr std::size_t kLayersPerPass = 3;
 constexpr std::int64_t kLanes = 8;  // block widths are multiples of this (and of both kernels' vector widths)
