@@ -75,15 +75,17 @@ bool known_dtype(std::int64_t code) {
 template <class Wait>
 bool send_with(c10d::ProcessGroup& pg, int to, const Message& m, int tag, Wait&& wait) {
   std::vector<at::Tensor> head{header_tensor(m.header)};
-  if (!wait(pg.send(head, to, tag))) return false;
-  if (m.header.numel == 0) return true;
+  WorkPtr sending_head = pg.send(head, to, tag);
+  if (m.header.numel == 0) return wait(sending_head);
+  // Both sends in flight at once: the payload's handshake overlaps the header's.
   std::vector<at::Tensor> body{m.payload.contiguous()};
-  return wait(pg.send(body, to, tag + 1));
+  WorkPtr sending_body = pg.send(body, to, tag + 1);
+  return wait(sending_head) && wait(sending_body);
 }
 
 template <class Wait>
 std::optional<Message> receive_with(c10d::ProcessGroup& pg, int from, std::int64_t max_numel, int tag,
-                                    Wait&& wait) {
+                                    BufferPool* pool, Wait&& wait) {
   std::vector<at::Tensor> head{at::empty({static_cast<std::int64_t>(kHeaderLength)}, at::kLong)};
   if (!wait(pg.recv(head, from, tag))) return std::nullopt;
   Message m;
@@ -96,14 +98,24 @@ std::optional<Message> receive_with(c10d::ProcessGroup& pg, int from, std::int64
                 " elements of dtype code " + std::to_string(m.header.dtype) + " (at most " +
                 std::to_string(max_numel) + " plain numbers accepted); connection dropped");
   if (m.header.numel == 0) return m;
-  std::vector<at::Tensor> body{
-      at::empty({m.header.numel}, at::TensorOptions().dtype(static_cast<at::ScalarType>(m.header.dtype)))};
+  const auto dtype = static_cast<at::ScalarType>(m.header.dtype);
+  std::vector<at::Tensor> body{pool ? pool->take(m.header.numel, dtype)
+                                    : at::empty({m.header.numel}, at::TensorOptions().dtype(dtype))};
   if (!wait(pg.recv(body, from, tag + 1))) return std::nullopt;
   m.payload = body[0];
   return m;
 }
 
 }  // namespace
+
+at::Tensor BufferPool::take(std::int64_t numel, at::ScalarType dtype) {
+  for (const at::Tensor& t : buffers_)
+    if (t.numel() == numel && t.scalar_type() == dtype && t.use_count() == 1 && t.storage().use_count() == 1)
+      return t;
+  at::Tensor fresh = at::empty({numel}, at::TensorOptions().dtype(dtype));
+  if (buffers_.size() < capacity_) buffers_.push_back(fresh);
+  return fresh;
+}
 
 ClusterSpec cluster_from_environment(ClusterSpec d) {
   d.rank = env_int("RANK", env_int("SLURM_PROCID", d.rank));
@@ -178,7 +190,7 @@ void Cluster::send(int to, const Message& m, std::chrono::milliseconds timeout, 
 
 Message Cluster::receive(int from, std::chrono::milliseconds timeout, std::int64_t max_numel, int tag) {
   try {
-    auto m = receive_with(*group_, from, max_numel, tag, [&](WorkPtr w) { return w->wait(timeout); });
+    auto m = receive_with(*group_, from, max_numel, tag, nullptr, [&](WorkPtr w) { return w->wait(timeout); });
     if (!m) throw Error("receive from rank " + std::to_string(from) + " was aborted");
     return std::move(*m);
   } catch (const Error&) {
@@ -205,6 +217,7 @@ ServerLinks::ServerLinks(Cluster& cluster, std::int64_t max_numel, std::chrono::
   for (int r = 0; r < cluster.size(); ++r) {
     alive_.push_back(std::make_unique<std::atomic<bool>>(r != 0));
     links_.push_back(std::make_unique<Link>());
+    pools_.push_back(std::make_unique<BufferPool>());
   }
   for (int r = 1; r < cluster.size(); ++r) {
     links_[r]->receiver = std::thread([this, r] { receive_loop(r); });
@@ -249,7 +262,7 @@ void ServerLinks::receive_loop(int rank) {
   };
   while (!stopping_) {
     try {
-      std::optional<Message> m = receive_with(cluster_.group(), rank, max_numel_, tag_, wait);
+      std::optional<Message> m = receive_with(cluster_.group(), rank, max_numel_, tag_, pools_[rank].get(), wait);
       if (!m) break;
       std::lock_guard<std::mutex> lock(mutex_);
       Event e;
@@ -361,6 +374,7 @@ void ServerLinks::shutdown(std::chrono::milliseconds grace) {
   if (!all_done) {
     if (logger_) logger_->warn("distributed: some network threads did not stop; leaving them to process exit");
     for (auto& l : links_) l.release();  // deliberately leaked: detached threads still use them
+    for (auto& p : pools_) p.release();
   }
   links_.clear();
 }

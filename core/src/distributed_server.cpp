@@ -49,11 +49,11 @@ std::string check_gradient_message(const Message& m, int rank, std::int64_t d, s
   if ((h.flags & ~kFlagHonestCopy) != 0 || ((h.flags & kFlagHonestCopy) && !may_carry_honest_copy))
     return "has unknown flags " + std::to_string(h.flags);
   // A Byzantine worker's true message, sent for the server-side attack, is the attack's input, not an update.
-  if (!(h.flags & kFlagHonestCopy) && !at::isfinite(m.payload).all().item<bool>()) return "holds NaN or Inf";
+  if (!(h.flags & kFlagHonestCopy) && count_nonfinite_rows(m.payload.unsqueeze(0)) > 0) return "holds NaN or Inf";
   return "";
 }
 
-Message params_message(std::int64_t index, std::int64_t seq, const at::Tensor& params) {
+Message params_message(std::int64_t index, std::int64_t seq, const at::Tensor& params, BufferPool* pool) {
   Message m;
   m.header.kind = MessageKind::Params;
   m.header.sender = 0;
@@ -61,7 +61,8 @@ Message params_message(std::int64_t index, std::int64_t seq, const at::Tensor& p
   m.header.seq = seq;
   m.header.numel = params.numel();
   m.header.dtype = static_cast<std::int64_t>(at::kFloat);
-  m.payload = params.clone();  // a snapshot: the server keeps updating its own copy in place
+  // A snapshot: the server keeps updating its own copy in place.
+  m.payload = pool ? pool->take(params.numel(), at::kFloat).copy_(params) : params.clone();
   return m;
 }
 
@@ -77,6 +78,7 @@ struct Server {
   std::shared_ptr<spdlog::logger> logger;
   Faults faults;
   Clock::time_point started = Clock::now();
+  BufferPool snapshots{static_cast<std::size_t>(2 * spec.workers + 4)};
   std::int64_t d = 0, h = 0, n = 0;
   std::vector<std::int64_t> rejected_by_worker;
 
@@ -84,7 +86,8 @@ struct Server {
 
   void reject(int rank, const Message& m, const std::string& why) {
     metrics.add_rejected(1);
-    if (m.payload.defined() && m.payload.scalar_type() == at::kFloat && !at::isfinite(m.payload).all().item<bool>())
+    if (m.payload.defined() && m.payload.scalar_type() == at::kFloat && m.payload.dim() == 1 &&
+        count_nonfinite_rows(m.payload.unsqueeze(0)) > 0)
       metrics.add_nonfinite(1);
     if (logger && rejected_by_worker[rank]++ < 5)
       logger->warn("server: rejected message {} of worker {} (rank {}): it {}", m.header.seq, rank - 1, rank, why);
@@ -124,7 +127,7 @@ RunResult serve_sync(Server& s, std::int64_t total_steps) {
     if (stop_requested()) break;
     lr = learning_rate(spec.schedule, spec.lr, step, total_steps);
     s.maybe_crash(step);
-    const Message broadcast = params_message(step, step, params);
+    const Message broadcast = params_message(step, step, params, &s.snapshots);
     for (int r = 1; r <= s.n; ++r)
       if (idle[r - 1]) {
         s.links.post(r, broadcast);
@@ -224,7 +227,7 @@ RunResult serve_sync(Server& s, std::int64_t total_steps) {
       arrival.sim_time = s.elapsed();
       s.plugins.optimizer->apply(params, update, arrival, lr);
       s.metrics.add_staleness(0);
-      if (!at::isfinite(params).all().item<bool>()) {
+      if (count_nonfinite_rows(params.unsqueeze(0)) > 0) {
         result.status = "diverged";
         result.message = "parameters became non-finite at step " + std::to_string(step) +
                          "; lower optimizer.lr or use a robust aggregator";
@@ -260,7 +263,8 @@ RunResult serve_async(Server& s, std::int64_t total_steps, std::int64_t total_ar
   std::vector<std::int64_t> pulled(s.n, 0);
   auto reply = [&](int rank) {
     pulled[rank - 1] = current_index();
-    s.links.post(rank, params_message(pulled[rank - 1], seq++, s.plugins.optimizer->params_for_worker(server, rank - 1)));
+    s.links.post(rank, params_message(pulled[rank - 1], seq++,
+                                      s.plugins.optimizer->params_for_worker(server, rank - 1), &s.snapshots));
   };
   for (int r = 1; r <= s.n; ++r) reply(r);
 
@@ -357,7 +361,7 @@ RunResult serve_async(Server& s, std::int64_t total_steps, std::int64_t total_ar
     if (applied) {
       ++updates;
       s.maybe_crash(updates);
-      if (!at::isfinite(server).all().item<bool>()) {
+      if (count_nonfinite_rows(server.unsqueeze(0)) > 0) {
         result.status = "diverged";
         result.message = "parameters became non-finite at update " + std::to_string(updates) +
                          "; lower optimizer.lr or use a robust aggregator";

@@ -119,13 +119,14 @@ double server_phase(Cluster& cluster, const Args& a, EnginePlugins& plugins, int
   ServerLinks links(cluster, 2 * a.d + 1024, std::chrono::seconds(60), nullptr, tag);
   at::Tensor params = at::zeros({a.d});
   std::vector<std::int64_t> pulled(a.workers + 1, 0);
+  BufferPool snapshots(2 * a.workers + 4);
   std::int64_t updates = 0, seq = 0;
   auto current = [&] {
     const std::int64_t own = plugins.optimizer->iteration();
     return own >= 0 ? own : updates;
   };
   const auto t0 = Clock::now();
-  for (int r = 1; r <= a.workers; ++r) links.post(r, params_message(0, seq++, params));
+  for (int r = 1; r <= a.workers; ++r) links.post(r, params_message(0, seq++, params, &snapshots));
   while (updates < total) {
     auto e = links.next(std::chrono::seconds(1));
     if (!e) continue;
@@ -137,7 +138,8 @@ double server_phase(Cluster& cluster, const Args& a, EnginePlugins& plugins, int
     plugins.optimizer->apply(params, e->message.payload, arrival, 0.01);
     ++updates;
     pulled[rank] = current();
-    links.post(rank, params_message(pulled[rank], seq++, plugins.optimizer->params_for_worker(params, rank - 1)));
+    links.post(rank, params_message(pulled[rank], seq++, plugins.optimizer->params_for_worker(params, rank - 1),
+                                    &snapshots));
   }
   const double rate = static_cast<double>(updates) / seconds_since(t0);
   links.shutdown(std::chrono::seconds(10));

@@ -38,8 +38,9 @@ bool stop_requested();
 std::string check_gradient_message(const Message& m, int rank, std::int64_t d, std::int64_t expected,
                                    std::int64_t current, bool may_carry_honest_copy);
 
-/// The server's message carrying a snapshot of `params` at iteration `index`.
-Message params_message(std::int64_t index, std::int64_t seq, const at::Tensor& params);
+/// The server's message carrying a snapshot of `params` at iteration `index` (in a buffer from `pool`
+/// when given).
+Message params_message(std::int64_t index, std::int64_t seq, const at::Tensor& params, BufferPool* pool = nullptr);
 
 /// Steps (server updates) a distributed run of `spec` makes: the same count as the simulation.
 std::int64_t distributed_total_steps(const PipelineSpec& spec, std::int64_t train_size);

@@ -72,6 +72,20 @@ struct Message {
   at::Tensor payload;  // undefined when numel == 0
 };
 
+/// Hands out tensors that nobody holds any more (no handle, no view), else fresh ones. The server takes
+/// a payload buffer per message received and a parameter snapshot per reply: a fresh 4 MB tensor each time
+/// costs a thousand page faults. Use from one thread.
+class BufferPool {
+ public:
+  explicit BufferPool(std::size_t capacity = 8) : capacity_(capacity) {}
+  /// A [numel] tensor of `dtype` with undefined contents.
+  at::Tensor take(std::int64_t numel, at::ScalarType dtype);
+
+ private:
+  std::size_t capacity_;
+  std::vector<at::Tensor> buffers_;
+};
+
 /// The process group of one run: TCPStore rendezvous, then a Gloo mesh between all ranks.
 class Cluster {
  public:
@@ -131,6 +145,7 @@ class ServerLinks {
   std::chrono::milliseconds silence_limit_;
   std::shared_ptr<spdlog::logger> logger_;
   int tag_;
+  std::vector<std::unique_ptr<BufferPool>> pools_;  // per worker, used by its receiver thread
   std::vector<std::unique_ptr<std::atomic<bool>>> alive_;
   std::vector<std::unique_ptr<Link>> links_;
   std::mutex mutex_;
