@@ -176,6 +176,13 @@ int cmd_plugins(const Options& o) {
 
 std::vector<std::string> best_over_of(const Value& root);
 
+void refuse_distributed(const PipelineSpec& spec) {
+  if (spec.distributed)
+    throw Error(spec.source + ": engine.distributed is true: this is the config of a distributed run; start it "
+                "with `phalanx launch -n " + std::to_string(spec.workers + 1) + "`, or simulate it with "
+                "--set engine.distributed=false");
+}
+
 int cmd_validate(const Options& o) {
   Value root = load_config(o);
   Registry registry;
@@ -225,6 +232,7 @@ int cmd_sweep(const Options& o) {
   for (const auto& r : runs) {  // validate every run before starting any
     try {
       PipelineSpec spec = resolve_pipeline(r.config, registry);
+      refuse_distributed(spec);
       check_plugins(spec, registry);
       name = spec.name;
     } catch (const Error& e) {
@@ -258,10 +266,14 @@ int cmd_report(const Options& o) {
 }
 
 int cmd_launch(const Options& o) {
+  Value root = load_config(o);
+  // Recorded in the run's config.yaml, so `phalanx report` shows real and simulated runs apart.
+  apply_override(root, "engine.distributed=true");
+  for (const char* key : {"sweep", "seeds", "compare"})
+    if (const Value* v = root.find(key))
+      throw Error(v->location() + ": a distributed run is one run; remove the '" + key + "' section");
   if (o.processes > 0) {
-    if (o.config.empty()) throw UsageError("'launch' needs a config file");
     // Validate here once, so a typo is reported by one process instead of N.
-    Value root = load_config(o);
     Registry registry;
     load_plugins(registry, o, &root);
     PipelineSpec spec = resolve_pipeline(root, registry);
@@ -278,10 +290,6 @@ int cmd_launch(const Options& o) {
     const auto grace = std::chrono::milliseconds(static_cast<std::int64_t>(1000 * std::max(10.0, 2 * spec.timeout)));
     return launch_local(o.processes, o.port, boost::dll::program_location().string(), args, grace);
   }
-  Value root = load_config(o);
-  for (const char* key : {"sweep", "seeds", "compare"})
-    if (const Value* v = root.find(key))
-      throw Error(v->location() + ": a distributed run is one run; remove the '" + key + "' section");
   ClusterSpec defaults;
   defaults.rank = -1;
   defaults.world_size = -1;
@@ -337,6 +345,7 @@ int cmd_run(const Options& o) {
   for (const auto& v : variants) {
     try {
       specs.push_back(resolve_pipeline(v.config, registry));
+      refuse_distributed(specs.back());
       check_plugins(specs.back(), registry);
     } catch (const Error& e) {
       throw Error(v.label.empty() ? std::string(e.what()) : "in variant '" + v.label + "': " + e.what());

@@ -86,6 +86,14 @@ TEST(Distributed, SyncRunEqualsTheSimulation) {
   EXPECT_NEAR(last_metric(dir + "/dist", "test_loss"), last_metric(dir + "/sim", "test_loss"), 1e-4);
   EXPECT_EQ(last_metric(dir + "/dist", "rejected_messages"), 0);
   EXPECT_EQ(last_metric(dir + "/dist", "missing_messages"), 0);
+  // The report shows the two runs apart (launch recorded engine.distributed in the run's config) ...
+  Outcome report = phalanx("report " + dir + " --no-plots");
+  EXPECT_EQ(report.code, 0) << report.output;
+  EXPECT_THAT(report.output, ::testing::HasSubstr("engine.distributed"));
+  // ... and that config.yaml is not simulated by accident.
+  Outcome rerun = phalanx("run " + dir + "/dist/config.yaml --out " + dir + "/rerun");
+  EXPECT_EQ(rerun.code, 2);
+  EXPECT_THAT(rerun.output, ::testing::HasSubstr("start it with `phalanx launch -n 5`"));
 }
 
 TEST(Distributed, AsyncRunReachesTheSimulatedAccuracy) {
