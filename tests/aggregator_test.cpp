@@ -9,6 +9,12 @@ namespace {
 
 TEST(Mean, AveragesRows) { expect_near(make_aggregator("mean")->aggregate(rows({{1, 2}, {3, 4}, {5, 9}})), {3, 5}); }
 
+TEST(Mean, EqualsAtMeanOverManyColumnBlocks) {
+  // mean sums block of columns by block of columns (4096 at a time); the result is still at::mean's.
+  at::Tensor x = at::randn({7, 10'001}, make_generator(5));
+  EXPECT_TRUE(at::equal(make_aggregator("mean")->aggregate(x), x.mean(0)));
+}
+
 TEST(Mean, RefusesNonFiniteRowsClearly) {
   EXPECT_ERROR_WITH(make_aggregator("mean")->aggregate(rows({{1, 2}, {kNaN, 0}, {0, kInf}})), "aggregator 'mean'",
                     "2 of 3 messages contain NaN or Inf", "robust aggregator");

@@ -106,6 +106,25 @@ TEST(AsyncEngine, UnbufferedServerRefusesNonFiniteMessages) {
   EXPECT_TRUE(std::isfinite(r.last.test_loss));
 }
 
+TEST(AsyncEngine, OverflowingHonestGradientsEndTheRunAsDiverged) {
+  // With a huge step the loss overflows and honest workers push non-finite gradients: that is the model
+  // diverging (reported as such at once), not a Byzantine message to refuse.
+  core::RunResult r = core::run_async(spec(kAsync, {"optimizer.lr=1e12"}), builtin_registry(), "", nullptr);
+  EXPECT_EQ(r.status, "diverged");
+  EXPECT_NE(r.message.find("non-finite"), std::string::npos) << r.message;
+  EXPECT_LT(r.last.step, 120);
+}
+
+TEST(AsyncEngine, SummaryBreaksTheWallTimeDown) {
+  const std::string dir = temp_dir("async_time");
+  core::RunResult r = core::run_async(spec(kAsync), builtin_registry(), dir, nullptr);
+  EXPECT_GT(r.time.compute, 0);
+  EXPECT_GT(r.time.update, 0);
+  EXPECT_GT(r.time.evaluation, 0);
+  EXPECT_GE(r.time.engine(), 0);
+  EXPECT_NE(read_file(dir + "/summary.json").find("\"time\": {\"compute_s\": "), std::string::npos);
+}
+
 TEST(SpeedModel, TraceFileIsCycledAndCheckedPerLine) {
   const std::string dir = temp_dir("trace");
   write_file(dir + "/t.txt", "# one line per worker\n1 2\n3\n");

@@ -37,6 +37,34 @@ TEST(Sweep, ExpandsTheGridTimesSeeds) {
   for (const char* gone : {"sweep", "seeds", "report", "compare"}) EXPECT_EQ(runs.back().config.find(gone), nullptr);
 }
 
+TEST(Sweep, VariantsSetSeveralKeysAtOnce) {
+  const char* yaml = R"(data: synthetic
+model: logreg
+optimizer: {name: ormo, lr: 0.1}
+engine: {name: async}
+sweep:
+  variants:
+    - {label: ssgdm, optimizer: {name: ssgdm, lr: 0.2}, engine.name: sync}
+    - {optimizer.name: asgd}
+  variants_workers:
+    - {workers.count: 4}
+    - {label: big, workers.count: 16, optimizer.lr: 0.05}
+)";
+  auto runs = core::expand_sweep(core::parse_yaml(yaml, "v.yaml"));
+  ASSERT_EQ(runs.size(), 4u);
+  EXPECT_EQ(runs[0].label, "ssgdm_4");
+  EXPECT_EQ(core::get_path(runs[0].config, "engine.name")->as_string(), "sync");
+  EXPECT_EQ(core::get_path(runs[0].config, "optimizer.lr")->as_double(), 0.2);
+  EXPECT_EQ(runs[1].label, "ssgdm_big");
+  EXPECT_EQ(core::get_path(runs[1].config, "workers.count")->as_int(), 16);
+  EXPECT_EQ(core::get_path(runs[1].config, "optimizer.lr")->as_double(), 0.05);
+  EXPECT_EQ(runs[2].label, "asgd_4");
+  EXPECT_EQ(core::get_path(runs[2].config, "engine.name")->as_string(), "async");
+  EXPECT_EQ(core::get_path(runs[2].config, "optimizer.lr")->as_double(), 0.1);
+  EXPECT_ERROR_WITH(core::expand_sweep(core::parse_yaml("sweep: {variants: [sync]}\n", "v.yaml")), "v.yaml:1",
+                    "each entry of variants maps config keys");
+}
+
 TEST(Sweep, BadSeedsAndGridAreClear) {
   EXPECT_ERROR_WITH(core::expand_sweep(core::parse_yaml("seeds: [1, x]\n", "s.yaml")), "s.yaml:1", "seeds must be");
   EXPECT_ERROR_WITH(core::expand_sweep(core::parse_yaml("sweep: [1, 2]\n", "s.yaml")), "'sweep' must map");
@@ -112,6 +140,34 @@ TEST(Report, MeanAndStdOverSeedsFromMetrics) {
   EXPECT_THAT(md, ::testing::HasSubstr("85.00 ± 7.07"));
   EXPECT_THAT(md, ::testing::HasSubstr("0.2500 ± 0.0000"));
   EXPECT_THAT(md, ::testing::HasSubstr("| 2 | 20 |"));
+}
+
+TEST(Report, NestedSectionsSimulatedTimeAndOnePlotSetPerFacet) {
+  // Four cells: optimizer x engine.speed (a section nested in engine), with simulated time.
+  const std::string dir = temp_dir("report_facets");
+  int i = 0;
+  for (const char* optimizer : {"asgd", "ormo"})
+    for (const char* speed : {"{name: homogeneous}", "{name: heterogeneous, slow_factor: 4}"}) {
+      const std::string run = dir + "/run" + std::to_string(i++);
+      std::filesystem::create_directories(run);
+      write_file(run + "/config.yaml", std::string("name: r\nseed: 1\noptimizer: {name: ") + optimizer +
+                                           "}\nengine: {name: async, speed: " + speed + "}\n");
+      write_file(run + "/summary.json", "{\"status\": \"ok\"}\n");
+      write_file(run + "/metrics.csv", "step,gradients,train_loss,test_accuracy,sim_time\n10,100,0.5,0.5,7.5\n");
+    }
+  core::ReportOptions options;
+  options.plot_by = {"engine.speed"};
+  std::string md = core::write_report(dir, options);
+  EXPECT_THAT(md, ::testing::HasSubstr("| engine.speed | optimizer | test accuracy (%) | train loss | sim time |"));
+  EXPECT_THAT(md, ::testing::HasSubstr("| heterogeneous | ormo | 50.00 ± 0.00 | 0.5000 ± 0.0000 | 7.5 ± 0.0 |"));
+  // One set of plots per speed, each with one curve per optimizer, against simulated time too.
+  EXPECT_THAT(md, ::testing::HasSubstr("### speed=heterogeneous"));
+  for (const char* facet : {"speedheterogeneous", "speedhomogeneous"}) {
+    const std::string folder = dir + "/plots/" + facet;
+    EXPECT_TRUE(std::filesystem::exists(folder + "/curve1.dat")) << folder;
+    EXPECT_FALSE(std::filesystem::exists(folder + "/curve2.dat")) << folder;
+  }
+  EXPECT_THAT(read_file(dir + "/plots/plots.gp"), ::testing::HasSubstr("accuracy_vs_sim_time.png"));
 }
 
 TEST(Report, EmptyFolderIsAClearError) {

@@ -174,7 +174,7 @@ int cmd_plugins(const Options& o) {
   return 0;
 }
 
-std::vector<std::string> best_over_of(const Value& root);
+ReportOptions report_options_of(const Value& root);
 
 void refuse_distributed(const PipelineSpec& spec) {
   if (spec.distributed)
@@ -187,7 +187,7 @@ int cmd_validate(const Options& o) {
   Value root = load_config(o);
   Registry registry;
   load_plugins(registry, o, &root);
-  best_over_of(root);
+  report_options_of(root);
   const auto runs = expand_sweep(root);  // every compare variant, sweep cell and seed
   for (const auto& r : runs) {
     try {
@@ -206,17 +206,21 @@ std::vector<std::string> child_args(const Options& o) {
   return args;
 }
 
-std::vector<std::string> best_over_of(const Value& root) {
-  std::vector<std::string> out;
+// The config's `report` section: {best_over: [keys], plot_by: [keys]}.
+ReportOptions report_options_of(const Value& root) {
+  ReportOptions out;
   const Value* report = root.find("report");
   if (!report || report->is_null()) return out;
-  if (report->type() != Value::Type::Map) throw Error(report->location() + ": 'report' must be a map, e.g. {best_over: [optimizer.lr]}");
+  if (report->type() != Value::Type::Map)
+    throw Error(report->location() + ": 'report' must be a map, e.g. {best_over: [optimizer.lr], plot_by: [workers.count]}");
   for (const auto& [k, v] : report->as_map()) {
-    if (k != "best_over") throw Error(v.location() + ": report." + k + ": unknown key (only best_over is allowed)");
+    if (k != "best_over" && k != "plot_by")
+      throw Error(v.location() + ": report." + k + ": unknown key (allowed: best_over, plot_by)");
+    std::vector<std::string>& keys = k == "best_over" ? out.best_over : out.plot_by;
     const Value::List items = v.type() == Value::Type::List ? v.as_list() : Value::List{v};
     for (const auto& item : items) {
-      if (item.type() != Value::Type::String) throw Error(item.location() + ": report.best_over entries are config keys");
-      out.push_back(item.as_string());
+      if (item.type() != Value::Type::String) throw Error(item.location() + ": report." + k + " entries are config keys");
+      keys.push_back(item.as_string());
     }
   }
   return out;
@@ -226,7 +230,7 @@ int cmd_sweep(const Options& o) {
   Value root = load_config(o);
   Registry registry;
   load_plugins(registry, o, &root);
-  const std::vector<std::string> best_over = best_over_of(root);
+  ReportOptions report = report_options_of(root);
   std::vector<SweepRun> runs = expand_sweep(root);
   std::string name = "sweep";
   for (const auto& r : runs) {  // validate every run before starting any
@@ -245,8 +249,6 @@ int cmd_sweep(const Options& o) {
                                      << to_yaml(root);
   std::cerr << "sweep: " << runs.size() << " runs into " << out << ", " << o.jobs << " at a time\n";
   SweepOutcome outcome = run_sweep(runs, out, o.jobs, boost::dll::program_location().string(), child_args(o));
-  ReportOptions report;
-  report.best_over = best_over;
   report.plots = o.plots;
   std::cout << write_report(out, report) << "\n";
   std::cout << "sweep: " << outcome.finished << " finished, " << outcome.skipped << " already done, " << outcome.failed
@@ -257,10 +259,9 @@ int cmd_sweep(const Options& o) {
 int cmd_report(const Options& o) {
   if (o.config.empty()) throw UsageError("'report' needs a folder of runs");
   ReportOptions report;
-  report.best_over = o.best;
+  if (fs::exists(o.config + "/sweep.yaml")) report = report_options_of(load_yaml_file(o.config + "/sweep.yaml"));
+  if (!o.best.empty()) report.best_over = o.best;
   report.plots = o.plots;
-  if (report.best_over.empty() && fs::exists(o.config + "/sweep.yaml"))
-    report.best_over = best_over_of(load_yaml_file(o.config + "/sweep.yaml"));
   std::cout << write_report(o.config, report);
   return 0;
 }

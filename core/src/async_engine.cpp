@@ -1,6 +1,7 @@
 #include "phalanx/core/async_engine.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <queue>
 #include <tuple>
@@ -51,10 +52,13 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
 
   RunResult result;
   result.total_steps = total_steps;
+  const auto started = std::chrono::steady_clock::now();
   MetricsTracker metrics(spec, data, *model, output.get(), logger, total_steps);
 
-  // The server's parameters; model->params() is scratch space where workers' gradients are computed.
-  at::Tensor server = model->params().clone();
+  // The server's parameters are the model's own flat vector: a worker that pulls them computes its gradient
+  // in place, without a copy. A look-ahead point (SMEGA2) is swapped in for the computation and back out.
+  at::Tensor& server = model->params();
+  at::Tensor saved_server;
   std::int64_t updates = 0, arrivals = 0, honest_arrivals = 0;
   auto current_index = [&] {
     const std::int64_t own = plugins.optimizer->iteration();
@@ -62,25 +66,37 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
   };
   double lr = learning_rate(spec.schedule, spec.lr, 0, total_steps);
 
-  // Per worker: the message it will deliver and the index of the parameters it was computed at. O(K d)
-  // memory, allocated once.
-  at::Tensor pending = at::empty({K, d}, at::kFloat);
+  // Per worker: the message it will deliver (kept as computed, not copied: O(K d) memory at any time), its
+  // mini-batch loss and the index of the parameters it was computed at.
+  std::vector<at::Tensor> pending(K);
+  std::vector<double> pending_loss(K, 0.0);
   std::vector<std::int64_t> pulled(K, 0);
   std::priority_queue<Delivery, std::vector<Delivery>, std::greater<>> events;
   auto start_work = [&](std::int64_t k, double now) {
     pulled[k] = current_index();
-    model->params().copy_(plugins.optimizer->params_for_worker(server, k));
+    const at::Tensor point = plugins.optimizer->params_for_worker(server, k);
+    const bool look_ahead = !point.is_same(server);
+    if (look_ahead) {
+      if (!saved_server.defined()) saved_server = at::empty_like(server);
+      saved_server.copy_(server);
+      server.copy_(point);
+    }
     at::Tensor batch = streams[k].next(spec.batch_size);
     at::Tensor x = data.train_x.index_select(0, batch);
     at::Tensor y = data.train_y.index_select(0, batch);
     const bool byzantine = k >= h;
     if (byzantine) y = plugins.attack->poison_labels(y, data.classes);
-    auto [loss, gradient] = model->loss_and_gradient(x, y);
+    auto [loss, gradient] = [&] {
+      ScopedTimer timer(result.time.compute);
+      return model->loss_and_gradient(x, y);
+    }();
     if (!byzantine) metrics.add_train_loss(loss);
     if (spec.weight_decay > 0) gradient.add_(model->params(), spec.weight_decay);
+    if (look_ahead) server.copy_(saved_server);
     at::Tensor message = plugins.worker_rules[k]->message(gradient, pulled[k]);
     require_shape(message, {d}, "optimizer '" + spec.optimizer.name + "' worker rule");
-    pending[k].copy_(message);
+    pending[k] = message;
+    pending_loss[k] = loss;
     events.push({now + speed.next(k), k});
   };
   for (std::int64_t k = 0; k < K; ++k) start_work(k, 0.0);
@@ -88,7 +104,8 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
   // The buffer of arrivals waiting to be aggregated (engine.buffer > 1).
   at::Tensor buffer = at::empty({spec.buffer, d}, at::kFloat);
   std::vector<std::int64_t> buffer_workers;
-  at::Tensor last_honest = at::zeros({1, d});
+  // What an attack sees when its buffer holds no honest row; kept only when there are Byzantine workers.
+  at::Tensor last_honest = at::zeros({1, h < K ? d : 1});
   double now = 0;
 
   // Byzantine rows of `rows` (flagged by `byzantine`) are rewritten by the attack, which sees the honest
@@ -113,20 +130,33 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
     ++arrivals;
     if (k < h) {
       ++honest_arrivals;
-      last_honest.copy_(pending[k].unsqueeze(0));
+      if (h < K) last_honest.copy_(pending[k].unsqueeze(0));
     }
     lr = learning_rate(spec.schedule, spec.lr, updates, total_steps);
     bool applied = false;
     if (spec.buffer == 1) {
-      at::Tensor message = pending.narrow(0, k, 1).clone();
-      attack_rows(message, {k});
+      at::Tensor message = pending[k].unsqueeze(0);
+      if (k >= h) {
+        message = message.clone();  // the attack rewrites it; the worker rule may own the original
+        attack_rows(message, {k});
+      }
       // No aggregator stands between a single arrival and the model: the server refuses non-finite
-      // messages itself (counted in nonfinite_messages) instead of letting one poison the parameters.
-      if (count_nonfinite_rows(message)) {
+      // Byzantine messages itself (counted in nonfinite_messages) instead of letting one poison the
+      // parameters. An honest worker's gradient is trusted in simulation; a non-finite loss means the model
+      // itself is diverging (and a non-finite gradient with a finite loss shows up in the parameters at the
+      // next evaluation, and in the next worker's loss).
+      if (k < h && !std::isfinite(pending_loss[k])) {
+        result.status = "diverged";
+        result.message = "worker " + std::to_string(k) + "'s loss became non-finite at update " +
+                         std::to_string(updates) + "; lower optimizer.lr";
+        break;
+      }
+      if (k >= h && count_nonfinite_rows(message)) {
         metrics.add_nonfinite(1);
       } else {
         Arrival arrival{k, pulled[k], current_index(), now};
         metrics.add_staleness(arrival.staleness());
+        ScopedTimer timer(result.time.update);
         plugins.optimizer->apply(server, message[0], arrival, lr);
         applied = true;
       }
@@ -138,7 +168,10 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
         at::Tensor rows = buffer.clone();
         attack_rows(rows, buffer_workers);
         metrics.add_nonfinite(count_nonfinite_rows(rows));
-        at::Tensor update = aggregate_rows(spec, plugins, rows);
+        at::Tensor update = [&] {
+          ScopedTimer timer(result.time.aggregation);
+          return aggregate_rows(spec, plugins, rows);
+        }();
         if (!at::isfinite(update).all().item<bool>()) {
           result.status = "diverged";
           result.message = "aggregator '" + spec.aggregator.name + "' produced a non-finite update at update " +
@@ -146,6 +179,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
           break;
         }
         Arrival arrival{-1, current_index(), current_index(), now};
+        ScopedTimer timer(result.time.update);
         plugins.optimizer->apply(server, update, arrival, lr);
         buffer_workers.clear();
         applied = true;
@@ -153,14 +187,17 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
     }
     if (applied) {
       ++updates;
-      if (!at::isfinite(server).all().item<bool>()) {
+      // Checked at every evaluation rather than every update (a pass over d per arrival is a large share
+      // of a small model's step); a non-finite parameter shows up sooner anyway, as an honest worker's
+      // non-finite gradient.
+      const bool evaluate_now = updates % spec.eval_every == 0 || updates == total_steps;
+      if (evaluate_now && !at::isfinite(server).all().item<bool>()) {
         result.status = "diverged";
-        result.message = "parameters became non-finite at update " + std::to_string(updates) +
+        result.message = "parameters became non-finite by update " + std::to_string(updates) +
                          "; lower optimizer.lr or use a robust aggregator";
         break;
       }
-      if (updates % spec.eval_every == 0 || updates == total_steps) {
-        model->params().copy_(server);
+      if (evaluate_now) {
         metrics.evaluate(updates, honest_arrivals * spec.batch_size,
                          static_cast<double>(arrivals * spec.batch_size), lr, now, result);
       }
@@ -171,9 +208,10 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
     }
     if (updates < total_steps) start_work(k, now);
   }
+  result.time.total = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (result.status != "ok" && logger) logger->warn("{}", result.message);
   if (output) output->write_summary(result.status, result.message, result.has_last ? &result.last : nullptr,
-                                    total_steps);
+                                    total_steps, &result.time);
   return result;
 }
 

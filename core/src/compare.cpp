@@ -10,6 +10,7 @@ namespace phalanx::core {
 
 std::string value_label(const Value& v) {
   if (v.type() == Value::Type::Map) {
+    if (const Value* label = v.find("label")) return value_label(*label);
     std::string out;
     if (const Value* name = v.find("name")) out = value_label(*name);
     for (const auto& [k, item] : v.as_map())
@@ -21,6 +22,32 @@ std::string value_label(const Value& v) {
     if (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_') out += c;
   return out.empty() ? "x" : out;
 }
+
+namespace {
+
+// `variants: [{label: ssgdm, optimizer: ssgdm, engine.name: sync}, ...]` sets several keys at once, for
+// methods that differ in more than one place. `label` (optional) names the variant's folder.
+void apply_variant(Variant& n, const std::string& key, const Value& value) {
+  if (!is_variants_key(key)) {
+    n.label += (n.label.empty() ? "" : "_") + value_label(value);
+    n.choice.emplace_back(key, value);
+    set_path(n.config, key, value);
+    return;
+  }
+  if (value.type() != Value::Type::Map || value.as_map().empty())
+    throw Error(value.location() + ": each entry of " + key +
+                " maps config keys to values, e.g. {label: ssgdm, optimizer: ssgdm, engine.name: sync}");
+  std::string first;
+  for (const auto& [path, item] : value.as_map()) {
+    if (path == "label") continue;
+    set_path(n.config, path, item);
+    if (first.empty()) first = value_label(item);
+  }
+  n.label += (n.label.empty() ? "" : "_") + (value.find("label") ? value_label(value) : first);
+  n.choice.emplace_back(key, value);
+}
+
+}  // namespace
 
 std::vector<Variant> expand_variants(const Value& root) {
   const Value* compare = root.find("compare");
@@ -42,9 +69,7 @@ std::vector<Variant> expand_variants(const Value& root) {
     for (const auto& v : variants) {
       for (const auto& value : values.as_list()) {
         Variant n = v;
-        n.label += (n.label.empty() ? "" : "_") + value_label(value);
-        n.choice.emplace_back(key, value);
-        set_path(n.config, key, value);
+        apply_variant(n, key, value);
         next.push_back(std::move(n));
       }
     }

@@ -206,6 +206,7 @@ void MetricsTracker::add_staleness(std::int64_t staleness) {
 
 void MetricsTracker::evaluate(std::int64_t step, std::int64_t gradients, double samples, double lr, double sim_time,
                               RunResult& result) {
+  ScopedTimer timer(result.time.evaluation);
   FlatModel::Evaluation e = model_.evaluate(data_.test_x, data_.test_y, spec_.eval_batch_size);
   MetricsRow row;
   row.step = step;

@@ -12,6 +12,7 @@
 
 #include "phalanx/core/compare.hpp"
 #include "phalanx/core/config.hpp"
+#include "phalanx/core/report_plots.hpp"
 #include "phalanx/error.hpp"
 
 namespace phalanx::core {
@@ -121,7 +122,8 @@ std::string write_report(const std::string& dir, const ReportOptions& options) {
   std::vector<RunRecord> runs = find_runs(dir);
   if (runs.empty()) throw Error("no finished runs (folders with summary.json) below '" + dir + "'");
 
-  // Which keys differ between runs? Seeds are averaged over; name is cosmetic.
+  // Which keys differ between runs? Seeds are averaged over; the name and the evaluation schedule do not
+  // change what is trained.
   std::vector<std::map<std::string, std::string>> flat(runs.size());
   std::set<std::string> all_keys;
   for (std::size_t i = 0; i < runs.size(); ++i) {
@@ -130,35 +132,35 @@ std::string write_report(const std::string& dir, const ReportOptions& options) {
   }
   std::vector<std::string> varied;
   for (const auto& k : all_keys) {
-    if (k == "seed" || k == "name") continue;
+    if (k == "seed" || k == "name" || k == "training.eval_every" || k == "training.eval_batch_size") continue;
     std::set<std::string> values;
     for (const auto& f : flat) values.insert(f.count(k) ? f.at(k) : "-");
     if (values.size() > 1) varied.push_back(k);
   }
-  // Columns: a section whose plugin name varies is one column labelled like `compare` labels it.
-  std::vector<std::string> columns;
+  // Columns: a plugin section whose name varies (`optimizer`, `engine.speed`) is one column, labelled like
+  // `compare` labels it; a key belongs to the deepest such section above it.
   std::set<std::string> sections_by_name;
+  for (const auto& k : varied)
+    if (k.size() > 5 && k.compare(k.size() - 5, 5, ".name") == 0) sections_by_name.insert(k.substr(0, k.size() - 5));
+  auto section_of = [&](const std::string& k) {
+    std::string best;
+    for (const auto& s : sections_by_name)
+      if (k.rfind(s + ".", 0) == 0 && s.size() > best.size()) best = s;
+    return best;
+  };
+  std::vector<std::string> columns;
   for (const auto& k : varied) {
-    auto dot = k.find('.');
-    if (dot != std::string::npos && k.substr(dot + 1) == "name") sections_by_name.insert(k.substr(0, dot));
-  }
-  for (const auto& k : varied) {
-    auto dot = k.find('.');
-    std::string section = dot == std::string::npos ? k : k.substr(0, dot);
-    if (sections_by_name.count(section)) {
-      if (std::find(columns.begin(), columns.end(), section) == columns.end()) columns.push_back(section);
-    } else {
-      columns.push_back(k);
-    }
+    const std::string section = section_of(k);
+    const std::string column = section.empty() ? k : section;
+    if (std::find(columns.begin(), columns.end(), column) == columns.end()) columns.push_back(column);
   }
   auto cell_value = [&](std::size_t run, const std::string& column) -> std::string {
     if (sections_by_name.count(column)) {
-      const Value* section = get_path(runs[run].config, column);
-      std::string label = section ? get_path(runs[run].config, column + ".name")->to_string() : "-";
-      // Name the parameters that vary between runs of this same plugin only (not cm's missing tau).
       const std::string name_key = column + ".name";
+      std::string label = flat[run].count(name_key) ? flat[run].at(name_key) : "-";
+      // Name the parameters that vary between runs of this same plugin only (not cm's missing tau).
       for (const auto& k : varied) {
-        if (k.rfind(column + ".", 0) != 0 || k == name_key || !flat[run].count(k)) continue;
+        if (section_of(k) != column || k == name_key || !flat[run].count(k)) continue;
         std::set<std::string> values;
         for (const auto& f : flat)
           if (f.count(name_key) && f.at(name_key) == flat[run].at(name_key)) values.insert(f.count(k) ? f.at(k) : "-");
@@ -197,6 +199,15 @@ std::string write_report(const std::string& dir, const ReportOptions& options) {
     return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(), less_value);
   });
 
+  // Simulated time that says more than the step count (asynchronous runs, slow workers)? Then the table
+  // shows it and the plots are also drawn against it.
+  bool with_sim_time = false;
+  for (const auto& r : runs) {
+    if (r.rows.empty()) continue;
+    const double sim_time = r.column(r.rows.size() - 1, "sim_time");
+    if (std::isfinite(sim_time) && sim_time > 0 && sim_time != r.column(r.rows.size() - 1, "step")) with_sim_time = true;
+  }
+
   std::ostringstream md;
   md << "# Report: " << dir << "\n\n" << runs.size() << " runs. Final test accuracy and final training loss, mean ± "
      << "sample std over seeds";
@@ -208,15 +219,16 @@ std::string write_report(const std::string& dir, const ReportOptions& options) {
   md << ".\n\n|";
   for (const auto& c : cell_columns) md << " " << c << " |";
   for (const auto& b : best_over) md << " best " << b << " |";
-  md << " test accuracy (%) | train loss | seeds | steps |\n|";
+  md << " test accuracy (%) | train loss |" << (with_sim_time ? " sim time |" : "") << " seeds | steps |\n|";
   for (std::size_t i = 0; i < cell_columns.size() + best_over.size(); ++i) md << "---|";
-  md << "---:|---:|---:|---:|\n";
+  md << "---:|---:|" << (with_sim_time ? "---:|" : "") << "---:|---:|\n";
 
-  struct Curve {
-    std::string label;
-    std::vector<std::size_t> runs;
-  };
-  std::vector<Curve> curves;
+  // Plots: one curve per cell, grouped into one figure set per value of the report.plot_by columns.
+  std::vector<std::size_t> facet_index;  // positions in cell_columns of the plot_by columns
+  for (const auto& f : options.plot_by)
+    for (std::size_t c = 0; c < cell_columns.size(); ++c)
+      if (cell_columns[c] == f) facet_index.push_back(c);
+  std::vector<PlotFacet> facets;
   for (const auto& key : cell_order) {
     const auto& groups = cells[key];
     const std::vector<std::string>* best_key = nullptr;
@@ -228,81 +240,40 @@ std::string write_report(const std::string& dir, const ReportOptions& options) {
       if (!best_key || (s.count > 0 && (best_acc.count == 0 || s.mean > best_acc.mean))) best_key = &inner, best_acc = s;
     }
     const auto& members = groups.at(*best_key);
-    std::vector<double> loss;
+    std::vector<double> loss, sim_time;
     std::int64_t steps = 0;
     int failed = 0;
+    PlotCurve curve;
     for (auto i : members) {
       loss.push_back(std::strtod(final_value(runs[i], "train_loss").c_str(), nullptr));
+      sim_time.push_back(std::strtod(final_value(runs[i], "sim_time").c_str(), nullptr));
       if (!runs[i].rows.empty()) steps = std::max<std::int64_t>(steps, runs[i].column(runs[i].rows.size() - 1, "step"));
       if (runs[i].status != "ok") ++failed;
+      curve.runs.push_back(&runs[i]);
     }
     md << "|";
-    std::string label;
+    std::string title, folder;
     for (std::size_t k = 0; k < key.size(); ++k) {
       md << " " << key[k] << " |";
       const std::string& column = cell_columns[k];
-      label += (label.empty() ? "" : ", ") + column.substr(column.rfind('.') + 1) + "=" + key[k];
-    }
-    for (const auto& v : *best_key) md << " " << v << " |";
-    md << " " << format_stats(best_acc, 100.0, 2) << " | " << format_stats(stats(loss), 1.0, 4) << " | "
-       << members.size() << (failed ? " (" + std::to_string(failed) + " not ok)" : "") << " | " << steps << " |\n";
-    curves.push_back({label.empty() ? "run" : label, members});
-  }
-
-  // Plots: mean curve over the seeds of each cell, against steps and against gradients.
-  std::string gnuplot_note;
-  if (options.plots) {
-    const std::string plot_dir = dir + "/plots";
-    fs::create_directories(plot_dir);
-    for (std::size_t c = 0; c < curves.size(); ++c) {
-      std::ofstream dat(plot_dir + "/curve" + std::to_string(c) + ".dat");
-      dat << "# step gradients test_accuracy train_loss (mean over seeds)\n";
-      std::size_t length = SIZE_MAX;
-      for (auto i : curves[c].runs) length = std::min(length, runs[i].rows.size());
-      for (std::size_t row = 0; row < length; ++row) {
-        double step = 0, grads = 0, acc = 0, loss = 0;
-        for (auto i : curves[c].runs) {
-          step += runs[i].column(row, "step");
-          grads += runs[i].column(row, "gradients");
-          acc += runs[i].column(row, "test_accuracy");
-          loss += runs[i].column(row, "train_loss");
-        }
-        const double n = static_cast<double>(curves[c].runs.size());
-        dat << step / n << " " << grads / n << " " << 100 * acc / n << " " << loss / n << "\n";
+      const std::string part = column.substr(column.rfind('.') + 1) + "=" + key[k];
+      if (std::find(facet_index.begin(), facet_index.end(), k) != facet_index.end()) {
+        title += (title.empty() ? "" : ", ") + part;
+        folder += (folder.empty() ? "" : "_") + value_label(Value(part));
+      } else {
+        curve.label += (curve.label.empty() ? "" : ", ") + part;
       }
     }
-    std::ofstream script(plot_dir + "/plots.gp");
-    script << "set terminal pngcairo size 1000,"
-           << 600 + 16 * ((curves.size() + 1) / 2) << " noenhanced\nset grid\nset key below left Left reverse maxrows "
-           << (curves.size() + 1) / 2 << "\nset format x '%.1s%c'\n";
-    struct Plot {
-      const char* file;
-      int x, y;
-      const char *xlabel, *ylabel;
-    };
-    for (const Plot& p : {Plot{"accuracy_vs_steps", 1, 3, "step", "test accuracy (%)"},
-                          Plot{"accuracy_vs_gradients", 2, 3, "honest gradients", "test accuracy (%)"},
-                          Plot{"loss_vs_steps", 1, 4, "step", "training loss"},
-                          Plot{"loss_vs_gradients", 2, 4, "honest gradients", "training loss"}}) {
-      script << "set output '" << plot_dir << "/" << p.file << ".png'\nset xlabel '" << p.xlabel << "'\nset ylabel '"
-             << p.ylabel << "'\n" << (p.y == 4 ? "set logscale y\n" : "unset logscale y\n") << "plot ";
-      for (std::size_t c = 0; c < curves.size(); ++c)
-        script << (c ? ", " : "") << "'" << plot_dir << "/curve" << c << ".dat' using " << p.x << ":" << p.y
-               << " with lines lw 2 dt " << 1 + c / 8 << " title '" << curves[c].label << "'";
-      script << "\n";
-    }
-    script.close();
-    if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
-      gnuplot_note = "\nPlots not drawn: gnuplot is not installed (`sudo apt-get install gnuplot-nox`); the data and "
-                     "script are in plots/.\n";
-    } else if (std::system(("gnuplot '" + plot_dir + "/plots.gp' 2> '" + plot_dir + "/gnuplot.log'").c_str()) != 0) {
-      gnuplot_note = "\nPlots failed: see plots/gnuplot.log.\n";
-    } else {
-      md << "\n![accuracy vs steps](plots/accuracy_vs_steps.png)\n![accuracy vs gradients](plots/accuracy_vs_gradients.png)\n"
-         << "![loss vs steps](plots/loss_vs_steps.png)\n![loss vs gradients](plots/loss_vs_gradients.png)\n";
-    }
+    for (const auto& v : *best_key) md << " " << v << " |";
+    md << " " << format_stats(best_acc, 100.0, 2) << " | " << format_stats(stats(loss), 1.0, 4) << " | ";
+    if (with_sim_time) md << format_stats(stats(sim_time), 1.0, 1) << " | ";
+    md << members.size() << (failed ? " (" + std::to_string(failed) + " not ok)" : "") << " | " << steps << " |\n";
+    if (curve.label.empty()) curve.label = "run";
+    auto facet = std::find_if(facets.begin(), facets.end(), [&](const PlotFacet& f) { return f.title == title; });
+    if (facet == facets.end()) facet = facets.insert(facets.end(), PlotFacet{title, folder, {}});
+    facet->curves.push_back(std::move(curve));
   }
-  md << gnuplot_note;
+  if (options.plots) md << write_plots(dir, facets, with_sim_time);
   std::ofstream(dir + "/report.md") << md.str();
   return md.str();
 }

@@ -109,7 +109,7 @@ void RunOutput::append(const MetricsRow& row) {
 }
 
 void RunOutput::write_summary(const std::string& status, const std::string& message, const MetricsRow* last,
-                              std::int64_t total_steps) {
+                              std::int64_t total_steps, const TimeBreakdown* time) {
   const std::string path = dir_ + "/summary.json", tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
@@ -118,6 +118,12 @@ void RunOutput::write_summary(const std::string& status, const std::string& mess
         << ",\n  \"total_steps\": " << total_steps;
     if (last)
       for (const auto& [k, v] : metrics_fields(*last)) out << ",\n  " << json_string(k) << ": " << json_number(v);
+    if (time)
+      out << ",\n  \"time\": {\"compute_s\": " << json_number(time->compute) << ", \"aggregation_s\": "
+          << json_number(time->aggregation) << ", \"update_s\": "
+          << json_number(time->update) << ", \"evaluation_s\": " << json_number(time->evaluation)
+          << ", \"engine_s\": " << json_number(time->engine()) << ", \"total_s\": " << json_number(time->total)
+          << "}";
     out << "\n}\n";
   }
   fs::rename(tmp, path);

@@ -1,6 +1,7 @@
 #include "phalanx/core/sync_engine.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include <ATen/ATen.h>
@@ -45,6 +46,7 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
   const std::int64_t h = spec.honest(), b = spec.byzantine;
   RunResult result;
   result.total_steps = total_steps;
+  const auto started = std::chrono::steady_clock::now();
   MetricsTracker metrics(spec, data, *model, output.get(), logger, total_steps);
   at::Tensor messages = at::empty({spec.workers, d}, at::kFloat);
   double sim_time = 0;
@@ -59,7 +61,10 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
       at::Tensor y = data.train_y.index_select(0, batch);
       const bool byzantine = w >= h;
       if (byzantine) y = plugins.attack->poison_labels(y, data.classes);
-      auto [loss, gradient] = model->loss_and_gradient(x, y);
+      auto [loss, gradient] = [&] {
+        ScopedTimer timer(result.time.compute);
+        return model->loss_and_gradient(x, y);
+      }();
       if (!byzantine) metrics.add_train_loss(loss);
       if (spec.weight_decay > 0) gradient.add_(model->params(), spec.weight_decay);
       at::Tensor message = plugins.worker_rules[w]->message(gradient, step);
@@ -73,8 +78,13 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
       require_shape(crafted, {b, d}, "attack '" + spec.attack.name + "'");
       messages.narrow(0, h, b).copy_(crafted);
     }
-    metrics.add_nonfinite(count_nonfinite_rows(messages));
-    at::Tensor update = aggregate_rows(spec, plugins, messages);
+    // Honest messages are trusted in simulation (a diverging model shows up in the update and parameters
+    // below); the Byzantine ones are counted.
+    if (b > 0) metrics.add_nonfinite(count_nonfinite_rows(messages.narrow(0, h, b)));
+    at::Tensor update = [&] {
+      ScopedTimer timer(result.time.aggregation);
+      return aggregate_rows(spec, plugins, messages);
+    }();
     if (!at::isfinite(update).all().item<bool>()) {
       result.status = "diverged";
       result.message = "aggregator '" + spec.aggregator.name + "' produced a non-finite update at step " +
@@ -85,7 +95,10 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
     arrival.computed_at = step;
     arrival.current = step;
     arrival.sim_time = sim_time;
-    plugins.optimizer->apply(model->params(), update, arrival, lr);
+    {
+      ScopedTimer timer(result.time.update);
+      plugins.optimizer->apply(model->params(), update, arrival, lr);
+    }
     metrics.add_staleness(0);
     if (!at::isfinite(model->params()).all().item<bool>()) {
       result.status = "diverged";
@@ -97,9 +110,10 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
       metrics.evaluate(step + 1, (step + 1) * h * spec.batch_size,
                        static_cast<double>((step + 1) * spec.workers * spec.batch_size), lr, sim_time, result);
   }
+  result.time.total = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (result.status != "ok" && logger) logger->warn("{}", result.message);
   if (output) output->write_summary(result.status, result.message, result.has_last ? &result.last : nullptr,
-                                    total_steps);
+                                    total_steps, &result.time);
   return result;
 }
 

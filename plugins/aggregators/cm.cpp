@@ -17,6 +17,11 @@ using namespace phalanx;
 class CoordinateMedian : public Aggregator {
  public:
   at::Tensor aggregate(const at::Tensor& inputs) override {
+    // Usually every row is finite: then the median's own pass over the input checks that, and no separate
+    // pass is made to look for NaN/Inf rows (issue 3).
+    bool finite = true;
+    at::Tensor median = coordinate_median(inputs, &finite);
+    if (finite) return median;
     at::Tensor rows = finite_rows(inputs);
     const std::int64_t n = rows.size(0);
     if (n == 0) throw Error("aggregator 'cm': every message contains NaN or Inf; nothing to aggregate");

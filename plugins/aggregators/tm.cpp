@@ -34,6 +34,14 @@ class TrimmedMean : public Aggregator {
   explicit TrimmedMean(std::int64_t b) : b_(b) {}
 
   at::Tensor aggregate(const at::Tensor& inputs) override {
+    // Usually every row is finite: then the sort's own pass over the input checks that, and no separate
+    // pass is made to look for NaN/Inf rows (issue 3).
+    const std::int64_t trim = std::min(b_, (inputs.size(0) - 1) / 2);
+    if (trim > 0) {
+      bool finite = true;
+      at::Tensor mean = coordinate_trimmed_mean(inputs, trim, &finite);
+      if (finite) return mean;
+    }
     at::Tensor rows = finite_rows(inputs);
     const std::int64_t n = rows.size(0);
     if (n == 0) throw Error("aggregator 'tm': every message contains NaN or Inf; nothing to aggregate");

@@ -11,8 +11,8 @@
 // |-----------|---------|-------------------------|
 // | sigma     | 200     | standard deviation (>= 0) |
 #include <ATen/ATen.h>
-#include <c10/util/Exception.h>
 
+#include "phalanx/generator_state.hpp"
 #include "phalanx/plugin.hpp"
 
 namespace {
@@ -27,20 +27,8 @@ class GaussianNoise : public Attack {
     return at::randn(round.byzantine_true.sizes(), generator_, at::TensorOptions().dtype(at::kFloat)).mul_(sigma_);
   }
 
-  State save_state() const override { return {{"generator", generator_.get_state()}}; }
-  void load_state(const State& state) override {
-    auto it = state.find("generator");
-    if (it == state.end()) {  // nothing saved yet: start the stream from the beginning
-      generator_ = make_generator(seed_);
-      return;
-    }
-    try {
-      generator_.set_state(it->second);
-    } catch (const c10::Error& e) {
-      throw Error("attack 'gaussian': the saved generator state does not fit this LibTorch build (" +
-                  std::string(e.what_without_backtrace()) + "); was the checkpoint written by another version?");
-    }
-  }
+  State save_state() const override { return save_generator(generator_); }
+  void load_state(const State& state) override { load_generator(state, generator_, seed_, "attack 'gaussian'"); }
 
  private:
   double sigma_;

@@ -27,6 +27,7 @@
 #include <ATen/ATen.h>
 
 #include "phalanx/distances.hpp"
+#include "phalanx/gamma_search.hpp"
 #include "phalanx/plugin.hpp"
 
 namespace {
@@ -42,7 +43,7 @@ class MinSum : public Attack {
     if (h == 0) throw Error("attack 'minsum' needs at least one honest message");
     at::Tensor honest = round.honest.to(at::kDouble);
     at::Tensor mean = honest.mean(0);
-    at::Tensor p = perturbation(honest, mean);
+    at::Tensor p = perturbation_direction(direction_, honest, mean);
     // The honest maximum: the largest sum of squared distances from one honest message to the others.
     const double bound = pairwise_squared_distances(round.honest).sum(1).max().item<double>();
 
@@ -52,31 +53,15 @@ class MinSum : public Attack {
     const double c = offsets.square().sum().item<double>(), b = offsets.sum(0).dot(p).item<double>();
     auto feasible = [&](double gamma) { return c + 2 * gamma * b + static_cast<double>(h) * gamma * gamma * a <= bound; };
 
-    double gamma = 0;
-    if (a > 0) {
-      double lo = 0, hi = bound > 0 ? std::sqrt(bound / (static_cast<double>(h) * a)) : 1.0;
-      for (int k = 0; k < 200 && feasible(hi); ++k) lo = hi, hi *= 2;
-      for (std::int64_t k = 0; k < iterations_ && hi - lo > 1e-12 * hi; ++k) {
-        const double mid = 0.5 * (lo + hi);
-        (feasible(mid) ? lo : hi) = mid;
-      }
-      gamma = lo;
-    }
+    // gamma at which the quadratic term alone reaches the bound; unused when a = 0 (p = 0: gamma is 0)
+    const double start = bound > 0 ? std::sqrt(bound / (static_cast<double>(h) * a)) : 1.0;
+    const double gamma = a > 0 ? largest_feasible_gamma(feasible, start, iterations_) : 0.0;
     at::Tensor malicious = mean.add(p, gamma).to(at::kFloat);
     return malicious.unsqueeze(0).expand({round.byzantine_true.size(0), malicious.size(0)}).contiguous();
   }
   bool omniscient() const override { return true; }
 
  private:
-  at::Tensor perturbation(const at::Tensor& honest, const at::Tensor& mean) const {
-    if (direction_ == "unit") {
-      const double norm = mean.norm().item<double>();
-      return norm > 0 ? mean.div(-norm) : at::zeros_like(mean);
-    }
-    if (direction_ == "sign") return mean.sign().neg_();
-    return honest.size(0) > 1 ? honest.std(0, /*unbiased=*/true).neg_() : at::zeros_like(mean);
-  }
-
   std::string direction_;
   std::int64_t iterations_;
 };

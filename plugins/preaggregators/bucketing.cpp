@@ -15,11 +15,13 @@
 // |-----------|---------|------------------|
 // | s         | 2       | rows per bucket  |
 #include <algorithm>
+#include <vector>
 
 #include <ATen/ATen.h>
-#include <c10/util/Exception.h>
 
+#include "phalanx/generator_state.hpp"
 #include "phalanx/plugin.hpp"
+#include "phalanx/row_math.hpp"
 
 namespace {
 
@@ -33,50 +35,42 @@ class Bucketing : public PreAggregator {
     const std::int64_t n = inputs.size(0), d = inputs.size(1), buckets = (n + s_ - 1) / s_;
     at::Tensor order = at::randperm(n, generator_, at::TensorOptions().dtype(at::kLong));
     // Position k of the shuffled order goes to bucket k / s. Each bucket's mean is summed chunk by chunk
-    // straight from the input rows, so every input byte is read once (a shuffled copy of the whole
-    // [n, d] input would triple the memory traffic).
+    // straight from the input rows into a small buffer that stays in cache, so every input byte is read
+    // once (a shuffled copy of the whole [n, d] input would triple the memory traffic), and each chunk of
+    // the result is written once, with streaming stores, into an output reused between rounds (a fresh
+    // output costs more in page faults than reading the input; issue 3).
     at::Tensor x = inputs.contiguous().to(at::kFloat);
-    at::Tensor out = at::empty({buckets, d}, x.options());
+    at::Tensor out = output_.get({buckets, d});
     const float* in = x.data_ptr<float>();
     float* result = out.data_ptr<float>();
     const std::int64_t* pick = order.data_ptr<std::int64_t>();
     constexpr std::int64_t kChunk = 4096;
+    std::vector<float> sum(static_cast<std::size_t>(std::min(kChunk, d)));
     for (std::int64_t b = 0; b < buckets; ++b) {
       const std::int64_t first = b * s_, last = std::min(n, first + s_);
       const float scale = 1.0f / static_cast<float>(last - first);
       for (std::int64_t start = 0; start < d; start += kChunk) {
         const std::int64_t width = std::min(kChunk, d - start);
-        float* acc = result + b * d + start;
+        float* acc = sum.data();
         std::copy_n(in + pick[first] * d + start, width, acc);
         for (std::int64_t k = first + 1; k < last; ++k) {
           const float* row = in + pick[k] * d + start;
           for (std::int64_t j = 0; j < width; ++j) acc[j] += row[j];
         }
-        for (std::int64_t j = 0; j < width; ++j) acc[j] *= scale;
+        scale_row_streaming(acc, scale, result + b * d + start, width);
       }
     }
     return out.to(inputs.scalar_type());
   }
 
-  State save_state() const override { return {{"generator", generator_.get_state()}}; }
-  void load_state(const State& state) override {
-    auto it = state.find("generator");
-    if (it == state.end()) {  // nothing saved yet: start the stream from the beginning
-      generator_ = make_generator(seed_);
-      return;
-    }
-    try {
-      generator_.set_state(it->second);
-    } catch (const c10::Error& e) {
-      throw Error("pre-aggregator 'bucketing': the saved generator state does not fit this LibTorch build (" +
-                  std::string(e.what_without_backtrace()) + "); was the checkpoint written by another version?");
-    }
-  }
+  State save_state() const override { return save_generator(generator_); }
+  void load_state(const State& state) override { load_generator(state, generator_, seed_, "pre-aggregator 'bucketing'"); }
 
  private:
   std::int64_t s_;
   std::uint64_t seed_;
   at::Generator generator_;
+  OutputBuffer output_;
 };
 
 }  // namespace

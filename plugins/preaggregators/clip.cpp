@@ -15,6 +15,7 @@
 #include <ATen/ATen.h>
 
 #include "phalanx/plugin.hpp"
+#include "phalanx/row_math.hpp"
 #include "phalanx/tensor_checks.hpp"
 
 namespace {
@@ -27,23 +28,22 @@ class StaticClipping : public PreAggregator {
 
   at::Tensor transform(const at::Tensor& inputs) override {
     if (inputs.scalar_type() != at::kFloat || inputs.dim() != 2) return transform_generic(inputs);
-    // One pass per row to get its norm, one to write it scaled. Squares are summed in double: a finite
-    // float32 row can hold values whose squares overflow float32 (1e20), but never double. A NaN or Inf
+    // Per row: its norm (squares summed in double, see phalanx::squared_norm: a finite float32 row can
+    // hold values whose squares overflow float32, never double), then the scaled row, written with
+    // streaming stores into an output reused between rounds (a fresh [n, d] output costs more in page
+    // faults than reading the input; issue 3). The row is still in cache for the second read. A NaN or Inf
     // anywhere in the row makes the sum non-finite, and such a row is passed through unchanged.
     at::Tensor x = inputs.contiguous();
-    at::Tensor out = at::empty_like(x);
     const std::int64_t n = x.size(0), d = x.size(1);
+    at::Tensor out = output_.get(x.sizes());
     const float* in = x.data_ptr<float>();
     float* result = out.data_ptr<float>();
     for (std::int64_t i = 0; i < n; ++i) {
       const float* row = in + i * d;
-      double sum = 0;
-      for (std::int64_t j = 0; j < d; ++j) sum += static_cast<double>(row[j]) * row[j];
-      const double norm = std::sqrt(sum);
+      const double norm = std::sqrt(squared_norm(row, d));
       // Rows already within c (and zero rows, where c / 0 is undefined) keep scale 1.
       const float scale = std::isfinite(norm) && norm > c_ ? static_cast<float>(c_ / norm) : 1.0f;
-      float* dst = result + i * d;
-      for (std::int64_t j = 0; j < d; ++j) dst[j] = row[j] * scale;
+      scale_row_streaming(row, scale, result + i * d, d);
     }
     return out;
   }
@@ -59,6 +59,7 @@ class StaticClipping : public PreAggregator {
 
  private:
   double c_;
+  OutputBuffer output_;
 };
 
 }  // namespace

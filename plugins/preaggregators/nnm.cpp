@@ -23,6 +23,7 @@
 
 #include "phalanx/distances.hpp"
 #include "phalanx/plugin.hpp"
+#include "phalanx/row_math.hpp"
 #include "phalanx/tensor_checks.hpp"
 
 namespace {
@@ -48,6 +49,12 @@ class NearestNeighbourMixing : public PreAggregator {
     at::Tensor weights = finite.index_select(0, nearest.reshape({-1})).reshape({n, k}).to(inputs.scalar_type());
     weights.div_(weights.sum(1, /*keepdim=*/true).clamp_min_(1.0));
     at::Tensor mixing = at::zeros({n, n}, inputs.options()).scatter_(1, nearest, weights);
+    // Usually every row is finite: one product into an output reused between rounds (a fresh [n, d]
+    // output and two full copies cost more than the product; issue 3).
+    if (inputs.scalar_type() == at::kFloat && finite.all().item<bool>()) {
+      at::Tensor out = output_.get({n, inputs.size(1)});
+      return at::mm_out(out, mixing, inputs);
+    }
     // Bad rows are zeroed before the product: 0 * NaN would otherwise leak NaN into every output row.
     at::Tensor bad = finite.logical_not().unsqueeze(1);
     at::Tensor mixed = at::mm(mixing, inputs.masked_fill(bad, 0.0));
@@ -56,6 +63,7 @@ class NearestNeighbourMixing : public PreAggregator {
 
  private:
   std::int64_t f_;
+  OutputBuffer output_;
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "phalanx/coordinate_sort.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <immintrin.h>
 
 #include "phalanx/error.hpp"
 
@@ -17,40 +19,232 @@ namespace phalanx {
 
 namespace {
 
-// Batcher's odd-even merge sort network for n inputs (the power-of-two network with every comparator
-// that touches an index >= n removed: those indices act as +infinity and never move).
-const std::vector<std::pair<int, int>>& sorting_network(int n) {
-  static std::mutex mutex;
-  static std::map<int, std::vector<std::pair<int, int>>> cache;
-  std::lock_guard<std::mutex> lock(mutex);
-  auto it = cache.find(n);
-  if (it != cache.end()) return it->second;
-  int size = 1;
-  while (size < n) size <<= 1;
-  std::vector<std::pair<int, int>> network;
-  for (int p = 1; p < size; p <<= 1)
-    for (int k = p; k >= 1; k >>= 1)
-      for (int j = k % p; j + k < size; j += 2 * k)
-        for (int i = 0; i < std::min(k, size - j - k); ++i)
-          if ((i + j) / (2 * p) == (i + j + k) / (2 * p) && i + j + k < n) network.emplace_back(i + j, i + j + k);
-  return cache.emplace(n, std::move(network)).first->second;
+// The sort: a bitonic sorting network of size m = 2^L >= n, run on a block of `width` columns (lane groups
+// of 8 floats, one AVX2 register each). The m - n rows that are not data are padding (the largest float
+// after the data, and for the median also the smallest before it). Every comparator puts the minimum at the
+// lower row: stage s (s = 1 .. L) merges sorted runs of 2^(s-1) into runs of 2^s with one "flip" layer (row
+// i against i ^ (2^s - 1)) and then half-cleaner layers (i against i ^ k, k = 2^(s-2) .. 1).
+//
+// The speed comes from how the layers are grouped into passes: up to three consecutive layers of one stage
+// touch closed groups of 8 rows, so a pass loads 8 rows of a lane group into registers, runs all its
+// comparators there and stores 8 rows, instead of one load/store round trip per comparator. For m = 64 a
+// full sort takes 7 passes over the block (the first sorts aligned groups of 8 rows with Batcher's
+// 19-comparator network, reading them straight from the input); the block stays in L1. The median needs
+// two passes fewer (see median_of_halves).
+//
+// The padding rows hold -FLT_MAX and FLT_MAX rather than infinities: a finite value ties with them at
+// worst, and ties do not change the sorted values, while the first pass can then flag any NaN or Inf it
+// reads (x - x is not 0) without telling padding and data apart.
+
+// Layers per pass: 8 rows in registers (AVX2 has 16; a fourth layer, 16 rows, measured no faster).
+constexpr std::size_t kLayersPerPass = 3;
+constexpr std::int64_t kLanes = 8;  // block widths are multiples of this (and of both kernels' vector widths)
+
+// One pass: `layers` consecutive layers of one stage, the first a flip layer when `flip`. The block rows are
+// split into groups of 2^layers that only meet each other in these layers; offsets holds, per group, the
+// float offset (row * stride) of the row in each register. Within a group, register r pairs with
+// r ^ (2^layers - 1) in the flip layer and with r ^ 2^b in layer b, always with the minimum at the lower
+// register (the registers are numbered so that this is also the lower row).
+struct Pass {
+  int layers = 0;
+  bool flip = false;
+  std::vector<std::int32_t> offsets;
+};
+
+struct Schedule {
+  std::int64_t m = 1;      // network size (power of two >= n)
+  std::int64_t stride = 0;  // floats per block row
+  bool sort8 = false;      // first pass: sort aligned groups of 8 rows with the 19-comparator network
+  std::vector<Pass> passes;        // the full sort
+  std::size_t median_passes = 0;   // passes before the last stage (median_of_halves does its flip)
+};
+
+// The rows of one pass of stage s: layer b has the row bit h[b] (flip: s - 1; half-cleaner k: log2 k).
+Pass make_pass(std::int64_t m, std::int64_t stride, int s, bool flip, const std::vector<int>& h) {
+  Pass pass;
+  pass.layers = static_cast<int>(h.size());
+  pass.flip = flip;
+  std::int64_t high = 0;
+  for (int bit : h) high |= std::int64_t{1} << bit;
+  const std::int64_t flip_mask = (std::int64_t{1} << s) - 1;
+  const int size = 1 << pass.layers;
+  for (std::int64_t rep = 0; rep < m; ++rep) {
+    if (rep & high) continue;  // one representative per group: the row with all the group's bits clear
+    for (int r = 0; r < size; ++r) {
+      // Register r holds the row whose group bits spell r. With a flip, the rows whose flip bit is set sit
+      // across the flip from the representative, so their other low bits are mirrored too.
+      std::int64_t row = flip && (r & 1) ? ((rep ^ flip_mask) & ~high) : rep;
+      for (int b = 0; b < pass.layers; ++b)
+        if (r >> b & 1) row |= std::int64_t{1} << h[static_cast<std::size_t>(b)];
+      pass.offsets.push_back(static_cast<std::int32_t>(row * stride));
+    }
+  }
+  return pass;
 }
 
-// Columns per block: the n x width block (about 256 KiB) stays in L2 while the network passes over it
-// hundreds of times.
-std::int64_t block_width(std::int64_t n) { return std::clamp<std::int64_t>(65536 / n, 64, 4096) / 8 * 8; }
+// The network size for n rows: the smallest power of two >= n.
+std::int64_t network_size(std::int64_t n) {
+  std::int64_t m = 1;
+  while (m < n) m <<= 1;
+  return m;
+}
 
-// lo[j], hi[j] <- min, max of the pair, for every lane j. The rows never overlap (restrict), so the
-// compiler turns this into packed min/max instructions.
-// Cloned for AVX2 (8 lanes) and baseline x86-64 (4 lanes); the loader picks the one the CPU supports.
-__attribute__((target_clones("avx2", "default"))) void compare_exchange(float* __restrict lo, float* __restrict hi,
-                                                                           std::int64_t width) {
-  for (std::int64_t j = 0; j < width; ++j) {
-    const float u = lo[j], v = hi[j];
-    lo[j] = std::min(u, v);
-    hi[j] = std::max(u, v);
+Schedule make_schedule(std::int64_t n, std::int64_t stride) {
+  Schedule schedule;
+  schedule.stride = stride;
+  schedule.m = network_size(n);
+  int stages = 0;
+  while ((std::int64_t{1} << stages) < schedule.m) ++stages;
+  const std::int64_t m = schedule.m;
+  int first = 1;
+  if (stages >= 3) {
+    schedule.sort8 = true;
+    first = 4;
   }
-}  // columns per block: n x 512 floats stay in L2 for n <= 128
+  for (int s = first; s <= stages; ++s) {
+    // Stage s has s layers (bits s - 1 for the flip, then s - 2 .. 0). Cut into passes of three layers from
+    // the end, so the last pass of every stage works on aligned groups of 8 rows.
+    std::vector<int> bits;
+    for (int b = s - 1; b >= 0; --b) bits.push_back(b);
+    const std::size_t head = bits.size() % kLayersPerPass == 0 ? kLayersPerPass : bits.size() % kLayersPerPass;
+    if (s == stages) schedule.median_passes = schedule.passes.size();
+    schedule.passes.push_back(make_pass(m, stride, s, true, {bits.begin(), bits.begin() + static_cast<long>(head)}));
+    for (std::size_t b = head; b < bits.size(); b += kLayersPerPass)
+      schedule.passes.push_back(make_pass(m, stride, s, false, {bits.begin() + static_cast<long>(b),
+                                                               bits.begin() + static_cast<long>(b + kLayersPerPass)}));
+  }
+  return schedule;
+}
+
+// The block's schedule for n rows, made once per n and block stride.
+const Schedule& schedule_for(std::int64_t n, std::int64_t stride) {
+  static std::mutex mutex;
+  static std::map<std::pair<std::int64_t, std::int64_t>, Schedule> cache;
+  std::lock_guard<std::mutex> lock(mutex);
+  auto key = std::make_pair(n, stride);
+  auto it = cache.find(key);
+  if (it == cache.end()) it = cache.emplace(key, make_schedule(n, stride)).first;
+  return it->second;
+}
+
+// Columns per block: the m x width block (16 KiB) stays in L1 while the passes go over it.
+std::int64_t block_width(std::int64_t m) { return std::clamp<std::int64_t>(4096 / m, kLanes, 512) / kLanes * kLanes; }
+
+// The kernels, compiled twice from one source: for AVX2 (one 8-float register per vector of columns) and
+// for baseline x86-64 (4-float SSE registers); the dispatchers below pick the one the CPU supports.
+#pragma GCC push_options
+#pragma GCC target("avx2")
+namespace avx2 {
+struct Ops {
+  using V = __m256;
+  static constexpr std::int64_t kWidth = 8;
+  static V load(const float* p) { return _mm256_load_ps(p); }
+  static V loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, V v) { _mm256_store_ps(p, v); }
+  static void storeu(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static V min(V a, V b) { return _mm256_min_ps(a, b); }
+  static V max(V a, V b) { return _mm256_max_ps(a, b); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V set1(float x) { return _mm256_set1_ps(x); }
+};
+#include "coordinate_sort_kernels.inc"
+}  // namespace avx2
+#pragma GCC pop_options
+
+namespace sse {
+struct Ops {
+  using V = __m128;
+  static constexpr std::int64_t kWidth = 4;
+  static V load(const float* p) { return _mm_load_ps(p); }
+  static V loadu(const float* p) { return _mm_loadu_ps(p); }
+  static void store(float* p, V v) { _mm_store_ps(p, v); }
+  static void storeu(float* p, V v) { _mm_storeu_ps(p, v); }
+  static V min(V a, V b) { return _mm_min_ps(a, b); }
+  static V max(V a, V b) { return _mm_max_ps(a, b); }
+  static V add(V a, V b) { return _mm_add_ps(a, b); }
+  static V sub(V a, V b) { return _mm_sub_ps(a, b); }
+  static V mul(V a, V b) { return _mm_mul_ps(a, b); }
+  static V set1(float x) { return _mm_set1_ps(x); }
+};
+#include "coordinate_sort_kernels.inc"
+}  // namespace sse
+
+bool has_avx2() {
+  static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx2"));
+  return yes;
+}
+
+// Runs the sort8 pass (if any, reading row r from source[r]) and passes [0, count) of the schedule over
+// the block; `ahead` floats past each source row's columns are prefetched. Returns false when the first
+// pass read a NaN or Inf.
+bool run_passes(const float* const* source, float* block, std::int64_t width, std::int64_t ahead,
+                const Schedule& schedule, std::size_t count) {
+  return (has_avx2() ? avx2::run_passes : sse::run_passes)(source, block, width, schedule.sort8, schedule.m,
+                                                  schedule.stride, ahead, schedule.passes.data(), count);
+}
+
+// A block of `width` columns (a multiple of kLanes, stride floats per row) of the rows, with `low` rows
+// of -inf before them and +inf after them up to m rows.
+class Block {
+ public:
+  Block(std::int64_t n, std::int64_t low)
+      : n_(n), low_(low), m_(network_size(n)), width_(block_width(m_)),
+        schedule_(schedule_for(n, width_)),
+        data_(static_cast<std::size_t>(m_ * width_ + kLanes)),
+        minus_(static_cast<std::size_t>(width_), -std::numeric_limits<float>::max()),
+        plus_(static_cast<std::size_t>(width_), std::numeric_limits<float>::max()),
+        source_(static_cast<std::size_t>(m_)) {
+    // Align to 32 bytes for the vector loads.
+    auto address = reinterpret_cast<std::uintptr_t>(data_.data());
+    base_ = data_.data() + ((32 - address % 32) % 32) / sizeof(float);
+  }
+  std::int64_t width() const { return width_; }
+  float* rows() { return base_ + low_ * width_; }
+  float* data() { return base_; }
+  std::int64_t m() const { return m_; }
+
+  // Sorts columns [start, start + count) of the [n, d] rows `in` into the block (count <= width) by the
+  // first passes of the schedule: all of them when full, else the median's (Schedule::median_passes).
+  // Returns false when one of the values is NaN or Inf (the block is then meaningless).
+  bool load_and_sort(const float* in, std::int64_t d, std::int64_t start, std::int64_t count, bool full) {
+    const std::size_t passes = full ? schedule_.passes.size() : schedule_.median_passes;
+    if (count == width_ && schedule_.sort8) {
+      // The first pass reads straight from the input rows (and the padding rows).
+      for (std::int64_t r = 0; r < m_; ++r)
+        source_[static_cast<std::size_t>(r)] = r < low_ ? minus_.data() : r >= low_ + n_ ? plus_.data()
+                                                                           : in + (r - low_) * d + start;
+      return run_passes(source_.data(), base_, width_, width_, schedule_, passes);
+    }
+    // A narrower last block, or no first pass to read the input: copy the rows in first, with the lane
+    // groups past `count` zero-filled. The padding is written every time: a partial sort (the median's)
+    // leaves other values in those rows.
+    std::fill(base_, base_ + low_ * width_, -std::numeric_limits<float>::max());
+    std::fill(base_ + (low_ + n_) * width_, base_ + m_ * width_, std::numeric_limits<float>::max());
+    float* dst = rows();
+    bool finite = true;
+    for (std::int64_t i = 0; i < n_; ++i) {
+      const float* row = in + i * d + start;
+      std::memcpy(dst + i * width_, row, static_cast<std::size_t>(count) * sizeof(float));
+      std::fill(dst + i * width_ + count, dst + (i + 1) * width_, 0.0f);
+      if (!schedule_.sort8)  // else the first pass checks
+        for (std::int64_t j = 0; j < count; ++j) finite = finite && std::isfinite(row[j]);
+    }
+    for (std::int64_t r = 0; r < m_; ++r) source_[static_cast<std::size_t>(r)] = base_ + r * width_;
+    return run_passes(source_.data(), base_, round_up(count), 0, schedule_, passes) && finite;
+  }
+
+  static std::int64_t round_up(std::int64_t count) { return (count + kLanes - 1) / kLanes * kLanes; }
+
+ private:
+  std::int64_t n_, low_, m_, width_;
+  const Schedule& schedule_;
+  std::vector<float> data_;
+  float* base_ = nullptr;
+  std::vector<float> minus_, plus_;         // padding rows
+  std::vector<const float*> source_;  // where the first pass reads each row
+};
 
 // Mean of each column of a sorted block after dropping the `trim` smallest and `trim` largest values.
 void trimmed_mean_of_sorted(const float* sorted, std::int64_t n, std::int64_t width, std::int64_t trim, float* out) {
@@ -102,43 +296,85 @@ void mean_of_nearest(const float* sorted, std::int64_t n, std::int64_t width, st
 
 }  // namespace
 
-at::Tensor reduce_sorted_columns(const at::Tensor& rows, const SortedBlockReducer& reduce) {
+at::Tensor reduce_sorted_columns(const at::Tensor& rows, const SortedBlockReducer& reduce, bool* finite) {
   if (rows.dim() != 2 || rows.scalar_type() != at::kFloat)
     throw Error("reduce_sorted_columns expects an [n, d] float32 tensor");
   at::Tensor x = rows.contiguous();
   const std::int64_t n = x.size(0), d = x.size(1);
   if (n == 0) throw Error("reduce_sorted_columns: no rows");
   at::Tensor out = at::empty({d}, at::kFloat);
-  const auto& network = sorting_network(static_cast<int>(n));
-  const std::int64_t block_columns = block_width(n);
-  std::vector<float> block(static_cast<std::size_t>(n * block_columns));
+  Block block(n, 0);
   const float* in = x.data_ptr<float>();
   float* result = out.data_ptr<float>();
-  for (std::int64_t start = 0; start < d; start += block_columns) {
-    const std::int64_t width = std::min(block_columns, d - start);
-    for (std::int64_t i = 0; i < n; ++i)
-      std::memcpy(block.data() + i * width, in + i * d + start, static_cast<std::size_t>(width) * sizeof(float));
-    for (const auto& [a, b] : network) compare_exchange(block.data() + a * width, block.data() + b * width, width);
-    reduce(block.data(), n, width, result + start);
+  if (finite) *finite = true;
+  for (std::int64_t start = 0; start < d; start += block.width()) {
+    const std::int64_t width = std::min(block.width(), d - start);
+    if (!block.load_and_sort(in, d, start, width, /*full=*/true) && finite) {
+      *finite = false;
+      return out;
+    }
+    float* sorted = block.rows();
+    // The reducer sees `width` floats per row: close the gaps of a narrower last block (moving forward
+    // is safe, every row moves to a lower address).
+    if (width < block.width())
+      for (std::int64_t i = 1; i < n; ++i)
+        std::memmove(sorted + i * width, sorted + i * block.width(), static_cast<std::size_t>(width) * sizeof(float));
+    reduce(sorted, n, width, result + start);
   }
   return out;
 }
 
-at::Tensor coordinate_median(const at::Tensor& rows) {
-  return reduce_sorted_columns(rows, [](const float* sorted, std::int64_t n, std::int64_t width, float* out) {
-    const float* low = sorted + ((n - 1) / 2) * width;
-    const float* high = sorted + (n / 2) * width;
-    for (std::int64_t j = 0; j < width; ++j) out[j] = 0.5f * (low[j] + high[j]);
-  });
+namespace {
+
+// Before the last stage the two halves of the m rows are sorted; the last stage's flip layer would put
+// the m / 2 smallest values of every column in the lower half and the rest in the upper half, so the two
+// middle values are the largest of the lower half and the smallest of the upper half. The rows were
+// padded with as many smallest as largest floats (one more largest when m - n is odd), which puts the
+// median of the n values exactly in the middle.
+void median_of_halves(const float* block, std::int64_t m, std::int64_t stride, std::int64_t width, bool odd,
+                      float* out) {
+  (has_avx2() ? avx2::median_of_halves : sse::median_of_halves)(block, m, stride, width, odd, out);
 }
 
-at::Tensor coordinate_trimmed_mean(const at::Tensor& rows, std::int64_t trim) {
+}  // namespace
+
+at::Tensor coordinate_median(const at::Tensor& rows, bool* finite) {
+  if (rows.dim() != 2 || rows.scalar_type() != at::kFloat)
+    throw Error("coordinate_median expects an [n, d] float32 tensor");
+  const std::int64_t n = rows.size(0), d = rows.size(1);
+  if (n < 2)
+    return reduce_sorted_columns(
+        rows, [](const float* sorted, std::int64_t n, std::int64_t width, float* out) {
+          median_of_sorted(sorted, n, width, out);
+        },
+        finite);
+  at::Tensor x = rows.contiguous();
+  at::Tensor out = at::empty({d}, at::kFloat);
+  Block block(n, (network_size(n) - n) / 2);
+  const float* in = x.data_ptr<float>();
+  float* result = out.data_ptr<float>();
+  if (finite) *finite = true;
+  for (std::int64_t start = 0; start < d; start += block.width()) {
+    const std::int64_t width = std::min(block.width(), d - start);
+    if (!block.load_and_sort(in, d, start, width, /*full=*/false) && finite) {
+      *finite = false;
+      return out;
+    }
+    median_of_halves(block.data(), block.m(), block.width(), width, n % 2 == 1, result + start);
+  }
+  return out;
+}
+
+at::Tensor coordinate_trimmed_mean(const at::Tensor& rows, std::int64_t trim, bool* finite) {
   const std::int64_t n = rows.size(0);
   if (trim < 0 || 2 * trim >= n)
     throw Error("trimmed mean: cannot drop " + std::to_string(trim) + " values at each end of " + std::to_string(n));
-  return reduce_sorted_columns(rows, [trim](const float* sorted, std::int64_t n, std::int64_t width, float* out) {
-    trimmed_mean_of_sorted(sorted, n, width, trim, out);
-  });
+  return reduce_sorted_columns(
+      rows,
+      [trim](const float* sorted, std::int64_t n, std::int64_t width, float* out) {
+        trimmed_mean_of_sorted(sorted, n, width, trim, out);
+      },
+      finite);
 }
 
 at::Tensor coordinate_mean_closest_to(const at::Tensor& rows, std::int64_t m, ColumnCentre centre, std::int64_t trim) {

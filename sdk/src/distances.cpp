@@ -14,18 +14,29 @@
 namespace phalanx {
 
 at::Tensor pairwise_squared_distances(const at::Tensor& rows) {
-  at::Tensor finite = finite_row_mask(rows);
-  // Zero the bad rows so the product stays finite, then overwrite their distances with +inf.
-  at::Tensor clean = rows.masked_fill(finite.logical_not().unsqueeze(1), 0.0f);
-  // Float64 for the squared norms and Gram matrix: the subtraction cancels badly in float32 when rows are
-  // close to each other and far from the origin.
-  at::Tensor x = clean.to(at::kDouble);
-  at::Tensor norms = x.mul(x).sum(1);
-  at::Tensor gram = at::mm(x, x.t());
+  if (rows.dim() != 2) throw Error("pairwise_squared_distances expects an [n, d] tensor");
+  const std::int64_t n = rows.size(0), d = rows.size(1);
+  // The Gram matrix in float64: ||x_i||^2 + ||x_j||^2 - 2 x_i.x_j cancels badly in float32 when rows are
+  // close to each other and far from the origin. It is accumulated over blocks of columns converted to
+  // float64 one at a time (n x 256 KiB, in cache), so no float64 copy of the whole input is made: that
+  // copy used to take most of the time of Krum, Multi-Krum, Bulyan and NNM (issue 3).
+  at::Tensor gram = at::zeros({n, n}, at::kDouble);
+  const std::int64_t columns = std::max<std::int64_t>(256, (std::int64_t{1} << 15) / std::max<std::int64_t>(n, 1));
+  at::Tensor buffer = at::empty({n, std::min(columns, d)}, at::kDouble);
+  for (std::int64_t start = 0; start < d; start += columns) {
+    const std::int64_t width = std::min(columns, d - start);
+    at::Tensor part = width == buffer.size(1) ? buffer : at::empty({n, width}, at::kDouble);
+    part.copy_(rows.narrow(1, start, width));
+    gram.addmm_(part, part.t());
+  }
+  // The squared norms are the diagonal. Finite float32 values cannot overflow a float64 sum of squares, so
+  // a non-finite norm means a NaN or Inf in the row, without a separate pass to find those rows (their
+  // entries of the Gram matrix are overwritten below).
+  at::Tensor norms = gram.diagonal().clone();
   at::Tensor dist = norms.unsqueeze(1).add(norms.unsqueeze(0)).sub_(gram.mul_(2.0)).clamp_min_(0.0);
   dist.fill_diagonal_(0.0);
-  if (!finite.all().item<bool>()) {
-    at::Tensor bad = finite.logical_not();
+  at::Tensor bad = at::isfinite(norms).logical_not();
+  if (bad.any().item<bool>()) {
     at::Tensor either = bad.unsqueeze(1).logical_or(bad.unsqueeze(0));
     either.fill_diagonal_(false);
     dist.masked_fill_(either, std::numeric_limits<double>::infinity());

@@ -7,6 +7,8 @@
 #include "phalanx/attack.hpp"
 #include "phalanx/context.hpp"
 #include "phalanx/data.hpp"
+#include "phalanx/error.hpp"
+#include "phalanx/generator_state.hpp"
 #include "phalanx/optimizer.hpp"
 #include "phalanx/registrar.hpp"
 #include "phalanx/tensor_checks.hpp"
@@ -53,6 +55,22 @@ void MomentumWorkerRule::load_state(const State& state) {
 at::Tensor Optimizer::params_for_worker(const at::Tensor& params, std::int64_t) const { return params; }
 
 at::Generator make_generator(std::uint64_t seed) { return at::make_generator<at::CPUGeneratorImpl>(seed); }
+
+State save_generator(const at::Generator& generator) { return {{"generator", generator.get_state()}}; }
+
+void load_generator(const State& state, at::Generator& generator, std::uint64_t seed, const std::string& owner) {
+  auto it = state.find("generator");
+  if (it == state.end()) {  // nothing saved yet: start the stream from the beginning
+    generator = make_generator(seed);
+    return;
+  }
+  try {
+    generator.set_state(it->second);
+  } catch (const c10::Error& e) {
+    throw Error(owner + ": the saved generator state does not fit this LibTorch build (" +
+                std::string(e.what_without_backtrace()) + "); was the checkpoint written by another version?");
+  }
+}
 
 at::Tensor finite_row_mask(const at::Tensor& rows) {
   if (rows.scalar_type() != at::kFloat || rows.dim() != 2) return at::isfinite(rows).all(/*dim=*/1);

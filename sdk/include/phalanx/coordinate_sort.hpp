@@ -1,7 +1,12 @@
 // Coordinate-wise order statistics (median, trimmed mean, ...) at memory speed. Sorting an [n, d] tensor
 // along dim 0 with at::sort is hundreds of times slower than reading it; here the columns are sorted in
-// cache-sized blocks by one sorting network applied to many columns at once (vectorised min/max), and
-// the caller reduces each sorted block straight into the [d] result.
+// blocks that stay in L1 by one sorting network applied to many columns at once (vectorised min/max, with
+// groups of rows kept in registers), and the caller reduces each sorted block straight into the [d] result.
+//
+// The values must be finite. Callers that would otherwise make a pass of their own to find rows holding
+// NaN or Inf can pass `finite`: it is set to false when such a value was read (the result is then
+// meaningless; drop the bad rows, e.g. with phalanx::finite_rows, and call again), so the common case of
+// all rows finite reads the input once.
 #pragma once
 
 #include <cstdint>
@@ -17,15 +22,16 @@ namespace phalanx {
 /// values of column j of the block; writes the block's `width` results to out[0 .. width).
 using SortedBlockReducer = std::function<void(const float* sorted, std::int64_t n, std::int64_t width, float* out)>;
 
-/// Sorts each column of `rows` ([n, d] float32, every value finite: drop NaN/Inf rows first) block by
-/// block and returns the [d] tensor the reducer fills.
-PHALANX_EXPORT at::Tensor reduce_sorted_columns(const at::Tensor& rows, const SortedBlockReducer& reduce);
+/// Sorts each column of `rows` ([n, d] float32, every value finite: drop NaN/Inf rows first, or see
+/// `finite` above) block by block and returns the [d] tensor the reducer fills.
+PHALANX_EXPORT at::Tensor reduce_sorted_columns(const at::Tensor& rows, const SortedBlockReducer& reduce,
+                                                bool* finite = nullptr);
 
 /// Coordinate-wise median (mean of the two middle values when n is even) of finite rows.
-PHALANX_EXPORT at::Tensor coordinate_median(const at::Tensor& rows);
+PHALANX_EXPORT at::Tensor coordinate_median(const at::Tensor& rows, bool* finite = nullptr);
 
 /// Coordinate-wise mean of the values left after dropping the `trim` smallest and `trim` largest.
-PHALANX_EXPORT at::Tensor coordinate_trimmed_mean(const at::Tensor& rows, std::int64_t trim);
+PHALANX_EXPORT at::Tensor coordinate_trimmed_mean(const at::Tensor& rows, std::int64_t trim, bool* finite = nullptr);
 
 /// The centre coordinate_mean_closest_to measures closeness to, per column.
 enum class ColumnCentre {

@@ -18,6 +18,12 @@ struct Variant {
   Value config;                                       // the root config with the choice applied
 };
 
+/// Grid keys named `variants` or `variants_<anything>` (so a grid can hold several) list values that each
+/// set several config keys at once: {label: NAME, path: value, ...}.
+inline bool is_variants_key(const std::string& key) {
+  return key == "variants" || key.rfind("variants_", 0) == 0;
+}
+
 /// Expands the root's `compare` section (removed from each variant). No section: one variant.
 std::vector<Variant> expand_variants(const Value& root);
 

@@ -97,6 +97,19 @@ class SpeedModel {
 };
 
 /// Training-loss and staleness accumulators between evaluations, and the evaluation itself.
+/// Adds the wall time of its scope to `seconds` (for RunResult::time).
+class ScopedTimer {
+ public:
+  explicit ScopedTimer(double& seconds) : seconds_(seconds) {}
+  ~ScopedTimer() { seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+  ScopedTimer(const ScopedTimer&) = delete;
+  ScopedTimer& operator=(const ScopedTimer&) = delete;
+
+ private:
+  double& seconds_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
 class MetricsTracker {
  public:
   MetricsTracker(const PipelineSpec& spec, const Dataset& data, FlatModel& model, RunOutput* output,

@@ -12,6 +12,7 @@ namespace phalanx::core {
 
 struct ReportOptions {
   std::vector<std::string> best_over;  // keys whose best value (by mean final accuracy) is kept per cell
+  std::vector<std::string> plot_by;    // table columns that split the plots into one set per value
   bool plots = true;
 };
 

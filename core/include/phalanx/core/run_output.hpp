@@ -34,6 +34,14 @@ struct MetricsRow {
   std::int64_t missing_messages = 0;   // distributed: messages a sync round went without; workers lost
 };
 
+/// Where a run's wall time went (summary.json "time"): forward/backward, the server's aggregation of several
+/// messages (pre-aggregators + aggregator) and optimizer update, evaluation, and the rest, which is the
+/// engine's own overhead (batching, copies, checks, the event queue).
+struct TimeBreakdown {
+  double compute = 0, aggregation = 0, update = 0, evaluation = 0, total = 0;
+  double engine() const { return total - compute - aggregation - update - evaluation; }
+};
+
 const std::vector<std::string>& metrics_columns();
 std::vector<std::pair<std::string, double>> metrics_fields(const MetricsRow& row);
 
@@ -45,7 +53,7 @@ class RunOutput {
   void write_config(const Value& resolved);
   void append(const MetricsRow& row);
   void write_summary(const std::string& status, const std::string& message, const MetricsRow* last,
-                     std::int64_t total_steps);
+                     std::int64_t total_steps, const TimeBreakdown* time = nullptr);
 
  private:
   std::string dir_;

@@ -22,6 +22,7 @@ struct RunResult {
   MetricsRow last;  // final evaluation
   bool has_last = false;
   std::int64_t total_steps = 0;
+  TimeBreakdown time;  // wall-clock seconds by activity (not part of the deterministic metrics)
 };
 
 /// Creates every non-data plugin of `spec` with the right Context so plugin-level checks (e.g. an
