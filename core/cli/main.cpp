@@ -11,6 +11,7 @@
 #include "phalanx/abi.hpp"
 #include "phalanx/core/compare.hpp"
 #include "phalanx/core/config.hpp"
+#include "phalanx/core/distributed.hpp"
 #include "phalanx/core/pipeline.hpp"
 #include "phalanx/core/registry.hpp"
 #include "phalanx/core/report.hpp"
@@ -39,6 +40,12 @@ Usage:
       Table (mean +/- std over seeds; best value of KEY per cell) and PNG plots of the runs below DIR.
   phalanx validate CFG [--set key=value]... [--plugin-path DIR]
       Check CFG and every plugin parameter without training.
+  phalanx launch -n N CFG [--port P] [--set key=value]... [--out DIR] [--plugin-path DIR]
+      Run CFG as a distributed run on this machine: a parameter server and N-1 worker processes on
+      LibTorch c10d/Gloo (N = workers.count + 1). Ctrl-C stops every process and leaves a checkpoint.
+  phalanx launch CFG [--rank R --world-size N --master-addr HOST --master-port P] [--set ...] [--out DIR]
+      Be one process of a distributed run on many machines (rank 0: the server). Without flags, RANK,
+      WORLD_SIZE, MASTER_ADDR, MASTER_PORT (or SLURM_PROCID, SLURM_NTASKS) are read. See docs/distributed.md.
   phalanx plugins [KIND]
       List plugins (data, model, optimizer, aggregator, preaggregator, attack) with their parameters.
   phalanx --version
@@ -57,6 +64,11 @@ struct Options {
   std::vector<std::string> best;
   int jobs = 1;
   bool plots = true;
+  // launch
+  int processes = 0;
+  int port = 0;
+  int rank = -1, world_size = -1, master_port = -1;
+  std::string master_addr;
 };
 
 struct UsageError : Error {
@@ -81,6 +93,18 @@ Options parse(int argc, char** argv) {
     else if (a == "--plugin-path") o.plugin_paths.push_back(value(a));
     else if (a == "--best") o.best.push_back(value(a));
     else if (a == "--no-plots") o.plots = false;
+    else if (a == "-n" || a == "--port" || a == "--rank" || a == "--world-size" || a == "--master-port") {
+      const std::string v = value(a);
+      int x = -1;
+      try {
+        x = std::stoi(v);
+      } catch (const std::exception&) {
+      }
+      if (x < 0 || x > 65535) throw UsageError(a + " expects a number, got '" + v + "'");
+      (a == "-n" ? o.processes : a == "--port" ? o.port : a == "--rank" ? o.rank
+                                                 : a == "--world-size" ? o.world_size : o.master_port) = x;
+    }
+    else if (a == "--master-addr") o.master_addr = value(a);
     else if (a == "--jobs" || a == "-j") {
       const std::string v = value(a);
       try {
@@ -152,6 +176,13 @@ int cmd_plugins(const Options& o) {
 
 ReportOptions report_options_of(const Value& root);
 
+void refuse_distributed(const PipelineSpec& spec) {
+  if (spec.distributed)
+    throw Error(spec.source + ": engine.distributed is true: this is the config of a distributed run; start it "
+                "with `phalanx launch -n " + std::to_string(spec.workers + 1) + "`, or simulate it with "
+                "--set engine.distributed=false");
+}
+
 int cmd_validate(const Options& o) {
   Value root = load_config(o);
   Registry registry;
@@ -205,6 +236,7 @@ int cmd_sweep(const Options& o) {
   for (const auto& r : runs) {  // validate every run before starting any
     try {
       PipelineSpec spec = resolve_pipeline(r.config, registry);
+      refuse_distributed(spec);
       check_plugins(spec, registry);
       name = spec.name;
     } catch (const Error& e) {
@@ -234,6 +266,71 @@ int cmd_report(const Options& o) {
   return 0;
 }
 
+int cmd_launch(const Options& o) {
+  Value root = load_config(o);
+  // Recorded in the run's config.yaml, so `phalanx report` shows real and simulated runs apart.
+  apply_override(root, "engine.distributed=true");
+  for (const char* key : {"sweep", "seeds", "compare"})
+    if (const Value* v = root.find(key))
+      throw Error(v->location() + ": a distributed run is one run; remove the '" + key + "' section");
+  if (o.processes > 0) {
+    // Validate here once, so a typo is reported by one process instead of N.
+    Registry registry;
+    load_plugins(registry, o, &root);
+    PipelineSpec spec = resolve_pipeline(root, registry);
+    check_plugins(spec, registry);
+    if (spec.workers + 1 != o.processes)
+      throw Error("launch -n " + std::to_string(o.processes) + " starts a server and " +
+                  std::to_string(o.processes - 1) + " workers, but " + o.config + " has workers.count = " +
+                  std::to_string(spec.workers) + "; use -n " + std::to_string(spec.workers + 1) +
+                  " or --set workers.count=" + std::to_string(o.processes - 1));
+    std::vector<std::string> args{fs::absolute(o.config).string()};
+    for (const auto& s : o.overrides) args.insert(args.end(), {"--set", s});
+    args.insert(args.end(), {"--out", fs::absolute(o.out.empty() ? "runs/" + spec.name : o.out).string()});
+    for (const auto& a : child_args(o)) args.push_back(a);
+    const auto grace = std::chrono::milliseconds(static_cast<std::int64_t>(1000 * std::max(10.0, 2 * spec.timeout)));
+    return launch_local(o.processes, o.port, boost::dll::program_location().string(), args, grace);
+  }
+  ClusterSpec defaults;
+  defaults.rank = -1;
+  defaults.world_size = -1;
+  ClusterSpec cluster = cluster_from_environment(defaults);
+  if (o.rank >= 0) cluster.rank = o.rank;
+  if (o.world_size >= 0) cluster.world_size = o.world_size;
+  if (!o.master_addr.empty()) cluster.master_addr = o.master_addr;
+  if (o.master_port >= 0) cluster.master_port = o.master_port;
+  if (cluster.rank < 0 || cluster.world_size < 0)
+    throw UsageError("launch without -n is one process of a distributed run: give it --rank and --world-size "
+                     "(or RANK and WORLD_SIZE, or SLURM_PROCID and SLURM_NTASKS), or use -n N to start all N here");
+  Registry registry;
+  load_plugins(registry, o, &root);
+  PipelineSpec spec = resolve_pipeline(root, registry);
+  const std::string out = o.out.empty() ? "runs/" + spec.name : o.out;
+  const bool server = cluster.rank == 0;
+  std::error_code ec;
+  if (server) fs::create_directories(out, ec);
+  auto logger = make_run_logger(server ? spec.name : spec.name + "/rank" + std::to_string(cluster.rank),
+                                server && !ec ? out + "/log.txt" : "");
+  if (server) install_stop_handlers();
+  RunResult r;
+  try {
+    r = run_distributed(spec, registry, cluster, server ? out : "", logger);
+  } catch (const Error& e) {
+    if (server) {
+      write_failure_summary(out, e.what());
+      throw;
+    }
+    // A worker that lost its server is a failed run, not a usage error.
+    std::cerr << "phalanx: error: " << e.what() << "\n";
+    return 1;
+  }
+  if (server && r.has_last)
+    std::cout << "final: step " << r.last.step << ", test accuracy " << 100 * r.last.test_accuracy << " %, test loss "
+              << r.last.test_loss << " (outputs in " << out << ")\n";
+  if (r.status != "ok") std::cout << r.status << ": " << r.message << "\n";
+  return r.status == "ok" ? 0 : 1;
+}
+
 int cmd_run(const Options& o) {
   Value root = load_config(o);
   for (const char* key : {"sweep", "seeds"})
@@ -249,6 +346,7 @@ int cmd_run(const Options& o) {
   for (const auto& v : variants) {
     try {
       specs.push_back(resolve_pipeline(v.config, registry));
+      refuse_distributed(specs.back());
       check_plugins(specs.back(), registry);
     } catch (const Error& e) {
       throw Error(v.label.empty() ? std::string(e.what()) : "in variant '" + v.label + "': " + e.what());
@@ -309,6 +407,7 @@ int main(int argc, char** argv) {
     if (o.command == "sweep") return cmd_sweep(o);
     if (o.command == "report") return cmd_report(o);
     if (o.command == "plugins") return cmd_plugins(o);
+    if (o.command == "launch") return cmd_launch(o);
     throw UsageError("unknown command '" + o.command + "'");
   } catch (const UsageError& e) {
     std::cerr << "phalanx: " << e.what() << "\n\n" << kUsage;

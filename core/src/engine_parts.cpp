@@ -218,6 +218,8 @@ void MetricsTracker::evaluate(std::int64_t step, std::int64_t gradients, double 
   row.test_loss = e.loss;
   row.test_accuracy = e.accuracy;
   row.nonfinite_messages = nonfinite_;
+  row.rejected_messages = rejected_;
+  row.missing_messages = missing_;
   row.sim_time = sim_time;
   row.staleness_mean = staleness_count_ ? staleness_sum_ / static_cast<double>(staleness_count_) : 0.0;
   row.staleness_max = staleness_max_;

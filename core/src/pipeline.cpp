@@ -143,10 +143,17 @@ PipelineSpec resolve_pipeline(const Value& root, const Registry& registry) {
   Params engine = Params::validate(
       {spec("name", ParamType::String, "sync", "sync: rounds of all workers; async: discrete-event simulation",
             {}, {}, {"sync", "async"}),
-       spec("buffer", ParamType::Int, 1, "async: arrivals aggregated together before one update (1: none)", 1)},
+       spec("buffer", ParamType::Int, 1, "async: arrivals aggregated together before one update (1: none)", 1),
+       spec("timeout", ParamType::Double, 30.0,
+            "distributed (phalanx launch): seconds a synchronous round waits for missing messages; a worker "
+            "or server silent for 4x this is given up", 0.01),
+       spec("distributed", ParamType::Bool, false,
+            "set by phalanx launch: the run used real processes (start such a config with phalanx launch)")},
       engine_section, "engine", {"speed"});
   s.engine = engine.get_string("name");
   s.buffer = engine.get_int("buffer");
+  s.timeout = engine.get_double("timeout");
+  s.distributed = engine.get_bool("distributed");
   if (s.buffer > s.workers) engine.fail("buffer", "cannot exceed the number of workers (" + std::to_string(s.workers) + ")");
   Value speed_section = Value::map({});
   if (const Value* sp = engine_section.find("speed"))

@@ -19,7 +19,7 @@ const std::vector<std::string>& metrics_columns() {
   static const std::vector<std::string> columns{"step",      "epoch",     "gradients",     "wall_time",
                                                 "lr",        "train_loss", "test_loss",    "test_accuracy",
                                                 "nonfinite_messages", "sim_time", "staleness_mean",
-                                                "staleness_max"};
+                                                "staleness_max", "rejected_messages", "missing_messages"};
   return columns;
 }
 
@@ -35,7 +35,9 @@ std::vector<std::pair<std::string, double>> metrics_fields(const MetricsRow& r) 
           {"nonfinite_messages", static_cast<double>(r.nonfinite_messages)},
           {"sim_time", r.sim_time},
           {"staleness_mean", r.staleness_mean},
-          {"staleness_max", static_cast<double>(r.staleness_max)}};
+          {"staleness_max", static_cast<double>(r.staleness_max)},
+          {"rejected_messages", static_cast<double>(r.rejected_messages)},
+          {"missing_messages", static_cast<double>(r.missing_messages)}};
 }
 
 std::string format_number(double x) {

@@ -117,6 +117,8 @@ class MetricsTracker {
   void add_train_loss(double loss);
   void add_staleness(std::int64_t staleness);
   void add_nonfinite(std::int64_t count) { nonfinite_ += count; }
+  void add_rejected(std::int64_t count) { rejected_ += count; }
+  void add_missing(std::int64_t count) { missing_ += count; }
   /// Evaluates the model's current parameters and writes one row.
   void evaluate(std::int64_t step, std::int64_t gradients, double samples, double lr, double sim_time,
                 RunResult& result);
@@ -134,6 +136,7 @@ class MetricsTracker {
   double staleness_sum_ = 0;
   std::int64_t staleness_count_ = 0, staleness_max_ = 0;
   std::int64_t nonfinite_ = 0;
+  std::int64_t rejected_ = 0, missing_ = 0;
 };
 
 }  // namespace phalanx::core

@@ -53,6 +53,8 @@ struct PipelineSpec {
   std::int64_t byzantine = 0;
   std::string engine = "sync";
   std::int64_t buffer = 1;  // async: arrivals aggregated together (1: apply each arrival)
+  double timeout = 30.0;    // distributed: seconds a sync round waits; 4x this silence drops a peer
+  bool distributed = false;  // set by `phalanx launch`, so reports tell real runs from simulated ones
   SpeedSpec speed;
 
   PluginChoice data, model, optimizer, aggregator, attack;

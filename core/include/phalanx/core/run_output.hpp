@@ -30,6 +30,8 @@ struct MetricsRow {
   double sim_time = 0;                  // simulated time (speed model)
   double staleness_mean = 0;            // of the updates since the previous row (0 when synchronous)
   std::int64_t staleness_max = 0;
+  std::int64_t rejected_messages = 0;  // distributed: messages the server refused (size, dtype, index, NaN)
+  std::int64_t missing_messages = 0;   // distributed: messages a sync round went without; workers lost
 };
 
 /// Where a run's wall time went (summary.json "time"): forward/backward, the server's aggregation of several

@@ -1,0 +1,123 @@
+// A worker process of the distributed mode (rank k + 1 is worker k): it waits for parameters, computes a
+// gradient on its own partition exactly as the simulation's worker k does (same partition, batch order,
+// worker rule), runs the attack when it is Byzantine, and sends the message with the iteration index of
+// the parameters it used. It leaves on the server's Stop, and with a clear error when the server is gone.
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <thread>
+
+#include <ATen/ATen.h>
+
+#include "phalanx/core/distributed.hpp"
+#include "phalanx/core/engine_parts.hpp"
+#include "phalanx/error.hpp"
+
+namespace phalanx::core {
+
+namespace {
+
+// The planned misbehaviour of PHALANX_FAULT applied to an outgoing message.
+void apply_fault(const std::string& fault, Message& m, double timeout, std::shared_ptr<spdlog::logger> logger) {
+  if (fault.empty()) return;
+  if (logger) logger->warn("worker: PHALANX_FAULT: '{}' at message {}", fault, m.header.seq);
+  if (fault == "nan") {
+    m.payload = m.payload.clone();
+    m.payload[0] = std::nanf("");
+  } else if (fault == "wrong_size") {
+    m.payload = at::cat({m.payload, at::zeros({7}, at::kFloat)});
+    m.header.numel = m.payload.numel();
+  } else if (fault == "wrong_dtype") {
+    m.payload = m.payload.to(at::kDouble);
+    m.header.dtype = static_cast<std::int64_t>(at::kDouble);
+  } else if (fault == "wrong_index") {
+    m.header.index += 1000;
+  } else if (fault == "stall") {
+    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<std::int64_t>(3000 * timeout)));
+  } else if (fault == "crash") {
+    std::raise(SIGKILL);
+  } else {
+    throw Error("PHALANX_FAULT: unknown fault '" + fault + "' (nan, wrong_size, wrong_dtype, wrong_index, stall, crash)");
+  }
+}
+
+}  // namespace
+
+RunResult run_worker(const PipelineSpec& spec, const Registry& registry, Cluster& cluster,
+                     std::shared_ptr<spdlog::logger> logger) {
+  const std::int64_t w = cluster.rank() - 1;
+  RunSetup run = prepare_run(spec, registry, "", logger);
+  const std::int64_t d = run.model->dimension();
+  run.info.total_steps = distributed_total_steps(spec, run.data.train_x.size(0));
+  EnginePlugins plugins = make_plugins(spec, registry, run.info, logger);
+  const bool byzantine = w >= spec.honest();
+  const bool server_attacks = byzantine && plugins.attack->omniscient();
+  const Faults faults = Faults::from_environment(cluster.rank());
+  // The server may take a whole round (engine.timeout) plus an evaluation before it answers.
+  const auto patience = std::chrono::milliseconds(static_cast<std::int64_t>(4000 * spec.timeout));
+  if (logger)
+    logger->info("worker {} (rank {}){}: d = {}, waiting for parameters", w, cluster.rank(),
+                 byzantine ? (server_attacks ? " Byzantine (omniscient attack run by the server)" : " Byzantine") : "",
+                 d);
+
+  RunResult result;
+  std::int64_t seq = 0;
+  for (;;) {
+    Message p;
+    try {
+      p = cluster.receive(0, patience, d);
+    } catch (const Error& e) {
+      throw Error("worker " + std::to_string(w) + " (rank " + std::to_string(cluster.rank()) +
+                  "): lost the server (rank 0): " + e.what() +
+                  ". The server crashed, was killed, or is unreachable; this worker stops.");
+    }
+    if (p.header.kind == MessageKind::Stop) {
+      if (logger) logger->info("worker {}: the server ended the run after {} messages", w, seq);
+      return result;
+    }
+    if (p.header.magic != kMagic || p.header.kind != MessageKind::Params || p.header.numel != d ||
+        !p.payload.defined() || p.payload.scalar_type() != at::kFloat)
+      throw Error("worker " + std::to_string(w) + ": the server sent a malformed parameter message (" +
+                  std::to_string(p.header.numel) + " elements, expected " + std::to_string(d) +
+                  "); are both running the same config?");
+    run.model->params().copy_(p.payload);
+    at::Tensor batch = run.streams[w].next(spec.batch_size);
+    at::Tensor x = run.data.train_x.index_select(0, batch);
+    at::Tensor y = run.data.train_y.index_select(0, batch);
+    if (byzantine) y = plugins.attack->poison_labels(y, run.data.classes);
+    auto [loss, gradient] = run.model->loss_and_gradient(x, y);
+    if (spec.weight_decay > 0) gradient.add_(run.model->params(), spec.weight_decay);
+    at::Tensor message = plugins.worker_rules[w]->message(gradient, p.header.index);
+    require_shape(message, {d}, "optimizer '" + spec.optimizer.name + "' worker rule");
+
+    Message m;
+    m.header.kind = MessageKind::Gradient;
+    m.header.sender = cluster.rank();
+    m.header.index = p.header.index;
+    m.header.seq = ++seq;
+    m.header.numel = d;
+    m.header.dtype = static_cast<std::int64_t>(at::kFloat);
+    m.header.loss = loss;
+    if (server_attacks) {
+      m.header.flags = kFlagHonestCopy;
+      m.payload = message;
+    } else if (byzantine) {
+      // A non-omniscient attack needs only this worker's own true message.
+      AttackRound round{at::empty({0, d}, at::kFloat), message.unsqueeze(0), p.header.index};
+      at::Tensor crafted = plugins.attack->craft(round);
+      require_shape(crafted, {1, d}, "attack '" + spec.attack.name + "'");
+      m.payload = crafted[0].contiguous();
+    } else {
+      m.payload = message.contiguous();
+    }
+    apply_fault(faults.for_message(seq), m, spec.timeout, logger);
+    try {
+      cluster.send(0, m, patience);
+    } catch (const Error& e) {
+      throw Error("worker " + std::to_string(w) + " (rank " + std::to_string(cluster.rank()) +
+                  "): lost the server (rank 0) while sending: " + e.what() + ". This worker stops.");
+    }
+  }
+}
+
+}  // namespace phalanx::core

@@ -1,0 +1,213 @@
+// The distributed mode end to end: real processes on 127.0.0.1 started by `phalanx launch` (each run picks
+// a free port, so ctest -j runs them side by side). Every command runs under `timeout`, so a hang fails
+// the test instead of stopping the suite.
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <sstream>
+
+#include "support.hpp"
+
+namespace phalanx::test {
+namespace {
+
+const char* kConfig = R"(name: dist
+seed: 5
+data: {name: synthetic, train_size: 2000, test_size: 500, features: 20, classes: 4, separation: 0.3}
+model: {name: mlp, hidden: [32]}
+workers: {count: 4}
+engine: {name: sync, timeout: 2}
+optimizer: {name: sgd, lr: 0.1}
+training: {batch_size: 16, budget: {steps: 120}, eval_every: 40}
+)";
+
+std::string config_file(const std::string& dir, const std::string& extra = "") {
+  write_file(dir + "/cfg.yaml", std::string(kConfig) + extra);
+  return dir + "/cfg.yaml";
+}
+
+struct Outcome {
+  int code = 0;
+  std::string output;
+};
+
+Outcome phalanx(const std::string& args, const std::string& env = "", int limit_s = 90) {
+  Outcome r;
+  r.code = run_command(env + " timeout -k 5 " + std::to_string(limit_s) + " " + PHALANX_BINARY + " " + args, &r.output);
+  return r;
+}
+
+/// The last value of `column` in DIR/metrics.csv.
+double last_metric(const std::string& dir, const std::string& column) {
+  std::stringstream in(read_file(dir + "/metrics.csv"));
+  std::string header, line, last;
+  std::getline(in, header);
+  while (std::getline(in, line))
+    if (!line.empty()) last = line;
+  std::stringstream h(header), v(last);
+  for (std::string name, value; std::getline(h, name, ',') && std::getline(v, value, ',');)
+    if (name == column) return std::stod(value);
+  ADD_FAILURE() << "no column " << column << " in " << dir << "/metrics.csv:\n" << header << "\n" << last;
+  return std::nan("");
+}
+
+/// Processes whose command line mentions `text` (from /proc, so no procps is needed).
+int processes_mentioning(const std::string& text) {
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = read_file(entry.path().string() + "/cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(text) != std::string::npos) ++n;
+  }
+  return n;
+}
+
+std::string status_of(const std::string& dir) {
+  const std::string s = read_file(dir + "/summary.json");
+  const auto at = s.find("\"status\": \"");
+  return at == std::string::npos ? "(no summary)" : s.substr(at + 11, s.find('"', at + 11) - at - 11);
+}
+
+TEST(Distributed, SyncRunEqualsTheSimulation) {
+  // Same seed, same partitions, same batch order, rows aggregated in worker order: a synchronous
+  // distributed run without faults is the simulation, computed in five processes.
+  const std::string dir = temp_dir("dist_sync"), cfg = config_file(dir);
+  const std::string more = " --set 'optimizer={name: byzsgdnm, lr: 0.1, beta: 0.9}' --set aggregator=cc"
+                           " --set workers.byzantine=1 --set attack=alie";
+  Outcome sim = phalanx("run " + cfg + more + " --out " + dir + "/sim");
+  ASSERT_EQ(sim.code, 0) << sim.output;
+  Outcome dist = phalanx("launch -n 5 " + cfg + more + " --out " + dir + "/dist");
+  ASSERT_EQ(dist.code, 0) << dist.output;
+  EXPECT_EQ(status_of(dir + "/dist"), "ok");
+  EXPECT_DOUBLE_EQ(last_metric(dir + "/dist", "step"), 120);
+  EXPECT_NEAR(last_metric(dir + "/dist", "test_accuracy"), last_metric(dir + "/sim", "test_accuracy"), 1e-6);
+  EXPECT_NEAR(last_metric(dir + "/dist", "test_loss"), last_metric(dir + "/sim", "test_loss"), 1e-4);
+  EXPECT_EQ(last_metric(dir + "/dist", "rejected_messages"), 0);
+  EXPECT_EQ(last_metric(dir + "/dist", "missing_messages"), 0);
+  // The report shows the two runs apart (launch recorded engine.distributed in the run's config) ...
+  Outcome report = phalanx("report " + dir + " --no-plots");
+  EXPECT_EQ(report.code, 0) << report.output;
+  EXPECT_THAT(report.output, ::testing::HasSubstr("engine.distributed"));
+  // ... and that config.yaml is not simulated by accident.
+  Outcome rerun = phalanx("run " + dir + "/dist/config.yaml --out " + dir + "/rerun");
+  EXPECT_EQ(rerun.code, 2);
+  EXPECT_THAT(rerun.output, ::testing::HasSubstr("start it with `phalanx launch -n 5`"));
+}
+
+TEST(Distributed, AsyncRunReachesTheSimulatedAccuracy) {
+  const std::string dir = temp_dir("dist_async"), cfg = config_file(dir);
+  const std::string more = " --set engine.name=async --set 'optimizer={name: ormo, lr: 0.05, beta: 0.9}'"
+                           " --set 'training.budget={steps: 480}'";
+  Outcome sim = phalanx("run " + cfg + more + " --out " + dir + "/sim");
+  ASSERT_EQ(sim.code, 0) << sim.output;
+  Outcome dist = phalanx("launch -n 5 " + cfg + more + " --out " + dir + "/dist");
+  ASSERT_EQ(dist.code, 0) << dist.output;
+  EXPECT_EQ(status_of(dir + "/dist"), "ok");
+  EXPECT_DOUBLE_EQ(last_metric(dir + "/dist", "step"), last_metric(dir + "/sim", "step"));
+  // Real arrival order differs from the simulated one: equal within noise, not bit for bit.
+  EXPECT_NEAR(last_metric(dir + "/dist", "test_accuracy"), last_metric(dir + "/sim", "test_accuracy"), 0.06);
+  EXPECT_GT(last_metric(dir + "/dist", "test_accuracy"), 0.5);
+}
+
+TEST(Distributed, AsyncBufferedRunWithAByzantineWorker) {
+  // engine.buffer = 3 aggregates three arrivals with centered clipping; the Byzantine rank runs its
+  // (non-omniscient) attack in its own process. A fast Byzantine worker may fill two slots of a buffer in a
+  // real run, so the aggregator must tolerate that (cc does; cm of three would not).
+  const std::string dir = temp_dir("dist_async_byz"), cfg = config_file(dir);
+  Outcome r = phalanx("launch -n 5 " + cfg + " --set engine.name=async --set engine.buffer=3 --set aggregator=cc" +
+                      " --set workers.byzantine=1 --set 'attack={name: gaussian, sigma: 100}' --out " + dir + "/run");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(status_of(dir + "/run"), "ok");
+  EXPECT_DOUBLE_EQ(last_metric(dir + "/run", "step"), 120);
+  EXPECT_GT(last_metric(dir + "/run", "test_accuracy"), 0.5);
+  EXPECT_EQ(last_metric(dir + "/run", "rejected_messages"), 0);
+}
+
+TEST(Distributed, AsyncRunSurvivesAWorkerKilledMidRun) {
+  const std::string dir = temp_dir("dist_async_kill"), cfg = config_file(dir);
+  Outcome r = phalanx("launch -n 5 " + cfg + " --set engine.name=async --set 'training.budget={steps: 400}' --out " + dir + "/run",
+                  "PHALANX_FAULT=3:crash@20");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(status_of(dir + "/run"), "ok");
+  EXPECT_DOUBLE_EQ(last_metric(dir + "/run", "step"), 400);
+  EXPECT_EQ(last_metric(dir + "/run", "missing_messages"), 1);  // one worker lost
+  EXPECT_THAT(r.output, ::testing::HasSubstr("worker 2 (rank 3) is gone"));
+}
+
+TEST(Distributed, SyncRoundsGoOnWithoutAKilledWorker) {
+  const std::string dir = temp_dir("dist_sync_kill"), cfg = config_file(dir);
+  Outcome r = phalanx("launch -n 5 " + cfg + " --out " + dir + "/run", "PHALANX_FAULT=2:crash@30");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(status_of(dir + "/run"), "ok");
+  EXPECT_DOUBLE_EQ(last_metric(dir + "/run", "step"), 120);
+  // Rounds 29..119 went without worker 1: the metrics count every missing message.
+  EXPECT_EQ(last_metric(dir + "/run", "missing_messages"), 120 - 29);
+  EXPECT_GT(last_metric(dir + "/run", "test_accuracy"), 0.5);
+}
+
+TEST(Distributed, SyncRoundTimesOutOnAStalledWorker) {
+  const std::string dir = temp_dir("dist_sync_stall"), cfg = config_file(dir);
+  Outcome r = phalanx("launch -n 5 " + cfg + " --set engine.timeout=0.5 --out " + dir + "/run", "PHALANX_FAULT=4:stall@10");
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(status_of(dir + "/run"), "ok");
+  EXPECT_GE(last_metric(dir + "/run", "missing_messages"), 1);
+  EXPECT_THAT(r.output, ::testing::HasSubstr("proceeds with 3 of 4 messages"));
+}
+
+TEST(Distributed, ServerRejectsMalformedMessagesAndGoesOn) {
+  const std::string dir = temp_dir("dist_malformed"), cfg = config_file(dir);
+  for (const std::string engine : {"async", "sync"}) {
+    Outcome r = phalanx("launch -n 5 " + cfg + " --set engine.name=" + engine + " --out " + dir + "/" + engine,
+                    "PHALANX_FAULT=2:wrong_size@5,2:nan@8,2:wrong_index@11,2:wrong_dtype@14");
+    EXPECT_EQ(r.code, 0) << r.output;
+    EXPECT_EQ(status_of(dir + "/" + engine), "ok") << engine;
+    EXPECT_EQ(last_metric(dir + "/" + engine, "rejected_messages"), 4) << engine;
+    EXPECT_EQ(last_metric(dir + "/" + engine, "nonfinite_messages"), 1) << engine;
+    EXPECT_THAT(r.output, ::testing::HasSubstr("expected d = "));
+    EXPECT_THAT(r.output, ::testing::HasSubstr("holds NaN or Inf"));
+    EXPECT_THAT(r.output, ::testing::HasSubstr("claims iteration index"));
+    EXPECT_THAT(r.output, ::testing::HasSubstr("expected float32"));
+  }
+}
+
+TEST(Distributed, WorkersLeaveWithAClearErrorWhenTheServerDies) {
+  const std::string dir = temp_dir("dist_server_kill"), cfg = config_file(dir);
+  for (const std::string engine : {"async", "sync"}) {
+    Outcome r = phalanx("launch -n 5 " + cfg + " --set engine.name=" + engine + " --out " + dir + "/" + engine,
+                    "PHALANX_FAULT=0:crash@30", 60);
+    EXPECT_NE(r.code, 0) << r.output;
+    EXPECT_NE(r.code, 124) << "launch hung:\n" << r.output;
+    EXPECT_THAT(r.output, ::testing::HasSubstr("server (rank 0) was killed"));
+    EXPECT_THAT(r.output, ::testing::HasSubstr("lost the server (rank 0)"));
+  }
+}
+
+TEST(Distributed, InterruptStopsEveryProcessAndLeavesACheckpoint) {
+  const std::string dir = temp_dir("dist_interrupt"), cfg = config_file(dir), out = dir + "/run";
+  // A long run, interrupted once it has written a metrics row.
+  write_file(dir + "/interrupt.sh",
+             "timeout -k 5 90 " + std::string(PHALANX_BINARY) + " launch -n 5 " + cfg +
+                 " --set engine.name=async --set 'training.budget={steps: 1000000}' --set training.eval_every=50 --out " +
+                 out + " &\npid=$!\nfor i in $(seq 600); do\n  [ \"$(wc -l < " + out +
+                 "/metrics.csv 2>/dev/null || echo 0)\" -ge 2 ] && break\n  sleep 0.1\ndone\nkill -INT $pid\nwait $pid\n"
+                 "echo exit=$?\n");
+  std::string output;
+  run_command("bash " + dir + "/interrupt.sh", &output);
+  EXPECT_THAT(output, ::testing::HasSubstr("exit=130"));
+  EXPECT_EQ(status_of(out), "interrupted") << output;
+  EXPECT_THAT(read_file(out + "/summary.json"), ::testing::HasSubstr("checkpoint.pt"));
+  EXPECT_FALSE(read_file(out + "/checkpoint.pt").empty());
+  EXPECT_EQ(processes_mentioning(out), 0) << "processes left behind";
+}
+
+TEST(Distributed, LaunchRefusesAProcessCountThatDoesNotFitTheConfig) {
+  const std::string dir = temp_dir("dist_count"), cfg = config_file(dir);
+  Outcome r = phalanx("launch -n 3 " + cfg + " --out " + dir + "/run");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.output, ::testing::HasSubstr("use -n 5 or --set workers.count=2"));
+}
+
+}  // namespace
+}  // namespace phalanx::test
