@@ -46,7 +46,14 @@ Value scalar_value(const YAML::Node& node) {
   return Value(text);
 }
 
-Value convert(const YAML::Node& node, const std::string& origin) {
+// A config is a few hundred values; YAML aliases nested in aliases ("billion laughs") could make
+// converting a small file take exponential time and memory, so conversion stops at this many (issue 6).
+constexpr std::size_t kMaxConfigValues = 100'000;
+
+Value convert(const YAML::Node& node, const std::string& origin, std::size_t& budget) {
+  if (budget-- == 0)
+    throw Error(where(origin, node.Mark()) + ": the config expands to more than " + std::to_string(kMaxConfigValues) +
+                " values (aliases repeated inside aliases?); a pipeline config needs far fewer");
   Value out;
   switch (node.Type()) {
     case YAML::NodeType::Null:
@@ -54,7 +61,7 @@ Value convert(const YAML::Node& node, const std::string& origin) {
     case YAML::NodeType::Scalar: out = scalar_value(node); break;
     case YAML::NodeType::Sequence: {
       Value::List items;
-      for (const auto& item : node) items.push_back(convert(item, origin));
+      for (const auto& item : node) items.push_back(convert(item, origin, budget));
       out = Value::list(std::move(items));
       break;
     }
@@ -66,7 +73,7 @@ Value convert(const YAML::Node& node, const std::string& origin) {
         const std::string key = kv.first.Scalar();
         if (out.find(key))
           throw Error(where(origin, kv.first.Mark()) + ": key '" + key + "' appears twice in the same map");
-        Value child = convert(kv.second, origin);
+        Value child = convert(kv.second, origin, budget);
         // Null values have no mark of their own in yaml-cpp; the key's line is the useful one.
         child.set_location(where(origin, kv.second.IsNull() ? kv.first.Mark() : kv.second.Mark()));
         if (child.is_null() || child.type() == Value::Type::Map || child.type() == Value::Type::List)
@@ -85,7 +92,8 @@ Value convert(const YAML::Node& node, const std::string& origin) {
 Value parse_yaml(const std::string& text, const std::string& origin) {
   try {
     YAML::Node root = YAML::Load(text);
-    return convert(root, origin);
+    std::size_t budget = kMaxConfigValues;
+    return convert(root, origin, budget);
   } catch (const YAML::Exception& e) {
     throw Error(origin + ":" + std::to_string(e.mark.line + 1) + ": invalid YAML: " + e.msg);
   }

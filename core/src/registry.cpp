@@ -197,7 +197,7 @@ const Registry::Slot& Registry::slot(Kind kind, const std::string& name) const {
     msg << ". No " << kind_name(kind) << " plugins are loaded: check the plugin path (PHALANX_PLUGIN_PATH, "
         << "the config's plugins.paths, or the install's lib/phalanx/plugins).";
   } else {
-    msg << " Available: ";
+    msg << (near.empty() ? "." : "") << " Available: ";
     for (std::size_t i = 0; i < names.size(); ++i) msg << (i ? ", " : "") << names[i];
     msg << ". `phalanx plugins " << kind_name(kind) << "` lists them with their parameters.";
   }

@@ -61,8 +61,13 @@ std::vector<SweepRun> expand_sweep(const Value& root) {
   erase_key(base, "report");
   // A compare section inside a sweep is just more grid keys.
   Value grid = Value::map({});
-  if (const Value* compare = root.find("compare"))
+  if (const Value* compare = root.find("compare")) {
+    // A list here used to vanish silently, so `validate` said OK to a config whose comparison never ran.
+    if (!compare->is_null() && compare->type() != Value::Type::Map)
+      throw Error(compare->location() + ": 'compare' must map config keys to lists of values, e.g. "
+                  "{aggregator.name: [mean, cm]}");
     if (compare->type() == Value::Type::Map) grid = *compare;
+  }
   if (sweep && !sweep->is_null())
     for (const auto& [k, v] : sweep->as_map()) grid.set(k, v);
   erase_key(base, "compare");

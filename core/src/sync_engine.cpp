@@ -106,9 +106,18 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
                        "; lower optimizer.lr or use a robust aggregator";
       break;
     }
-    if ((step + 1) % spec.eval_every == 0 || step + 1 == total_steps)
+    if ((step + 1) % spec.eval_every == 0 || step + 1 == total_steps) {
       metrics.evaluate(step + 1, (step + 1) * h * spec.batch_size,
                        static_cast<double>((step + 1) * spec.workers * spec.batch_size), lr, sim_time, result);
+      // Finite but huge parameters (a 1e38 bit-flip through the mean) overflow the loss without ever
+      // becoming Inf themselves; such a run had ended "ok" with test_loss inf (issue 6, hostile inputs).
+      if (result.has_last && !std::isfinite(result.last.test_loss)) {
+        result.status = "diverged";
+        result.message = "the test loss became non-finite at step " + std::to_string(step + 1) +
+                         "; lower optimizer.lr or use a robust aggregator";
+        break;
+      }
+    }
   }
   result.time.total = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (result.status != "ok" && logger) logger->warn("{}", result.message);

@@ -97,12 +97,16 @@ Params Params::validate(const std::vector<ParamSpec>& specs, const Value& given,
       std::string what = located(path + "." + key, value, given.location());
       if (!spec) {
         std::string msg = what + ": unknown parameter '" + key + "'";
+        // The section's core keys (optimizer.lr, ...) are valid too: leaving them out sent a user who
+        // misspelt `lr` to the plugin's own list, which does not hold it (issue 6, hostile inputs).
         std::vector<std::string> valid;
+        for (const auto& k : ignored_keys)
+          if (k != "name") valid.push_back(k);
         for (const auto& s : specs) valid.push_back(s.name);
         const std::string nearest = nearest_name(key, valid);
         if (!nearest.empty()) msg += "; did you mean '" + nearest + "'?";
         std::string names;
-        for (const auto& s : specs) names += (names.empty() ? "" : ", ") + s.name;
+        for (const auto& v : valid) names += (names.empty() ? "" : ", ") + v;
         msg += names.empty() ? " (this plugin takes no parameters)" : " (valid: " + names + ")";
         throw Error(msg);
       }
