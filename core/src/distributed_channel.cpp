@@ -211,6 +211,28 @@ struct ServerLinks::Link {
   std::atomic<bool> sender_done{false}, receiver_done{false};
 };
 
+namespace {
+
+// Waits for `work`, parked in `slot` under `mutex` meanwhile so that shutdown() can abort it. False when it
+// did not finish within `limit` or the links are stopping.
+bool wait_abortable(std::mutex& mutex, WorkPtr& slot, const std::atomic<bool>& stopping,
+                    std::chrono::milliseconds limit, const WorkPtr& work) {
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (stopping) {
+      work->abort();
+      return false;
+    }
+    slot = work;
+  }
+  const bool done = work->wait(limit);
+  std::lock_guard<std::mutex> lock(mutex);
+  slot.reset();
+  return done;
+}
+
+}  // namespace
+
 ServerLinks::ServerLinks(Cluster& cluster, std::int64_t max_numel, std::chrono::milliseconds silence_limit,
                          std::shared_ptr<spdlog::logger> logger, int tag)
     : cluster_(cluster), max_numel_(max_numel), silence_limit_(silence_limit), logger_(std::move(logger)), tag_(tag) {
@@ -246,20 +268,7 @@ void ServerLinks::mark_lost(int rank, const std::string& reason) {
 
 void ServerLinks::receive_loop(int rank) {
   Link& link = *links_[rank];
-  auto wait = [&](WorkPtr w) {
-    {
-      std::lock_guard<std::mutex> lock(link.mutex);
-      if (stopping_) {
-        w->abort();
-        return false;
-      }
-      link.receiving = w;
-    }
-    const bool done = w->wait(silence_limit_);
-    std::lock_guard<std::mutex> lock(link.mutex);
-    link.receiving.reset();
-    return done;
-  };
+  auto wait = [&](WorkPtr w) { return wait_abortable(link.mutex, link.receiving, stopping_, silence_limit_, w); };
   while (!stopping_) {
     try {
       std::optional<Message> m = receive_with(cluster_.group(), rank, max_numel_, tag_, pools_[rank].get(), wait);
@@ -280,20 +289,7 @@ void ServerLinks::receive_loop(int rank) {
 
 void ServerLinks::send_loop(int rank) {
   Link& link = *links_[rank];
-  auto wait = [&](WorkPtr w) {
-    {
-      std::lock_guard<std::mutex> lock(link.mutex);
-      if (stopping_) {
-        w->abort();
-        return false;
-      }
-      link.sending = w;
-    }
-    const bool done = w->wait(silence_limit_);
-    std::lock_guard<std::mutex> lock(link.mutex);
-    link.sending.reset();
-    return done;
-  };
+  auto wait = [&](WorkPtr w) { return wait_abortable(link.mutex, link.sending, stopping_, silence_limit_, w); };
   for (;;) {
     Message m;
     {
