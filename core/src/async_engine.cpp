@@ -81,17 +81,8 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
       saved_server.copy_(server);
       server.copy_(point);
     }
-    at::Tensor batch = streams[k].next(spec.batch_size);
-    at::Tensor x = data.train_x.index_select(0, batch);
-    at::Tensor y = data.train_y.index_select(0, batch);
-    const bool byzantine = k >= h;
-    if (byzantine) y = plugins.attack->poison_labels(y, data.classes);
-    auto [loss, gradient] = [&] {
-      ScopedTimer timer(result.time.compute);
-      return model->loss_and_gradient(x, y);
-    }();
-    if (!byzantine) metrics.add_train_loss(loss);
-    if (spec.weight_decay > 0) gradient.add_(model->params(), spec.weight_decay);
+    auto [loss, gradient] =
+        worker_gradient(spec, plugins, data, *model, streams[k], k >= h, metrics, result.time.compute);
     if (look_ahead) server.copy_(saved_server);
     at::Tensor message = plugins.worker_rules[k]->message(gradient, pulled[k]);
     require_shape(message, {d}, "optimizer '" + spec.optimizer.name + "' worker rule");

@@ -56,17 +56,8 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
     double round_time = 0;  // a synchronous round waits for its slowest worker
     for (std::int64_t w = 0; w < spec.workers; ++w) {
       round_time = std::max(round_time, speed.next(w));
-      at::Tensor batch = streams[w].next(spec.batch_size);
-      at::Tensor x = data.train_x.index_select(0, batch);
-      at::Tensor y = data.train_y.index_select(0, batch);
-      const bool byzantine = w >= h;
-      if (byzantine) y = plugins.attack->poison_labels(y, data.classes);
-      auto [loss, gradient] = [&] {
-        ScopedTimer timer(result.time.compute);
-        return model->loss_and_gradient(x, y);
-      }();
-      if (!byzantine) metrics.add_train_loss(loss);
-      if (spec.weight_decay > 0) gradient.add_(model->params(), spec.weight_decay);
+      at::Tensor gradient =
+          worker_gradient(spec, plugins, data, *model, streams[w], w >= h, metrics, result.time.compute).second;
       at::Tensor message = plugins.worker_rules[w]->message(gradient, step);
       require_shape(message, {d}, "optimizer '" + spec.optimizer.name + "' worker rule");
       messages[w].copy_(message);

@@ -7,6 +7,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <spdlog/logger.h>
@@ -138,5 +139,12 @@ class MetricsTracker {
   std::int64_t nonfinite_ = 0;
   std::int64_t rejected_ = 0, missing_ = 0;
 };
+
+/// One worker's mini-batch gradient at the model's current parameters: draws the batch from `stream`,
+/// poisons the labels of a Byzantine worker, records an honest worker's loss in `metrics`, adds weight decay
+/// and times forward/backward into `compute_seconds`. Returns the loss and the gradient.
+std::pair<double, at::Tensor> worker_gradient(const PipelineSpec& spec, EnginePlugins& plugins, const Dataset& data,
+                                              FlatModel& model, BatchStream& stream, bool byzantine,
+                                              MetricsTracker& metrics, double& compute_seconds);
 
 }  // namespace phalanx::core
