@@ -11,6 +11,7 @@
 #include "phalanx/core/distributed.hpp"
 #include "phalanx/core/distributed_checkpoint.hpp"
 #include "phalanx/core/engine_parts.hpp"
+#include "phalanx/core/stop_signal.hpp"
 #include "phalanx/core/training_parts.hpp"
 #include "phalanx/error.hpp"
 #include "phalanx/tensor_checks.hpp"
@@ -23,9 +24,6 @@ RunResult run_worker(const PipelineSpec& spec, const Registry& registry, Cluster
 namespace {
 
 using Clock = std::chrono::steady_clock;
-std::atomic<bool> g_stop{false};
-
-extern "C" void on_stop_signal(int) { g_stop = true; }
 
 std::chrono::milliseconds seconds(double s) { return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000)); }
 
@@ -431,16 +429,6 @@ RunResult run_server(const PipelineSpec& spec, const Registry& registry, Cluster
 }
 
 }  // namespace
-
-void install_stop_handlers() {
-  struct sigaction sa {};
-  sa.sa_handler = on_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-}
-
-bool stop_requested() { return g_stop.load(); }
 
 std::int64_t distributed_total_steps(const PipelineSpec& spec, std::int64_t train_size) {
   if (spec.engine != "async")

@@ -73,12 +73,12 @@ std::unique_ptr<FlatModel> build_model(const PipelineSpec& spec, const Registry&
 }
 
 RunSetup prepare_run(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
-                     std::shared_ptr<spdlog::logger> logger) {
+                     std::shared_ptr<spdlog::logger> logger, std::int64_t resume_rows) {
   set_compute_threads(static_cast<int>(spec.threads));
   RunSetup run;
   if (!out_dir.empty()) {
-    run.output = std::make_unique<RunOutput>(out_dir);
-    run.output->write_config(spec.resolved);
+    run.output = std::make_unique<RunOutput>(out_dir, resume_rows);
+    if (resume_rows < 0) run.output->write_config(spec.resolved);
   }
   run.info = run_info(spec, out_dir);
   run.data = load_data(spec, registry, run.info, logger);

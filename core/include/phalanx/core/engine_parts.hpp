@@ -12,6 +12,7 @@
 
 #include <spdlog/logger.h>
 
+#include "phalanx/core/checkpoint.hpp"
 #include "phalanx/core/flat_model.hpp"
 #include "phalanx/core/pipeline.hpp"
 #include "phalanx/core/registry.hpp"
@@ -58,6 +59,9 @@ class BatchStream {
  public:
   BatchStream(at::Tensor indices, std::uint64_t seed);
   at::Tensor next(std::int64_t batch);
+  /// Its position (shuffle order, cursor, generator) under `prefix`, for checkpoints (run_checkpoint.cpp).
+  void save(Checkpoint& checkpoint, const std::string& prefix) const;
+  void load(const Checkpoint& checkpoint, const std::string& prefix);
 
  private:
   void reshuffle();
@@ -78,8 +82,10 @@ struct RunSetup {
   std::vector<BatchStream> streams;
   std::unique_ptr<FlatModel> model;
 };
+/// `resume_rows` >= 0 continues an existing run folder instead: its metrics files are cut back to that many
+/// rows (those a checkpoint knows of) and config.yaml is left as it is.
 RunSetup prepare_run(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
-                     std::shared_ptr<spdlog::logger> logger);
+                     std::shared_ptr<spdlog::logger> logger, std::int64_t resume_rows = -1);
 
 
 /// Simulated compute time of each worker's next gradient (engine.speed).
@@ -88,6 +94,8 @@ class SpeedModel {
   SpeedModel(const SpeedSpec& spec, std::int64_t workers, std::uint64_t seed);
   /// Time worker `k` needs for its next gradient (> 0).
   double next(std::int64_t k);
+  void save(Checkpoint& checkpoint, const std::string& prefix) const;
+  void load(const Checkpoint& checkpoint, const std::string& prefix);
 
  private:
   SpeedSpec spec_;
@@ -123,6 +131,9 @@ class MetricsTracker {
   /// Evaluates the model's current parameters and writes one row.
   void evaluate(std::int64_t step, std::int64_t gradients, double samples, double lr, double sim_time,
                 RunResult& result);
+  /// The sums between evaluations and the wall time so far, for checkpoints.
+  void save(Checkpoint& checkpoint, const std::string& prefix) const;
+  void load(const Checkpoint& checkpoint, const std::string& prefix);
 
  private:
   const PipelineSpec& spec_;
