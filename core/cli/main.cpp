@@ -270,7 +270,7 @@ int cmd_sweep(const Options& o) {
   install_stop_handlers();
   SweepOutcome outcome = run_sweep(runs, out, o.jobs, boost::dll::program_location().string(), args);
   if (stop_requested()) {
-    std::cerr << "sweep: interrupted; " << outcome.interrupted << " runs saved checkpoints. Run the same command "
+    std::cerr << "sweep: interrupted; " << outcome.interrupted << " runs were stopped. Run the same command "
               << "again to resume.\n";
     return 128 + stop_signal();
   }

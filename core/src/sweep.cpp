@@ -160,11 +160,14 @@ SweepOutcome run_sweep(const std::vector<SweepRun>& runs, const std::string& out
     auto it = running.find(pid);
     if (it == running.end()) continue;
     const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    const bool stopped = WIFEXITED(status) && (WEXITSTATUS(status) == 128 + SIGINT || WEXITSTATUS(status) == 128 + SIGTERM);
+    // A run that saved and exited, or one that the signal reached before it could (still starting up).
+    const bool stopped =
+        (WIFEXITED(status) && (WEXITSTATUS(status) == 128 + SIGINT || WEXITSTATUS(status) == 128 + SIGTERM)) ||
+        (WIFSIGNALED(status) && (WTERMSIG(status) == SIGINT || WTERMSIG(status) == SIGTERM));
     ++done;
     ok ? ++outcome.finished : stopped ? ++outcome.interrupted : ++outcome.failed;
     std::cerr << "sweep: [" << done << "/" << todo.size() << "] " << it->second->label
-              << (ok ? " done" : stopped ? " interrupted (checkpoint saved; the next sweep resumes it)" : " FAILED")
+              << (ok ? " done" : stopped ? " interrupted (the next sweep resumes it)" : " FAILED")
               << (ok || stopped ? "" : " (see " + out_dir + "/" + it->second->label + "/console.txt)") << "\n";
     running.erase(it);
   }
