@@ -273,6 +273,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
       if (evaluate_now) {
         metrics.evaluate(updates, honest_arrivals * spec.batch_size,
                          static_cast<double>(arrivals * spec.batch_size), lr, now, result);
+        if (diverged_on_test_loss(result, updates)) break;
       }
     } else if (spec.buffer == 1 && arrivals >= 4 * total_arrivals) {
       result.status = "failed";

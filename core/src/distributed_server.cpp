@@ -232,9 +232,11 @@ RunResult serve_sync(Server& s, std::int64_t total_steps) {
         break;
       }
     }
-    if ((step + 1) % spec.eval_every == 0 || step + 1 == total_steps)
+    if ((step + 1) % spec.eval_every == 0 || step + 1 == total_steps) {
       s.metrics.evaluate(step + 1, honest_messages * spec.batch_size,
                          static_cast<double>(messages_total * spec.batch_size), lr, s.elapsed(), result);
+      if (diverged_on_test_loss(result, step + 1)) break;
+    }
   }
   if (stop_requested() && result.status == "ok") {
     result.status = "interrupted";
@@ -369,6 +371,7 @@ RunResult serve_async(Server& s, std::int64_t total_steps, std::int64_t total_ar
         model.params().copy_(server);
         s.metrics.evaluate(updates, honest_arrivals * spec.batch_size, static_cast<double>(arrivals * spec.batch_size),
                            lr, s.elapsed(), result);
+        if (diverged_on_test_loss(result, updates)) break;
       }
     }
     if (updates < total_steps) reply(rank);

@@ -209,6 +209,14 @@ std::pair<double, at::Tensor> worker_gradient(const PipelineSpec& spec, EnginePl
   return {loss, gradient};
 }
 
+bool diverged_on_test_loss(RunResult& result, std::int64_t step) {
+  if (!result.has_last || std::isfinite(result.last.test_loss)) return false;
+  result.status = "diverged";
+  result.message = "the test loss became non-finite at step " + std::to_string(step) +
+                   "; lower optimizer.lr or use a robust aggregator";
+  return true;
+}
+
 void MetricsTracker::add_train_loss(double loss) {
   loss_sum_ += loss;
   ++loss_count_;

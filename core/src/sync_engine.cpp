@@ -121,14 +121,7 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
     if ((step + 1) % spec.eval_every == 0 || step + 1 == total_steps) {
       metrics.evaluate(step + 1, (step + 1) * h * spec.batch_size,
                        static_cast<double>((step + 1) * spec.workers * spec.batch_size), lr, sim_time, result);
-      // Finite but huge parameters (a 1e38 bit-flip through the mean) overflow the loss without ever
-      // becoming Inf themselves; such a run had ended "ok" with test_loss inf (issue 6, hostile inputs).
-      if (result.has_last && !std::isfinite(result.last.test_loss)) {
-        result.status = "diverged";
-        result.message = "the test loss became non-finite at step " + std::to_string(step + 1) +
-                         "; lower optimizer.lr or use a robust aggregator";
-        break;
-      }
+      if (diverged_on_test_loss(result, step + 1)) break;
     }
     if (step + 1 == total_steps) break;
     if (stop_requested()) {

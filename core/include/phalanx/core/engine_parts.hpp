@@ -151,6 +151,11 @@ class MetricsTracker {
   std::int64_t rejected_ = 0, missing_ = 0;
 };
 
+/// After an evaluation: finite but huge parameters (a 1e38 bit-flip through the mean) overflow the test loss
+/// without ever becoming Inf themselves; such a run had ended "ok" with test_loss inf (issue 6). Marks
+/// `result` "diverged" and returns true when the last evaluation's test loss is not finite.
+bool diverged_on_test_loss(RunResult& result, std::int64_t step);
+
 /// One worker's mini-batch gradient at the model's current parameters: draws the batch from `stream`,
 /// poisons the labels of a Byzantine worker, records an honest worker's loss in `metrics`, adds weight decay
 /// and times forward/backward into `compute_seconds`. Returns the loss and the gradient.
