@@ -124,7 +124,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
       server.copy_(point);
     }
     auto [loss, gradient] =
-        worker_gradient(spec, plugins, data, *model, streams[k], k >= h, metrics, result.time.compute);
+        worker_gradient(spec, plugins, data, *model, streams[k], k >= h, &metrics, result.time.compute);
     if (look_ahead) server.copy_(saved_server);
     at::Tensor message = plugins.worker_rules[k]->message(gradient, pulled[k]);
     require_shape(message, {d}, "optimizer '" + spec.optimizer.name + "' worker rule");

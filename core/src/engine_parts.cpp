@@ -195,7 +195,7 @@ MetricsTracker::MetricsTracker(const PipelineSpec& spec, const Dataset& data, Fl
 
 std::pair<double, at::Tensor> worker_gradient(const PipelineSpec& spec, EnginePlugins& plugins, const Dataset& data,
                                               FlatModel& model, BatchStream& stream, bool byzantine,
-                                              MetricsTracker& metrics, double& compute_seconds) {
+                                              MetricsTracker* metrics, double& compute_seconds) {
   at::Tensor batch = stream.next(spec.batch_size);
   at::Tensor x = data.train_x.index_select(0, batch);
   at::Tensor y = data.train_y.index_select(0, batch);
@@ -204,7 +204,7 @@ std::pair<double, at::Tensor> worker_gradient(const PipelineSpec& spec, EnginePl
     ScopedTimer timer(compute_seconds);
     return model.loss_and_gradient(x, y);
   }();
-  if (!byzantine) metrics.add_train_loss(loss);
+  if (!byzantine && metrics) metrics->add_train_loss(loss);
   if (spec.weight_decay > 0) gradient.add_(model.params(), spec.weight_decay);
   return {loss, gradient};
 }

@@ -78,7 +78,7 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
     for (std::int64_t w = 0; w < spec.workers; ++w) {
       round_time = std::max(round_time, speed.next(w));
       at::Tensor gradient =
-          worker_gradient(spec, plugins, data, *model, streams[w], w >= h, metrics, result.time.compute).second;
+          worker_gradient(spec, plugins, data, *model, streams[w], w >= h, &metrics, result.time.compute).second;
       at::Tensor message = plugins.worker_rules[w]->message(gradient, step);
       require_shape(message, {d}, "optimizer '" + spec.optimizer.name + "' worker rule");
       messages[w].copy_(message);

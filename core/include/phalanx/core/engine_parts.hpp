@@ -157,10 +157,11 @@ class MetricsTracker {
 bool diverged_on_test_loss(RunResult& result, std::int64_t step);
 
 /// One worker's mini-batch gradient at the model's current parameters: draws the batch from `stream`,
-/// poisons the labels of a Byzantine worker, records an honest worker's loss in `metrics`, adds weight decay
-/// and times forward/backward into `compute_seconds`. Returns the loss and the gradient.
+/// poisons the labels of a Byzantine worker, records an honest worker's loss in `metrics` (when given: a
+/// distributed worker leaves the metrics to the server), adds weight decay and times forward/backward into
+/// `compute_seconds`. Returns the loss and the gradient.
 std::pair<double, at::Tensor> worker_gradient(const PipelineSpec& spec, EnginePlugins& plugins, const Dataset& data,
                                               FlatModel& model, BatchStream& stream, bool byzantine,
-                                              MetricsTracker& metrics, double& compute_seconds);
+                                              MetricsTracker* metrics, double& compute_seconds);
 
 }  // namespace phalanx::core
