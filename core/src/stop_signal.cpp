@@ -10,7 +10,14 @@ namespace {
 std::atomic<int> g_signal{0};
 static_assert(std::atomic<int>::is_always_lock_free);
 
-extern "C" void on_stop_signal(int signal) { g_signal = signal; }
+// The first signal asks for a clean stop; a second one (an impatient Ctrl-C Ctrl-C) ends the process at once
+// with the default action, without a checkpoint. signal() and raise() are async-signal-safe.
+extern "C" void on_stop_signal(int signal) {
+  if (g_signal.exchange(signal) != 0) {
+    std::signal(signal, SIG_DFL);
+    std::raise(signal);
+  }
+}
 }  // namespace
 
 void install_stop_handlers() {

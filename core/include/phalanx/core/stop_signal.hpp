@@ -1,6 +1,7 @@
 // SIGINT and SIGTERM as a request, not a kill: the handler only records the signal, and the engine that
 // polls stop_requested() finishes the step in hand, saves a checkpoint and summary.json (status
-// "interrupted") and returns; the CLI then exits with 128 + the signal number, as shells expect.
+// "interrupted") and returns; the CLI then exits with 128 + the signal number, as shells expect. A second
+// signal ends the process at once.
 #pragma once
 
 namespace phalanx::core {
