@@ -356,7 +356,8 @@ int cmd_launch(const Options& o) {
       throw;
     }
     // A worker that lost its server is a failed run, not a usage error.
-    std::cerr << "phalanx: error: " << e.what() << "\n";
+    // One write: the workers of a launch share the terminal, and pieces of their lines must not interleave.
+    std::cerr << "phalanx: error: " + std::string(e.what()) + "\n";
     return 1;
   }
   if (server && r.has_last)
@@ -481,10 +482,10 @@ int main(int argc, char** argv) {
     std::cerr << "phalanx: " << e.what() << "\n\n" << kUsage;
     return 2;
   } catch (const Error& e) {
-    std::cerr << "phalanx: error: " << e.what() << "\n";
+    std::cerr << "phalanx: error: " + std::string(e.what()) + "\n";
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "phalanx: internal error: " << e.what() << "\n";
+    std::cerr << "phalanx: internal error: " + std::string(e.what()) + "\n";
     return 3;
   }
 }
