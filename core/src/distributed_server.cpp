@@ -206,6 +206,7 @@ RunResult serve_sync(Server& s, std::int64_t total_steps) {
       }
       at::Tensor update;
       try {
+        ScopedTimer timer(result.time.aggregation);
         update = aggregate_rows(spec, s.plugins, batch);
       } catch (const Error& e) {
         result.status = "failed";
@@ -223,7 +224,10 @@ RunResult serve_sync(Server& s, std::int64_t total_steps) {
       arrival.computed_at = step;
       arrival.current = step;
       arrival.sim_time = s.elapsed();
-      s.plugins.optimizer->apply(params, update, arrival, lr);
+      {
+        ScopedTimer timer(result.time.update);
+        s.plugins.optimizer->apply(params, update, arrival, lr);
+      }
       s.metrics.add_staleness(0);
       if (count_nonfinite_rows(params.unsqueeze(0)) > 0) {
         result.status = "diverged";
@@ -332,6 +336,7 @@ RunResult serve_async(Server& s, std::int64_t total_steps, std::int64_t total_ar
       } else {
         Arrival arrival{k, pulled[k], current_index(), s.elapsed()};
         s.metrics.add_staleness(arrival.staleness());
+        ScopedTimer timer(result.time.update);
         s.plugins.optimizer->apply(server, message[0], arrival, lr);
         applied = true;
       }
@@ -344,7 +349,10 @@ RunResult serve_async(Server& s, std::int64_t total_steps, std::int64_t total_ar
         at::Tensor rows = buffer.clone();
         attack_rows(rows, buffer_workers, buffer_copy);
         s.metrics.add_nonfinite(count_nonfinite_rows(rows));
-        at::Tensor update = aggregate_rows(spec, s.plugins, rows);
+        at::Tensor update = [&] {
+          ScopedTimer timer(result.time.aggregation);
+          return aggregate_rows(spec, s.plugins, rows);
+        }();
         if (!at::isfinite(update).all().item<bool>()) {
           result.status = "diverged";
           result.message = "aggregator '" + spec.aggregator.name + "' produced a non-finite update at update " +
@@ -352,7 +360,10 @@ RunResult serve_async(Server& s, std::int64_t total_steps, std::int64_t total_ar
           break;
         }
         Arrival arrival{-1, current_index(), current_index(), s.elapsed()};
-        s.plugins.optimizer->apply(server, update, arrival, lr);
+        {
+          ScopedTimer timer(result.time.update);
+          s.plugins.optimizer->apply(server, update, arrival, lr);
+        }
         buffer_workers.clear();
         buffer_copy.clear();
         applied = true;
@@ -426,8 +437,12 @@ RunResult run_server(const PipelineSpec& spec, const Registry& registry, Cluster
     result.message += "; checkpoint in " + file;
   }
   if (result.status != "ok" && logger) logger->warn("{}", result.message);
+  // compute_s stays 0: the gradients are computed in the worker processes; engine_s is the server's
+  // waiting for and exchanging messages.
+  result.time.total = s.elapsed();
   if (run.output)
-    run.output->write_summary(result.status, result.message, result.has_last ? &result.last : nullptr, total_steps);
+    run.output->write_summary(result.status, result.message, result.has_last ? &result.last : nullptr, total_steps,
+                              &result.time);
   return result;
 }
 
