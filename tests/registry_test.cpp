@@ -11,8 +11,10 @@ const std::string kTestPlugins = PHALANX_TEST_PLUGIN_DIR;
 
 TEST(Loader, RefusesWrongAbiVersionNamingFileAndBothVersions) {
   core::Registry r;
+  // Named, not a temporary: EXPECT_ERROR_WITH keeps only the char pointers (ASan: stack-use-after-scope).
+  const std::string ours = "ABI version " + std::to_string(PHALANX_SDK_ABI_VERSION);
   EXPECT_ERROR_WITH(r.load_library(kTestPlugins + "/test_wrong_abi.so"), "test_wrong_abi.so", "ABI version 999",
-                    ("ABI version " + std::to_string(PHALANX_SDK_ABI_VERSION)).c_str(), "Rebuild");
+                    ours.c_str(), "Rebuild");
   EXPECT_TRUE(r.loaded_files().empty());
 }
 

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Issue 6: the unit, integration, hostile-input and distributed tests under AddressSanitizer +
+# UndefinedBehaviorSanitizer, in a build folder of their own (build-asan; the normal build/ is untouched).
+# The runtime options (abort on any finding, leak suppressions) are compiled into the executables, so the
+# ctest line below is all it takes to rerun by hand. docs/reliability.md, "Sanitizer run", says what runs,
+# how long it takes and what it found.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=build-asan
+
+# RelWithDebInfo: optimised like the shipped build (-O2, NDEBUG), with line numbers in the reports.
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPHALANX_SANITIZE=ON
+# The test binaries pull in the CLI and every plugin; the benchmarks are left out (never run by ctest).
+cmake --build "$build" -j2 --target phalanx_tests phalanx_hostile_tests phalanx_distributed_tests
+ctest --test-dir "$build" -j2 --output-on-failure
