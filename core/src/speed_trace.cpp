@@ -23,6 +23,10 @@ std::vector<std::vector<double>> parse_speed_trace(std::istream& in, const std::
         throw Error(name + ":" + std::to_string(line_no) + ": '" + cell + "' is not a positive compute time");
       times.push_back(t);
     }
+    // A line of blanks (spaces, a stray '\r' or '\v') looks empty, so it is skipped like an empty line. It
+    // used to become a worker with no times, and SpeedModel::next's `pos % size()` then died of SIGFPE
+    // mid-run after `validate` had said OK (found by tests/fuzz/speed_trace_fuzz).
+    if (times.empty()) continue;
     trace.push_back(std::move(times));
   }
   return trace;

@@ -1,6 +1,6 @@
 // The trace file of the `trace` speed model (engine.speed.file): line k lists worker k's simulated
-// compute times, separated by blanks, cycled by the engine; empty lines and lines starting with '#' are
-// skipped. Kept apart from SpeedModel so it can be read from memory (tests, the fuzzer of tests/fuzz/).
+// compute times, separated by blanks, cycled by the engine; empty or blank lines and lines starting with
+// '#' are skipped. Kept apart from SpeedModel so it can be read from memory (tests, the fuzzer of tests/fuzz/).
 #pragma once
 
 #include <istream>
