@@ -4,9 +4,12 @@
 // the sanitizers.
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "phalanx/core/engine_parts.hpp"
+#include "phalanx/core/report.hpp"
 #include "phalanx/core/speed_trace.hpp"
 #include "support.hpp"
 
@@ -51,6 +54,40 @@ TEST(FuzzRegressions, BlankTraceLinesAreSkippedLikeEmptyOnes) {
   ASSERT_EQ(trace.size(), 2u);
   EXPECT_EQ(trace[0], (std::vector<double>{1.0, 2.0}));
   EXPECT_EQ(trace[1], (std::vector<double>{0.5}));
+}
+
+// The report harness's input: up to two run folders' config.yaml, summary.json and metrics.csv, separated
+// by NUL bytes. A metrics.csv without a step column made write_report convert NaN to an integer (UB).
+TEST(FuzzRegressions, ReportInputsGiveAReportOrAClearError) {
+  const auto files = regressions("report");
+  ASSERT_FALSE(files.empty());
+  for (const auto& f : files) {
+    SCOPED_TRACE(f.string());
+    std::ifstream in(f, std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const fs::path dir = fs::path(test::temp_dir("fuzz_report")) / f.filename();
+    fs::remove_all(dir);
+    const char* names[] = {"a/config.yaml", "a/summary.json", "a/metrics.csv",
+                           "b/config.yaml", "b/summary.json", "b/metrics.csv"};
+    std::size_t start = 0;
+    for (int i = 0; i < 6 && start <= bytes.size(); ++i) {
+      std::size_t end = std::min(bytes.find('\0', start), bytes.size());
+      fs::create_directories((dir / names[i]).parent_path());
+      std::ofstream(dir / names[i], std::ios::binary) << bytes.substr(start, end - start);
+      start = end + 1;
+    }
+    core::ReportOptions options;
+    options.plots = false;
+    options.best_over = {"optimizer.lr"};
+    options.plot_by = {"aggregator"};
+    try {
+      const std::string md = core::write_report(dir.string(), options);
+      EXPECT_THAT(md, HasSubstr("| test accuracy (%) |"));
+      EXPECT_THAT(md, ::testing::Not(HasSubstr("-9223372036854775808")));
+    } catch (const Error& e) {
+      EXPECT_FALSE(std::string(e.what()).empty());
+    }
+  }
 }
 
 }  // namespace

@@ -247,7 +247,10 @@ std::string write_report(const std::string& dir, const ReportOptions& options) {
     for (auto i : members) {
       loss.push_back(std::strtod(final_value(runs[i], "train_loss").c_str(), nullptr));
       sim_time.push_back(std::strtod(final_value(runs[i], "sim_time").c_str(), nullptr));
-      if (!runs[i].rows.empty()) steps = std::max<std::int64_t>(steps, runs[i].column(runs[i].rows.size() - 1, "step"));
+      // A metrics.csv without a step column (or an edited one) gives NaN or anything; converting that to an
+      // integer is undefined behaviour (found by tests/fuzz/report_fuzz), so only plausible counts count.
+      const double last_step = runs[i].rows.empty() ? 0.0 : runs[i].column(runs[i].rows.size() - 1, "step");
+      if (last_step > static_cast<double>(steps) && last_step < 1e18) steps = static_cast<std::int64_t>(last_step);
       if (runs[i].status != "ok") ++failed;
       curve.runs.push_back(&runs[i]);
     }
