@@ -157,13 +157,18 @@ std::string write_report(const std::string& dir, const ReportOptions& options) {
   auto cell_value = [&](std::size_t run, const std::string& column) -> std::string {
     if (sections_by_name.count(column)) {
       const std::string name_key = column + ".name";
-      std::string label = flat[run].count(name_key) ? flat[run].at(name_key) : "-";
+      // A section without a name (an edited config.yaml) reads "-", here and when comparing with other runs:
+      // flat[run].at(name_key) used to throw std::out_of_range (found by tests/fuzz/report_fuzz).
+      auto name_of = [&](const std::map<std::string, std::string>& f) {
+        return f.count(name_key) ? f.at(name_key) : std::string("-");
+      };
+      std::string label = name_of(flat[run]);
       // Name the parameters that vary between runs of this same plugin only (not cm's missing tau).
       for (const auto& k : varied) {
         if (section_of(k) != column || k == name_key || !flat[run].count(k)) continue;
         std::set<std::string> values;
         for (const auto& f : flat)
-          if (f.count(name_key) && f.at(name_key) == flat[run].at(name_key)) values.insert(f.count(k) ? f.at(k) : "-");
+          if (name_of(f) == name_of(flat[run])) values.insert(f.count(k) ? f.at(k) : "-");
         if (values.size() > 1) label += "-" + k.substr(column.size() + 1) + flat[run].at(k);
       }
       return label;
