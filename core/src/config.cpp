@@ -47,11 +47,18 @@ Value scalar_value(const YAML::Node& node) {
 // A config is a few hundred values; YAML aliases nested in aliases ("billion laughs") could make
 // converting a small file take exponential time and memory, so conversion stops at this many (issue 6).
 constexpr std::size_t kMaxConfigValues = 100'000;
+// An alias inside its own anchor (`a: &a [*a]`) makes yaml-cpp build a cycle, and converting it recursed
+// until the stack overflowed (SIGSEGV) before the value budget ran out (tests/fuzz/config_fuzz). Real
+// configs nest a few levels.
+constexpr int kMaxConfigDepth = 64;
 
-Value convert(const YAML::Node& node, const std::string& origin, std::size_t& budget) {
+Value convert(const YAML::Node& node, const std::string& origin, std::size_t& budget, int depth = 0) {
   if (budget-- == 0)
     throw Error(where(origin, node.Mark()) + ": the config expands to more than " + std::to_string(kMaxConfigValues) +
                 " values (aliases repeated inside aliases?); a pipeline config needs far fewer");
+  if (depth > kMaxConfigDepth)
+    throw Error(where(origin, node.Mark()) + ": the config nests more than " + std::to_string(kMaxConfigDepth) +
+                " levels deep (an alias used inside its own anchor, like `a: &a [*a]`?)");
   Value out;
   switch (node.Type()) {
     case YAML::NodeType::Null:
@@ -59,7 +66,7 @@ Value convert(const YAML::Node& node, const std::string& origin, std::size_t& bu
     case YAML::NodeType::Scalar: out = scalar_value(node); break;
     case YAML::NodeType::Sequence: {
       Value::List items;
-      for (const auto& item : node) items.push_back(convert(item, origin, budget));
+      for (const auto& item : node) items.push_back(convert(item, origin, budget, depth + 1));
       out = Value::list(std::move(items));
       break;
     }
@@ -71,7 +78,7 @@ Value convert(const YAML::Node& node, const std::string& origin, std::size_t& bu
         const std::string key = kv.first.Scalar();
         if (out.find(key))
           throw Error(where(origin, kv.first.Mark()) + ": key '" + key + "' appears twice in the same map");
-        Value child = convert(kv.second, origin, budget);
+        Value child = convert(kv.second, origin, budget, depth + 1);
         // Null values have no mark of their own in yaml-cpp; the key's line is the useful one.
         child.set_location(where(origin, kv.second.IsNull() ? kv.first.Mark() : kv.second.Mark()));
         if (child.is_null() || child.type() == Value::Type::Map || child.type() == Value::Type::List)
