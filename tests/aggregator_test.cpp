@@ -63,6 +63,30 @@ TEST(CenteredClipping, NonFiniteRowContributesNothing) {
   expect_near(make_aggregator("cc", "{tau: 1}")->aggregate(rows({{3, 4}, {kNaN, 0}})), {0.3f, 0.4f});
 }
 
+TEST(CenteredClipping, MatchesTheFormulaInFloat64OverManyColumnBlocks) {
+  // cc sums the distances in float32 over chunks of columns and four rows at a time (issue 3): check it
+  // against the formula in float64 with several blocks and a ragged last one, a row count that is not a
+  // multiple of four, a row inside the radius, a NaN row, and a finite row whose squares overflow float32.
+  const std::int64_t n = 7, d = 10'001;
+  at::Tensor x = at::randn({n, d}, make_generator(3));
+  x[1].mul_(1e-3f);        // norm about 0.1: not clipped
+  x[4].fill_(1e25f);       // squares beyond float32, finite in float64
+  x[5][9'000] = kNaN;      // contributes nothing
+  auto cc = make_aggregator("cc", "{tau: 1, iterations: 2}");
+  at::Tensor v = at::zeros({d}, at::kDouble);
+  for (int round = 0; round < 2; ++round) {
+    for (int l = 0; l < 2; ++l) {
+      at::Tensor diff = x.to(at::kDouble) - v;
+      at::Tensor norm = diff.norm(2, 1, /*keepdim=*/true);
+      at::Tensor scale = at::where(at::isfinite(norm), at::clamp_max(1.0 / norm, 1.0), at::zeros_like(norm));
+      v = v + at::where(at::isfinite(diff), diff * scale, at::zeros_like(diff)).sum(0) / n;
+    }
+    at::Tensor out = cc->aggregate(x);
+    EXPECT_TRUE(at::allclose(out, v.to(at::kFloat), 1e-5, 1e-6)) << "round " << round << ": largest difference "
+                                                                  << (out - v.to(at::kFloat)).abs().max();
+  }
+}
+
 TEST(CenteredClipping, StateRoundTripGivesTheSameNextOutput) {
   auto first = make_aggregator("cc", "{tau: 1}");
   at::Tensor x = rows({{3, 4}, {0, 0.5}});

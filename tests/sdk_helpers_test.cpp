@@ -66,6 +66,30 @@ TEST_P(CoordinateSort, MatchesAtSort) {
 
 INSTANTIATE_TEST_SUITE_P(Sizes, CoordinateSort, ::testing::Values(1, 2, 3, 5, 7, 8, 9, 13, 31, 64, 100));
 
+TEST(CoordinateSort, TrimmedMeanForEveryTrim) {
+  // From 16 rows on, the trimmed mean does the sort's last pass itself and sums whole groups of 8 ranks
+  // without sorting them: every trim puts the boundaries elsewhere in those groups. A NaN or Inf is still
+  // reported through `finite`.
+  for (std::int64_t n : {9, 16, 17, 31, 64, 100}) {
+    at::Tensor x = at::randn({n, 1300}, make_generator(static_cast<std::uint64_t>(n)));
+    at::Tensor reference = std::get<0>(x.sort(0));
+    for (std::int64_t trim = 0; 2 * trim < n; ++trim) {
+      bool finite = false;
+      at::Tensor got = coordinate_trimmed_mean(x, trim, &finite);
+      EXPECT_TRUE(finite);
+      EXPECT_TRUE(at::allclose(got, reference.narrow(0, trim, n - 2 * trim).mean(0), 1e-5, 1e-6))
+          << "n = " << n << ", trim = " << trim;
+    }
+    for (float bad : {kNaN, kInf}) {
+      at::Tensor y = x.clone();
+      y[n / 2][1299] = bad;
+      bool finite = true;
+      coordinate_trimmed_mean(y, n / 4, &finite);
+      EXPECT_FALSE(finite) << "n = " << n;
+    }
+  }
+}
+
 TEST(CoordinateSort, FullSortOfEveryColumn) {
   at::Tensor x = at::randn({11, 700}, make_generator(3));
   at::Tensor sorted = std::get<0>(x.sort(0));

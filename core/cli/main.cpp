@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,8 @@
 #include "phalanx/core/pipeline.hpp"
 #include "phalanx/core/registry.hpp"
 #include "phalanx/core/report.hpp"
+#include "phalanx/core/run_control.hpp"
+#include "phalanx/core/stop_signal.hpp"
 #include "phalanx/core/sweep.hpp"
 #include "phalanx/core/sync_engine.hpp"
 
@@ -30,12 +33,17 @@ namespace {
 constexpr const char* kUsage = R"(phalanx: distributed learning that stays correct with slow or Byzantine workers
 
 Usage:
-  phalanx run CFG [--set key=value]... [--out DIR] [--plugin-path DIR]
+  phalanx run CFG [--set key=value]... [--out DIR] [--plugin-path DIR] [--checkpoint-every N|sim:T]
       Run the pipeline in CFG (every variant of its `compare` section, side by side).
       Outputs go to DIR (default runs/<name>): metrics.jsonl, metrics.csv, config.yaml, summary.json, log.txt.
-  phalanx sweep CFG [--jobs N] [--set key=value]... [--out DIR] [--plugin-path DIR]
+      --checkpoint-every saves DIR/checkpoint.pt every N steps (or T units of simulated time); Ctrl-C or
+      SIGTERM finishes the step, saves one and exits with 130 or 143.
+  phalanx run --resume DIR [--checkpoint-every N|sim:T] [--plugin-path DIR]
+      Continue the run in DIR from its checkpoint; its metrics are bit for bit those of an uninterrupted run.
+  phalanx sweep CFG [--jobs N] [--set key=value]... [--out DIR] [--plugin-path DIR] [--checkpoint-every ...]
       Run the grid in CFG's `sweep` section times its `seeds`, N runs at a time, one folder and one
-      process per run; finished runs are skipped, so an interrupted sweep resumes. Then writes the report.
+      process per run; finished runs are skipped and interrupted ones resume from their checkpoints, so
+      an interrupted sweep resumes. Then writes the report.
   phalanx report DIR [--best KEY]... [--no-plots]
       Table (mean +/- std over seeds; best value of KEY per cell) and PNG plots of the runs below DIR.
   phalanx validate CFG [--set key=value]... [--plugin-path DIR]
@@ -69,6 +77,9 @@ struct Options {
   int port = 0;
   int rank = -1, world_size = -1, master_port = -1;
   std::string master_addr;
+  // run / sweep checkpoints
+  std::string resume;
+  std::string checkpoint_every;
 };
 
 struct UsageError : Error {
@@ -105,6 +116,8 @@ Options parse(int argc, char** argv) {
                                                  : a == "--world-size" ? o.world_size : o.master_port) = x;
     }
     else if (a == "--master-addr") o.master_addr = value(a);
+    else if (a == "--resume") o.resume = value(a);
+    else if (a == "--checkpoint-every") o.checkpoint_every = value(a);
     else if (a == "--jobs" || a == "-j") {
       const std::string v = value(a);
       try {
@@ -248,7 +261,19 @@ int cmd_sweep(const Options& o) {
   std::ofstream(out + "/sweep.yaml") << "# The sweep as run (overrides applied); `phalanx sweep` on it resumes.\n"
                                      << to_yaml(root);
   std::cerr << "sweep: " << runs.size() << " runs into " << out << ", " << o.jobs << " at a time\n";
-  SweepOutcome outcome = run_sweep(runs, out, o.jobs, boost::dll::program_location().string(), child_args(o));
+  std::vector<std::string> args = child_args(o);
+  if (!o.checkpoint_every.empty()) {
+    RunControl check;
+    parse_checkpoint_every(o.checkpoint_every, check);  // refuse a typo before starting runs
+    args.insert(args.end(), {"--checkpoint-every", o.checkpoint_every});
+  }
+  install_stop_handlers();
+  SweepOutcome outcome = run_sweep(runs, out, o.jobs, boost::dll::program_location().string(), args);
+  if (stop_requested()) {
+    std::cerr << "sweep: interrupted; " << outcome.interrupted << " runs were stopped. Run the same command "
+              << "again to resume.\n";
+    return 128 + stop_signal();
+  }
   report.plots = o.plots;
   std::cout << write_report(out, report) << "\n";
   std::cout << "sweep: " << outcome.finished << " finished, " << outcome.skipped << " already done, " << outcome.failed
@@ -264,6 +289,16 @@ int cmd_report(const Options& o) {
   report.plots = o.plots;
   std::cout << write_report(o.config, report);
   return 0;
+}
+
+// Prints how a single run ended; the exit code: 0 ok, 1 diverged, 128 + signal when stopped by one.
+int report_run(const RunResult& r, const std::string& out) {
+  if (r.has_last)
+    std::cout << "final: step " << r.last.step << ", test accuracy " << 100 * r.last.test_accuracy
+              << " %, test loss " << r.last.test_loss << " (outputs in " << out << ")\n";
+  if (r.status != "ok") std::cout << r.status << ": " << r.message << "\n";
+  if (r.status == "interrupted") return 128 + stop_signal();
+  return r.status == "ok" ? 0 : 1;
 }
 
 int cmd_launch(const Options& o) {
@@ -321,7 +356,8 @@ int cmd_launch(const Options& o) {
       throw;
     }
     // A worker that lost its server is a failed run, not a usage error.
-    std::cerr << "phalanx: error: " << e.what() << "\n";
+    // One write: the workers of a launch share the terminal, and pieces of their lines must not interleave.
+    std::cerr << "phalanx: error: " + std::string(e.what()) + "\n";
     return 1;
   }
   if (server && r.has_last)
@@ -331,7 +367,42 @@ int cmd_launch(const Options& o) {
   return r.status == "ok" ? 0 : 1;
 }
 
+// Continues the run in o.resume from its checkpoint, with the config.yaml it wrote when it started.
+int cmd_resume(const Options& o, RunControl control) {
+  if (!o.config.empty() || !o.overrides.empty() || !o.out.empty())
+    throw UsageError("run --resume DIR continues DIR with its own config.yaml; it takes no config, --set or --out");
+  const std::string dir = o.resume, config = dir + "/config.yaml";
+  if (!fs::is_directory(dir)) throw Error("cannot resume '" + dir + "': no such run folder");
+  if (!fs::exists(config)) throw Error("cannot resume '" + dir + "': it has no config.yaml, so it is not a run folder");
+  std::ifstream summary(dir + "/summary.json");
+  std::stringstream text;
+  text << summary.rdbuf();
+  for (const char* done : {"ok", "diverged"})
+    if (text.str().find("\"status\": \"" + std::string(done) + "\"") != std::string::npos)
+      throw Error("cannot resume '" + dir + "': the run already ended (status " + done + " in summary.json)");
+  Value root = load_yaml_file(config);
+  Registry registry;
+  load_plugins(registry, o, &root);
+  PipelineSpec spec = resolve_pipeline(root, registry);
+  refuse_distributed(spec);
+  control.resume = true;
+  auto logger = make_run_logger(spec.name, dir + "/log.txt", /*append=*/true);
+  RunResult r;
+  try {
+    r = run_pipeline(spec, registry, dir, logger, control);
+  } catch (const Error& e) {
+    // The checkpoint stays: a damaged or foreign one is the user's to replace, not a finished run.
+    write_failure_summary(dir, e.what());
+    throw;
+  }
+  return report_run(r, dir);
+}
+
 int cmd_run(const Options& o) {
+  RunControl control;
+  if (!o.checkpoint_every.empty()) parse_checkpoint_every(o.checkpoint_every, control);
+  install_stop_handlers();
+  if (!o.resume.empty()) return cmd_resume(o, control);
   Value root = load_config(o);
   for (const char* key : {"sweep", "seeds"})
     if (const Value* v = root.find(key))
@@ -363,7 +434,7 @@ int cmd_run(const Options& o) {
     if (variants.size() > 1) logger->info("[{}/{}] {}", i + 1, variants.size(), variants[i].label);
     VariantResult r{variants[i], {}, ""};
     try {
-      r.result = run_pipeline(specs[i], registry, dir, logger);
+      r.result = run_pipeline(specs[i], registry, dir, logger, control);
       if (r.result.status != "ok") ++failures;
     } catch (const Error& e) {
       write_failure_summary(dir, e.what());
@@ -373,18 +444,16 @@ int cmd_run(const Options& o) {
       ++failures;
     }
     results.push_back(std::move(r));
+    if (stop_requested()) break;  // the variant in hand saved a checkpoint; the others have not started
   }
   if (variants.size() > 1) {
     std::string table = comparison_table(base.compare, results);
     std::cout << "\n" << table << "\nRuns are in " << out << "/<variant>/ (metrics.csv, summary.json, log.txt)\n";
     std::ofstream(out + "/comparison.md") << "# " << base.name << "\n\n" << table;
   } else {
-    const RunResult& r = results.front().result;
-    if (r.has_last)
-      std::cout << "final: step " << r.last.step << ", test accuracy " << 100 * r.last.test_accuracy
-                << " %, test loss " << r.last.test_loss << " (outputs in " << out << ")\n";
-    if (r.status != "ok") std::cout << r.status << ": " << r.message << "\n";
+    return report_run(results.front().result, out);
   }
+  if (stop_requested()) return 128 + stop_signal();
   return failures == 0 ? 0 : 1;
 }
 
@@ -413,10 +482,10 @@ int main(int argc, char** argv) {
     std::cerr << "phalanx: " << e.what() << "\n\n" << kUsage;
     return 2;
   } catch (const Error& e) {
-    std::cerr << "phalanx: error: " << e.what() << "\n";
+    std::cerr << "phalanx: error: " + std::string(e.what()) + "\n";
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "phalanx: internal error: " << e.what() << "\n";
+    std::cerr << "phalanx: internal error: " + std::string(e.what()) + "\n";
     return 3;
   }
 }

@@ -9,6 +9,8 @@
 #include <ATen/ATen.h>
 
 #include "phalanx/core/engine_parts.hpp"
+#include "phalanx/core/run_checkpoint.hpp"
+#include "phalanx/core/stop_signal.hpp"
 #include "phalanx/core/training_parts.hpp"
 #include "phalanx/error.hpp"
 #include "phalanx/tensor_checks.hpp"
@@ -25,11 +27,51 @@ struct Delivery {
   bool operator>(const Delivery& o) const { return std::tie(time, worker) > std::tie(o.time, o.worker); }
 };
 
+// Puts back what save_checkpoint in run_async wrote, checking every size against this run.
+void restore_async_state(const Checkpoint& c, std::int64_t K, std::int64_t d, std::int64_t buffer_size,
+                         std::vector<std::int64_t>& pulled, std::vector<double>& pending_loss,
+                         std::vector<at::Tensor>& pending,
+                         std::priority_queue<Delivery, std::vector<Delivery>, std::greater<>>& events,
+                         at::Tensor& buffer, std::vector<std::int64_t>& buffer_workers, at::Tensor& last_honest) {
+  auto values = [&](const std::string& name, at::ScalarType type, std::int64_t max_count) {
+    const at::Tensor& t = c.get(name);
+    if (t.scalar_type() != type || t.dim() != 1 || t.numel() > max_count)
+      throw Error("checkpoint entry '" + name + "' does not fit this run (" + std::to_string(K) + " workers)");
+    return t.contiguous();
+  };
+  at::Tensor p = values("async/pulled", at::kLong, K), l = values("async/pending_loss", at::kDouble, K);
+  if (p.numel() != K || l.numel() != K) throw Error("the checkpoint is from a run with another number of workers");
+  for (std::int64_t w = 0; w < K; ++w) {
+    pulled[w] = p.data_ptr<std::int64_t>()[w];
+    pending_loss[w] = l.data_ptr<double>()[w];
+    const at::Tensor& message = c.get("async/pending" + std::to_string(w));
+    require_shape(message, {d}, "checkpoint entry 'async/pending" + std::to_string(w) + "'");
+    pending[w] = message;
+  }
+  at::Tensor times = values("async/event_times", at::kDouble, K), workers = values("async/event_workers", at::kLong, K);
+  if (times.numel() != workers.numel()) throw Error("the checkpoint's event queue is inconsistent");
+  for (std::int64_t i = 0; i < times.numel(); ++i) {
+    const std::int64_t w = workers.data_ptr<std::int64_t>()[i];
+    if (w < 0 || w >= K) throw Error("the checkpoint's event queue names worker " + std::to_string(w));
+    events.push({times.data_ptr<double>()[i], w});
+  }
+  at::Tensor held = values("async/buffer_workers", at::kLong, buffer_size - 1);
+  const at::Tensor& rows = c.get("async/buffer");
+  require_shape(rows, {held.numel(), d}, "checkpoint entry 'async/buffer'");
+  buffer.narrow(0, 0, held.numel()).copy_(rows);
+  buffer_workers.assign(held.data_ptr<std::int64_t>(), held.data_ptr<std::int64_t>() + held.numel());
+  const at::Tensor& honest = c.get("async/last_honest");
+  require_shape(honest, last_honest.sizes(), "checkpoint entry 'async/last_honest'");
+  last_honest.copy_(honest);
+}
+
 }  // namespace
 
 RunResult run_async(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
-                    std::shared_ptr<spdlog::logger> logger) {
-  RunSetup run = prepare_run(spec, registry, out_dir, logger);
+                    std::shared_ptr<spdlog::logger> logger, const RunControl& control) {
+  RunCheckpointer checkpoints(control, spec, out_dir);
+  std::optional<Checkpoint> resumed = checkpoints.resume_point();
+  RunSetup run = prepare_run(spec, registry, out_dir, logger, resumed ? resumed->get_int("metrics/rows") : -1);
   RunInfo& info = run.info;
   const Dataset& data = run.data;
   std::vector<BatchStream>& streams = run.streams;
@@ -82,7 +124,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
       server.copy_(point);
     }
     auto [loss, gradient] =
-        worker_gradient(spec, plugins, data, *model, streams[k], k >= h, metrics, result.time.compute);
+        worker_gradient(spec, plugins, data, *model, streams[k], k >= h, &metrics, result.time.compute);
     if (look_ahead) server.copy_(saved_server);
     at::Tensor message = plugins.worker_rules[k]->message(gradient, pulled[k]);
     require_shape(message, {d}, "optimizer '" + spec.optimizer.name + "' worker rule");
@@ -90,7 +132,8 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
     pending_loss[k] = loss;
     events.push({now + speed.next(k), k});
   };
-  for (std::int64_t k = 0; k < K; ++k) start_work(k, 0.0);
+  if (!resumed)
+    for (std::int64_t k = 0; k < K; ++k) start_work(k, 0.0);
 
   // The buffer of arrivals waiting to be aggregated (engine.buffer > 1).
   at::Tensor buffer = at::empty({spec.buffer, d}, at::kFloat);
@@ -98,6 +141,45 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
   // What an attack sees when its buffer holds no honest row; kept only when there are Byzantine workers.
   at::Tensor last_honest = at::zeros({1, h < K ? d : 1});
   double now = 0;
+
+  // Between two arrivals the simulation is the shared state plus the clock, the counters, the event queue
+  // and every worker's message in flight (computed at pull time, so it cannot be recomputed on resume).
+  auto save_checkpoint = [&] {
+    Checkpoint checkpoint;
+    save_shared_state(checkpoint, run, plugins, speed, metrics, result);
+    checkpoint.put_double("async/now", now);
+    checkpoint.put_int("async/updates", updates);
+    checkpoint.put_int("async/arrivals", arrivals);
+    checkpoint.put_int("async/honest_arrivals", honest_arrivals);
+    checkpoint.put("async/pulled", at::tensor(pulled, at::kLong));
+    checkpoint.put("async/pending_loss", at::tensor(pending_loss, at::kDouble));
+    for (std::int64_t w = 0; w < K; ++w) checkpoint.put("async/pending" + std::to_string(w), pending[w]);
+    std::vector<double> times;
+    std::vector<std::int64_t> workers;
+    for (auto queue = events; !queue.empty(); queue.pop()) {
+      times.push_back(queue.top().time);
+      workers.push_back(queue.top().worker);
+    }
+    checkpoint.put("async/event_times", at::tensor(times, at::kDouble));
+    checkpoint.put("async/event_workers", at::tensor(workers, at::kLong));
+    const auto held = static_cast<std::int64_t>(buffer_workers.size());
+    checkpoint.put("async/buffer", buffer.narrow(0, 0, held));
+    checkpoint.put("async/buffer_workers", at::tensor(buffer_workers, at::kLong));
+    checkpoint.put("async/last_honest", last_honest);
+    checkpoints.write(checkpoint);
+  };
+  if (resumed) {
+    const Checkpoint& c = *resumed;
+    load_shared_state(c, run, plugins, speed, metrics, result);
+    now = c.get_double("async/now");
+    updates = c.get_int("async/updates");
+    arrivals = c.get_int("async/arrivals");
+    honest_arrivals = c.get_int("async/honest_arrivals");
+    restore_async_state(c, K, d, spec.buffer, pulled, pending_loss, pending, events, buffer, buffer_workers,
+                        last_honest);
+    if (logger) logger->info("resumed from {} at update {} (simulated time {})", checkpoint_path(out_dir), updates, now);
+    resumed.reset();
+  }
 
   // Byzantine rows of `rows` (flagged by `byzantine`) are rewritten by the attack, which sees the honest
   // rows of the same batch (or the last honest message when there is none).
@@ -191,15 +273,24 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
       if (evaluate_now) {
         metrics.evaluate(updates, honest_arrivals * spec.batch_size,
                          static_cast<double>(arrivals * spec.batch_size), lr, now, result);
+        if (diverged_on_test_loss(result, updates)) break;
       }
     } else if (spec.buffer == 1 && arrivals >= 4 * total_arrivals) {
       result.status = "failed";
       result.message = "almost every message was refused as non-finite; the run cannot make progress";
       break;
     }
-    if (updates < total_steps) start_work(k, now);
+    if (updates == total_steps) break;
+    start_work(k, now);
+    if (stop_requested()) {
+      save_checkpoint();
+      mark_interrupted(result, updates, checkpoints);
+      break;
+    }
+    if (applied && checkpoints.due(updates, now)) save_checkpoint();
   }
-  result.time.total = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (result.status != "interrupted") checkpoints.remove();
+  result.time.total += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (result.status != "ok" && logger) logger->warn("{}", result.message);
   if (output) output->write_summary(result.status, result.message, result.has_last ? &result.last : nullptr,
                                     total_steps, &result.time);

@@ -111,9 +111,11 @@ int launch_local(int processes, int port, const std::string& executable, const s
         status[r] = st;
         const bool clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
         if (!clean || r == 0)
-          std::cerr << "launch: " << (r == 0 ? std::string("server (rank 0)") : "worker " + std::to_string(r - 1) +
-                                                                                    " (rank " + std::to_string(r) + ")")
-                    << " " << describe(st) << "\n";
+          // One write, so the line cannot interleave with the output of the processes still running.
+          std::cerr << "launch: " +
+                           (r == 0 ? std::string("server (rank 0)")
+                                   : "worker " + std::to_string(r - 1) + " (rank " + std::to_string(r) + ")") +
+                           " " + describe(st) + "\n";
         if (r == 0) server_done = Clock::now();
       }
     }

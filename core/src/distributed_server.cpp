@@ -11,6 +11,7 @@
 #include "phalanx/core/distributed.hpp"
 #include "phalanx/core/distributed_checkpoint.hpp"
 #include "phalanx/core/engine_parts.hpp"
+#include "phalanx/core/stop_signal.hpp"
 #include "phalanx/core/training_parts.hpp"
 #include "phalanx/error.hpp"
 #include "phalanx/tensor_checks.hpp"
@@ -23,9 +24,6 @@ RunResult run_worker(const PipelineSpec& spec, const Registry& registry, Cluster
 namespace {
 
 using Clock = std::chrono::steady_clock;
-std::atomic<bool> g_stop{false};
-
-extern "C" void on_stop_signal(int) { g_stop = true; }
 
 std::chrono::milliseconds seconds(double s) { return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000)); }
 
@@ -208,6 +206,7 @@ RunResult serve_sync(Server& s, std::int64_t total_steps) {
       }
       at::Tensor update;
       try {
+        ScopedTimer timer(result.time.aggregation);
         update = aggregate_rows(spec, s.plugins, batch);
       } catch (const Error& e) {
         result.status = "failed";
@@ -225,7 +224,10 @@ RunResult serve_sync(Server& s, std::int64_t total_steps) {
       arrival.computed_at = step;
       arrival.current = step;
       arrival.sim_time = s.elapsed();
-      s.plugins.optimizer->apply(params, update, arrival, lr);
+      {
+        ScopedTimer timer(result.time.update);
+        s.plugins.optimizer->apply(params, update, arrival, lr);
+      }
       s.metrics.add_staleness(0);
       if (count_nonfinite_rows(params.unsqueeze(0)) > 0) {
         result.status = "diverged";
@@ -234,9 +236,11 @@ RunResult serve_sync(Server& s, std::int64_t total_steps) {
         break;
       }
     }
-    if ((step + 1) % spec.eval_every == 0 || step + 1 == total_steps)
+    if ((step + 1) % spec.eval_every == 0 || step + 1 == total_steps) {
       s.metrics.evaluate(step + 1, honest_messages * spec.batch_size,
                          static_cast<double>(messages_total * spec.batch_size), lr, s.elapsed(), result);
+      if (diverged_on_test_loss(result, step + 1)) break;
+    }
   }
   if (stop_requested() && result.status == "ok") {
     result.status = "interrupted";
@@ -332,6 +336,7 @@ RunResult serve_async(Server& s, std::int64_t total_steps, std::int64_t total_ar
       } else {
         Arrival arrival{k, pulled[k], current_index(), s.elapsed()};
         s.metrics.add_staleness(arrival.staleness());
+        ScopedTimer timer(result.time.update);
         s.plugins.optimizer->apply(server, message[0], arrival, lr);
         applied = true;
       }
@@ -344,7 +349,10 @@ RunResult serve_async(Server& s, std::int64_t total_steps, std::int64_t total_ar
         at::Tensor rows = buffer.clone();
         attack_rows(rows, buffer_workers, buffer_copy);
         s.metrics.add_nonfinite(count_nonfinite_rows(rows));
-        at::Tensor update = aggregate_rows(spec, s.plugins, rows);
+        at::Tensor update = [&] {
+          ScopedTimer timer(result.time.aggregation);
+          return aggregate_rows(spec, s.plugins, rows);
+        }();
         if (!at::isfinite(update).all().item<bool>()) {
           result.status = "diverged";
           result.message = "aggregator '" + spec.aggregator.name + "' produced a non-finite update at update " +
@@ -352,7 +360,10 @@ RunResult serve_async(Server& s, std::int64_t total_steps, std::int64_t total_ar
           break;
         }
         Arrival arrival{-1, current_index(), current_index(), s.elapsed()};
-        s.plugins.optimizer->apply(server, update, arrival, lr);
+        {
+          ScopedTimer timer(result.time.update);
+          s.plugins.optimizer->apply(server, update, arrival, lr);
+        }
         buffer_workers.clear();
         buffer_copy.clear();
         applied = true;
@@ -371,6 +382,7 @@ RunResult serve_async(Server& s, std::int64_t total_steps, std::int64_t total_ar
         model.params().copy_(server);
         s.metrics.evaluate(updates, honest_arrivals * spec.batch_size, static_cast<double>(arrivals * spec.batch_size),
                            lr, s.elapsed(), result);
+        if (diverged_on_test_loss(result, updates)) break;
       }
     }
     if (updates < total_steps) reply(rank);
@@ -425,22 +437,16 @@ RunResult run_server(const PipelineSpec& spec, const Registry& registry, Cluster
     result.message += "; checkpoint in " + file;
   }
   if (result.status != "ok" && logger) logger->warn("{}", result.message);
+  // compute_s stays 0: the gradients are computed in the worker processes; engine_s is the server's
+  // waiting for and exchanging messages.
+  result.time.total = s.elapsed();
   if (run.output)
-    run.output->write_summary(result.status, result.message, result.has_last ? &result.last : nullptr, total_steps);
+    run.output->write_summary(result.status, result.message, result.has_last ? &result.last : nullptr, total_steps,
+                              &result.time);
   return result;
 }
 
 }  // namespace
-
-void install_stop_handlers() {
-  struct sigaction sa {};
-  sa.sa_handler = on_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-}
-
-bool stop_requested() { return g_stop.load(); }
 
 std::int64_t distributed_total_steps(const PipelineSpec& spec, std::int64_t train_size) {
   if (spec.engine != "async")

@@ -62,6 +62,7 @@ RunResult run_worker(const PipelineSpec& spec, const Registry& registry, Cluster
 
   RunResult result;
   std::int64_t seq = 0;
+  double compute_seconds = 0;
   for (;;) {
     Message p;
     try {
@@ -81,12 +82,8 @@ RunResult run_worker(const PipelineSpec& spec, const Registry& registry, Cluster
                   std::to_string(p.header.numel) + " elements, expected " + std::to_string(d) +
                   "); are both running the same config?");
     run.model->params().copy_(p.payload);
-    at::Tensor batch = run.streams[w].next(spec.batch_size);
-    at::Tensor x = run.data.train_x.index_select(0, batch);
-    at::Tensor y = run.data.train_y.index_select(0, batch);
-    if (byzantine) y = plugins.attack->poison_labels(y, run.data.classes);
-    auto [loss, gradient] = run.model->loss_and_gradient(x, y);
-    if (spec.weight_decay > 0) gradient.add_(run.model->params(), spec.weight_decay);
+    auto [loss, gradient] = worker_gradient(spec, plugins, run.data, *run.model, run.streams[w], byzantine,
+                                            /*metrics=*/nullptr, compute_seconds);
     at::Tensor message = plugins.worker_rules[w]->message(gradient, p.header.index);
     require_shape(message, {d}, "optimizer '" + spec.optimizer.name + "' worker rule");
 

@@ -74,12 +74,12 @@ std::unique_ptr<FlatModel> build_model(const PipelineSpec& spec, const Registry&
 }
 
 RunSetup prepare_run(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
-                     std::shared_ptr<spdlog::logger> logger) {
+                     std::shared_ptr<spdlog::logger> logger, std::int64_t resume_rows) {
   set_compute_threads(static_cast<int>(spec.threads));
   RunSetup run;
   if (!out_dir.empty()) {
-    run.output = std::make_unique<RunOutput>(out_dir);
-    run.output->write_config(spec.resolved);
+    run.output = std::make_unique<RunOutput>(out_dir, resume_rows);
+    if (resume_rows < 0) run.output->write_config(spec.resolved);
   }
   run.info = run_info(spec, out_dir);
   run.data = load_data(spec, registry, run.info, logger);
@@ -181,7 +181,7 @@ MetricsTracker::MetricsTracker(const PipelineSpec& spec, const Dataset& data, Fl
 
 std::pair<double, at::Tensor> worker_gradient(const PipelineSpec& spec, EnginePlugins& plugins, const Dataset& data,
                                               FlatModel& model, BatchStream& stream, bool byzantine,
-                                              MetricsTracker& metrics, double& compute_seconds) {
+                                              MetricsTracker* metrics, double& compute_seconds) {
   at::Tensor batch = stream.next(spec.batch_size);
   at::Tensor x = data.train_x.index_select(0, batch);
   at::Tensor y = data.train_y.index_select(0, batch);
@@ -190,9 +190,17 @@ std::pair<double, at::Tensor> worker_gradient(const PipelineSpec& spec, EnginePl
     ScopedTimer timer(compute_seconds);
     return model.loss_and_gradient(x, y);
   }();
-  if (!byzantine) metrics.add_train_loss(loss);
+  if (!byzantine && metrics) metrics->add_train_loss(loss);
   if (spec.weight_decay > 0) gradient.add_(model.params(), spec.weight_decay);
   return {loss, gradient};
+}
+
+bool diverged_on_test_loss(RunResult& result, std::int64_t step) {
+  if (!result.has_last || std::isfinite(result.last.test_loss)) return false;
+  result.status = "diverged";
+  result.message = "the test loss became non-finite at step " + std::to_string(step) +
+                   "; lower optimizer.lr or use a robust aggregator";
+  return true;
 }
 
 void MetricsTracker::add_train_loss(double loss) {

@@ -26,6 +26,8 @@ FlatModel::FlatModel(std::shared_ptr<Network> network) : network_(std::move(netw
   }
 }
 
+std::vector<at::Tensor> FlatModel::buffers() const { return network_->buffers(); }
+
 std::pair<double, at::Tensor> FlatModel::loss_and_gradient(const at::Tensor& x, const at::Tensor& y) {
   network_->train();
   at::Tensor logits = network_->forward(x);

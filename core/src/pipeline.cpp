@@ -87,6 +87,10 @@ std::vector<std::string> config_plugin_paths(const Value& root) {
       std::string loc = root.location();
       std::string file = loc.substr(0, loc.rfind(':'));
       if (p.is_relative() && !file.empty()) p = std::filesystem::path(file).parent_path() / p;
+      std::error_code ec;
+      if (!std::filesystem::is_directory(p, ec))
+        throw Error(at(item) + "plugins.paths: '" + p.lexically_normal().string() +
+                    "' is not a folder; fix the path (relative paths are relative to the config file)");
       out.push_back(p.lexically_normal().string());
     }
   }

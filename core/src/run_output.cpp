@@ -71,11 +71,53 @@ std::string json_string(const std::string& s) {
 std::string json_number(double x) { return std::isfinite(x) ? format_number(x) : "null"; }
 }  // namespace
 
-RunOutput::RunOutput(std::string dir) : dir_(std::move(dir)) {
+namespace {
+// The first `count` lines of `path` (after `skip` header lines, which are kept too), or an Error when it has
+// fewer.
+std::string first_lines(const std::string& path, std::int64_t skip, std::int64_t count) {
+  std::ifstream in(path);
+  if (!in) throw Error("cannot resume: '" + path + "' is missing; the run folder was changed since the checkpoint");
+  std::string kept, line;
+  std::int64_t have = 0;
+  while (have < skip + count && std::getline(in, line)) {
+    kept += line + "\n";
+    ++have;
+  }
+  if (have < skip + count)
+    throw Error("cannot resume: '" + path + "' has " + std::to_string(std::max<std::int64_t>(0, have - skip)) +
+                " metric rows, the checkpoint expects " + std::to_string(count) +
+                "; the run folder was changed since the checkpoint");
+  return kept;
+}
+
+void rewrite(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text;
+    check_stream(out, tmp);
+  }
+  fs::rename(tmp, path);
+}
+}  // namespace
+
+RunOutput::RunOutput(std::string dir, std::int64_t keep_rows) : dir_(std::move(dir)) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) throw Error("cannot create output folder '" + dir_ + "': " + ec.message() + "; choose another --out folder");
   const std::string jsonl = dir_ + "/metrics.jsonl", csv = dir_ + "/metrics.csv";
+  if (keep_rows >= 0) {
+    // Rows the killed run wrote after its last checkpoint are written again, identically, by the resumed run.
+    const std::string jsonl_text = first_lines(jsonl, 0, keep_rows), csv_text = first_lines(csv, 1, keep_rows);
+    rewrite(jsonl, jsonl_text);
+    rewrite(csv, csv_text);
+    rows_ = keep_rows;
+    jsonl_.open(jsonl, std::ios::app);
+    check_stream(jsonl_, jsonl);
+    csv_.open(csv, std::ios::app);
+    check_stream(csv_, csv);
+    return;
+  }
   jsonl_.open(jsonl, std::ios::trunc);
   check_stream(jsonl_, jsonl);
   csv_.open(csv, std::ios::trunc);
@@ -103,6 +145,7 @@ void RunOutput::append(const MetricsRow& row) {
   for (std::size_t i = 0; i < fields.size(); ++i) csv_ << (i ? "," : "") << format_number(fields[i].second);
   csv_ << "\n";
   // Flushed per row: a killed run keeps every evaluation it finished.
+  ++rows_;
   jsonl_.flush();
   csv_.flush();
   if (!jsonl_ || !csv_) throw Error("writing metrics in '" + dir_ + "' failed (disk full?)");
@@ -141,10 +184,10 @@ void write_failure_summary(const std::string& dir, const std::string& message) {
   fs::rename(tmp, path, ec);
 }
 
-std::shared_ptr<spdlog::logger> make_run_logger(const std::string& name, const std::string& file) {
+std::shared_ptr<spdlog::logger> make_run_logger(const std::string& name, const std::string& file, bool append) {
   static auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   std::vector<spdlog::sink_ptr> sinks{console};
-  if (!file.empty()) sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(file, true));
+  if (!file.empty()) sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(file, !append));
   auto logger = std::make_shared<spdlog::logger>(name, sinks.begin(), sinks.end());
   logger->set_pattern("[%H:%M:%S] [%^%l%$] %v");
   logger->flush_on(spdlog::level::info);

@@ -1,5 +1,7 @@
 #include "phalanx/core/sweep.hpp"
 
+#include <csignal>
+
 #include <spawn.h>
 #include <sys/wait.h>
 #include <fcntl.h>
@@ -14,6 +16,8 @@
 
 #include "phalanx/core/compare.hpp"
 #include "phalanx/core/config.hpp"
+#include "phalanx/core/run_control.hpp"
+#include "phalanx/core/stop_signal.hpp"
 #include "phalanx/error.hpp"
 
 extern char** environ;
@@ -89,13 +93,14 @@ std::vector<SweepRun> expand_sweep(const Value& root) {
 }
 
 bool run_finished(const std::string& dir) {
-  // A failed run (a crash, a plugin that could not load, a full disk) is tried again on resume; a run that
-  // ended ok or diverged is an outcome, kept.
+  // A failed run (a crash, a plugin that could not load, a full disk) is tried again on resume, an
+  // interrupted one continues from its checkpoint; a run that ended ok or diverged is an outcome, kept.
   std::ifstream in(dir + "/summary.json");
   if (!in) return false;
   std::stringstream text;
   text << in.rdbuf();
-  return text.str().find("\"status\": \"failed\"") == std::string::npos;
+  return text.str().find("\"status\": \"ok\"") != std::string::npos ||
+         text.str().find("\"status\": \"diverged\"") != std::string::npos;
 }
 
 SweepOutcome run_sweep(const std::vector<SweepRun>& runs, const std::string& out_dir, int jobs,
@@ -121,7 +126,11 @@ SweepOutcome run_sweep(const std::vector<SweepRun>& runs, const std::string& out
     if (ec) throw Error("cannot create '" + dir + "': " + ec.message());
     const std::string input = dir + "/input.yaml";
     std::ofstream(input) << to_yaml(r.config);
-    std::vector<std::string> args{phalanx_binary, "run", input, "--out", dir};
+    // A run stopped by Ctrl-C or killed after a checkpoint continues where it was, bit for bit.
+    const bool resume = fs::exists(checkpoint_path(dir));
+    std::vector<std::string> args = resume ? std::vector<std::string>{phalanx_binary, "run", "--resume", dir}
+                                           : std::vector<std::string>{phalanx_binary, "run", input, "--out", dir};
+    if (resume) std::cerr << "sweep: " << r.label << " resumes from its checkpoint\n";
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
@@ -138,7 +147,10 @@ SweepOutcome run_sweep(const std::vector<SweepRun>& runs, const std::string& out
     running[pid] = &r;
   };
   while (next < todo.size() || !running.empty()) {
-    while (next < todo.size() && static_cast<int>(running.size()) < jobs) start_one(*todo[next++]);
+    // After Ctrl-C (which every child receives too) nothing new starts; the running ones save and exit.
+    while (next < todo.size() && static_cast<int>(running.size()) < jobs && !stop_requested())
+      start_one(*todo[next++]);
+    if (running.empty()) break;
     int status = 0;
     pid_t pid = waitpid(-1, &status, 0);
     if (pid < 0) {
@@ -148,10 +160,15 @@ SweepOutcome run_sweep(const std::vector<SweepRun>& runs, const std::string& out
     auto it = running.find(pid);
     if (it == running.end()) continue;
     const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    // A run that saved and exited, or one that the signal reached before it could (still starting up).
+    const bool stopped =
+        (WIFEXITED(status) && (WEXITSTATUS(status) == 128 + SIGINT || WEXITSTATUS(status) == 128 + SIGTERM)) ||
+        (WIFSIGNALED(status) && (WTERMSIG(status) == SIGINT || WTERMSIG(status) == SIGTERM));
     ++done;
-    ok ? ++outcome.finished : ++outcome.failed;
-    std::cerr << "sweep: [" << done << "/" << todo.size() << "] " << it->second->label << (ok ? " done" : " FAILED")
-              << (ok ? "" : " (see " + out_dir + "/" + it->second->label + "/console.txt)") << "\n";
+    ok ? ++outcome.finished : stopped ? ++outcome.interrupted : ++outcome.failed;
+    std::cerr << "sweep: [" << done << "/" << todo.size() << "] " << it->second->label
+              << (ok ? " done" : stopped ? " interrupted (the next sweep resumes it)" : " FAILED")
+              << (ok || stopped ? "" : " (see " + out_dir + "/" + it->second->label + "/console.txt)") << "\n";
     running.erase(it);
   }
   return outcome;

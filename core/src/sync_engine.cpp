@@ -8,6 +8,8 @@
 
 #include "phalanx/core/async_engine.hpp"
 #include "phalanx/core/engine_parts.hpp"
+#include "phalanx/core/run_checkpoint.hpp"
+#include "phalanx/core/stop_signal.hpp"
 #include "phalanx/core/training_parts.hpp"
 #include "phalanx/error.hpp"
 #include "phalanx/tensor_checks.hpp"
@@ -20,14 +22,16 @@ void check_plugins(const PipelineSpec& spec, const Registry& registry) {
 }
 
 RunResult run_pipeline(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
-                       std::shared_ptr<spdlog::logger> logger) {
-  return spec.engine == "async" ? run_async(spec, registry, out_dir, std::move(logger))
-                                : run_sync(spec, registry, out_dir, std::move(logger));
+                       std::shared_ptr<spdlog::logger> logger, const RunControl& control) {
+  return spec.engine == "async" ? run_async(spec, registry, out_dir, std::move(logger), control)
+                                : run_sync(spec, registry, out_dir, std::move(logger), control);
 }
 
 RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
-                   std::shared_ptr<spdlog::logger> logger) {
-  RunSetup run = prepare_run(spec, registry, out_dir, logger);
+                   std::shared_ptr<spdlog::logger> logger, const RunControl& control) {
+  RunCheckpointer checkpoints(control, spec, out_dir);
+  std::optional<Checkpoint> resumed = checkpoints.resume_point();
+  RunSetup run = prepare_run(spec, registry, out_dir, logger, resumed ? resumed->get_int("metrics/rows") : -1);
   RunInfo& info = run.info;
   const Dataset& data = run.data;
   std::vector<BatchStream>& streams = run.streams;
@@ -50,14 +54,31 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
   MetricsTracker metrics(spec, data, *model, output.get(), logger, total_steps);
   at::Tensor messages = at::empty({spec.workers, d}, at::kFloat);
   double sim_time = 0;
+  std::int64_t first_step = 0;
+  if (resumed) {
+    load_shared_state(*resumed, run, plugins, speed, metrics, result);
+    first_step = resumed->get_int("sync/step");
+    sim_time = resumed->get_double("sync/sim_time");
+    if (logger) logger->info("resumed from {} at step {}", checkpoint_path(out_dir), first_step);
+    resumed.reset();  // its tensors (a copy of the model and all plugin state) are not needed any more
+  }
+  // Between two steps everything a later step reads is in the plugins, the streams, the speed model, the
+  // metrics sums and these two numbers.
+  auto save_checkpoint_after = [&](std::int64_t steps_done) {
+    Checkpoint checkpoint;
+    save_shared_state(checkpoint, run, plugins, speed, metrics, result);
+    checkpoint.put_int("sync/step", steps_done);
+    checkpoint.put_double("sync/sim_time", sim_time);
+    checkpoints.write(checkpoint);
+  };
 
-  for (std::int64_t step = 0; step < total_steps; ++step) {
+  for (std::int64_t step = first_step; step < total_steps; ++step) {
     const double lr = learning_rate(spec.schedule, spec.lr, step, total_steps);
     double round_time = 0;  // a synchronous round waits for its slowest worker
     for (std::int64_t w = 0; w < spec.workers; ++w) {
       round_time = std::max(round_time, speed.next(w));
       at::Tensor gradient =
-          worker_gradient(spec, plugins, data, *model, streams[w], w >= h, metrics, result.time.compute).second;
+          worker_gradient(spec, plugins, data, *model, streams[w], w >= h, &metrics, result.time.compute).second;
       at::Tensor message = plugins.worker_rules[w]->message(gradient, step);
       require_shape(message, {d}, "optimizer '" + spec.optimizer.name + "' worker rule");
       messages[w].copy_(message);
@@ -100,17 +121,18 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
     if ((step + 1) % spec.eval_every == 0 || step + 1 == total_steps) {
       metrics.evaluate(step + 1, (step + 1) * h * spec.batch_size,
                        static_cast<double>((step + 1) * spec.workers * spec.batch_size), lr, sim_time, result);
-      // Finite but huge parameters (a 1e38 bit-flip through the mean) overflow the loss without ever
-      // becoming Inf themselves; such a run had ended "ok" with test_loss inf (issue 6, hostile inputs).
-      if (result.has_last && !std::isfinite(result.last.test_loss)) {
-        result.status = "diverged";
-        result.message = "the test loss became non-finite at step " + std::to_string(step + 1) +
-                         "; lower optimizer.lr or use a robust aggregator";
-        break;
-      }
+      if (diverged_on_test_loss(result, step + 1)) break;
     }
+    if (step + 1 == total_steps) break;
+    if (stop_requested()) {
+      save_checkpoint_after(step + 1);
+      mark_interrupted(result, step + 1, checkpoints);
+      break;
+    }
+    if (checkpoints.due(step + 1, sim_time)) save_checkpoint_after(step + 1);
   }
-  result.time.total = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (result.status != "interrupted") checkpoints.remove();
+  result.time.total += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (result.status != "ok" && logger) logger->warn("{}", result.message);
   if (output) output->write_summary(result.status, result.message, result.has_last ? &result.last : nullptr,
                                     total_steps, &result.time);

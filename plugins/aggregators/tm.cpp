@@ -6,7 +6,10 @@
 //
 // i.e. drop the b largest and the b smallest values of every coordinate and average the n - 2b others.
 // Needs n > 2b, refused otherwise. Columns are sorted with the SDK's sorting network
-// (phalanx::coordinate_trimmed_mean).
+// (phalanx::coordinate_trimmed_mean), in blocks that stay in L1. From 16 rows on, the network's last pass
+// (which only sorts aligned groups of 8 rows that already hold the right ranks) is fused with the sum: groups
+// wholly inside the kept ranks are summed unsorted, groups wholly outside are skipped, and only the two
+// groups across a boundary are sorted, in registers; the sorted block is never stored or read again (issue 3).
 //
 // Rows holding NaN or Inf are dropped first. They are Byzantine by definition, so each one dropped is one
 // of the b values the rule had to trim: the remaining n' rows are trimmed by b' = max(0, b - dropped).

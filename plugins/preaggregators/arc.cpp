@@ -59,6 +59,11 @@ PHALANX_PLUGIN("arc", "1.0") {
        "adaptive robust clipping: clip the largest floor(2(f/n)(n-f)) rows to the next norm",
        {{"f", ParamType::Int, Value(), "rows to tolerate (auto: number of Byzantine workers)", 0}}},
       [](const Params& p, const Context& c) {
-        return std::make_unique<AdaptiveRobustClipping>(p.get_int_or("f", c.run().byzantine));
+        const std::int64_t f = p.get_int_or("f", c.run().byzantine);
+        // Refused here as well as per round, so `phalanx validate` catches it before a run starts.
+        if (f >= c.run().workers)
+          throw Error("pre-aggregator 'arc': f = " + std::to_string(f) + " but the run has only " +
+                      std::to_string(c.run().workers) + " workers (f must be below n); lower preaggregator f");
+        return std::make_unique<AdaptiveRobustClipping>(f);
       });
 }

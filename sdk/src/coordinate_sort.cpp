@@ -205,11 +205,19 @@ class Block {
   float* data() { return base_; }
   std::int64_t m() const { return m_; }
 
+  // The schedule's passes (after the sort8 pass, if any): all of them sort fully; the median needs
+  // median_passes(); the trimmed mean runs all but the last (a 3-layer pass on aligned groups of 8 rows,
+  // when last_pass_sorts_groups_of_8()) and does that one itself.
+  std::size_t all_passes() const { return schedule_.passes.size(); }
+  std::size_t median_passes() const { return schedule_.median_passes; }
+  bool last_pass_sorts_groups_of_8() const {
+    return !schedule_.passes.empty() && schedule_.passes.back().layers == 3 && !schedule_.passes.back().flip;
+  }
+
   // Sorts columns [start, start + count) of the [n, d] rows `in` into the block (count <= width) by the
-  // first passes of the schedule: all of them when full, else the median's (Schedule::median_passes).
+  // sort8 pass and the first `passes` passes of the schedule.
   // Returns false when one of the values is NaN or Inf (the block is then meaningless).
-  bool load_and_sort(const float* in, std::int64_t d, std::int64_t start, std::int64_t count, bool full) {
-    const std::size_t passes = full ? schedule_.passes.size() : schedule_.median_passes;
+  bool load_and_sort(const float* in, std::int64_t d, std::int64_t start, std::int64_t count, std::size_t passes) {
     if (count == width_ && schedule_.sort8) {
       // The first pass reads straight from the input rows (and the padding rows).
       for (std::int64_t r = 0; r < m_; ++r)
@@ -309,7 +317,7 @@ at::Tensor reduce_sorted_columns(const at::Tensor& rows, const SortedBlockReduce
   if (finite) *finite = true;
   for (std::int64_t start = 0; start < d; start += block.width()) {
     const std::int64_t width = std::min(block.width(), d - start);
-    if (!block.load_and_sort(in, d, start, width, /*full=*/true) && finite) {
+    if (!block.load_and_sort(in, d, start, width, block.all_passes()) && finite) {
       *finite = false;
       return out;
     }
@@ -356,7 +364,7 @@ at::Tensor coordinate_median(const at::Tensor& rows, bool* finite) {
   if (finite) *finite = true;
   for (std::int64_t start = 0; start < d; start += block.width()) {
     const std::int64_t width = std::min(block.width(), d - start);
-    if (!block.load_and_sort(in, d, start, width, /*full=*/false) && finite) {
+    if (!block.load_and_sort(in, d, start, width, block.median_passes()) && finite) {
       *finite = false;
       return out;
     }
@@ -365,10 +373,45 @@ at::Tensor coordinate_median(const at::Tensor& rows, bool* finite) {
   return out;
 }
 
+namespace {
+
+// See the kernel in coordinate_sort_kernels.inc.
+void trimmed_mean_last_pass(const float* block, std::int64_t stride, std::int64_t width, std::int64_t first,
+                            std::int64_t end, std::int64_t count, float* out) {
+  (has_avx2() ? avx2::trimmed_mean_last_pass : sse::trimmed_mean_last_pass)(block, stride, width, first, end, count,
+                                                                           out);
+}
+
+}  // namespace
+
 at::Tensor coordinate_trimmed_mean(const at::Tensor& rows, std::int64_t trim, bool* finite) {
   const std::int64_t n = rows.size(0);
   if (trim < 0 || 2 * trim >= n)
     throw Error("trimmed mean: cannot drop " + std::to_string(trim) + " values at each end of " + std::to_string(n));
+  if (rows.dim() == 2 && rows.scalar_type() == at::kFloat && network_size(n) >= 16) {
+    // The last pass of the sort and the sum of the kept values in one (issue 3): the block is neither
+    // stored sorted nor read again, and the groups of 8 rows that lie wholly inside or outside the kept
+    // ranks need no sorting at all.
+    at::Tensor x = rows.contiguous();
+    const std::int64_t d = x.size(1);
+    at::Tensor out = at::empty({d}, at::kFloat);
+    Block block(n, 0);
+    if (block.last_pass_sorts_groups_of_8()) {
+      const float* in = x.data_ptr<float>();
+      float* result = out.data_ptr<float>();
+      if (finite) *finite = true;
+      for (std::int64_t start = 0; start < d; start += block.width()) {
+        const std::int64_t width = std::min(block.width(), d - start);
+        if (!block.load_and_sort(in, d, start, width, block.all_passes() - 1) && finite) {
+          *finite = false;
+          return out;
+        }
+        trimmed_mean_last_pass(block.data(), block.width(), Block::round_up(width), trim, n - trim, width,
+                               result + start);
+      }
+      return out;
+    }
+  }
   return reduce_sorted_columns(
       rows,
       [trim](const float* sorted, std::int64_t n, std::int64_t width, float* out) {

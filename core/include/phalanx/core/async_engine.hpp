@@ -12,11 +12,12 @@
 
 #include "phalanx/core/pipeline.hpp"
 #include "phalanx/core/registry.hpp"
+#include "phalanx/core/run_control.hpp"
 #include "phalanx/core/sync_engine.hpp"
 
 namespace phalanx::core {
 
 RunResult run_async(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
-                    std::shared_ptr<spdlog::logger> logger);
+                    std::shared_ptr<spdlog::logger> logger, const RunControl& control = {});
 
 }  // namespace phalanx::core

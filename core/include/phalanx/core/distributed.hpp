@@ -17,6 +17,7 @@
 #include "phalanx/core/distributed_channel.hpp"
 #include "phalanx/core/pipeline.hpp"
 #include "phalanx/core/registry.hpp"
+#include "phalanx/core/stop_signal.hpp"
 #include "phalanx/core/sync_engine.hpp"
 
 namespace phalanx::core {
@@ -25,11 +26,6 @@ namespace phalanx::core {
 /// every other rank (writing nothing). The world size must be workers.count + 1.
 RunResult run_distributed(const PipelineSpec& spec, const Registry& registry, const ClusterSpec& cluster,
                           const std::string& out_dir, std::shared_ptr<spdlog::logger> logger);
-
-/// Makes SIGINT and SIGTERM ask the server to stop: it finishes the message in hand, evaluates, writes
-/// its metrics, a checkpoint and summary.json with status "interrupted", and tells the workers to leave.
-void install_stop_handlers();
-bool stop_requested();
 
 /// Why gradient message `m` received from `rank` cannot be used when the server sent that worker the
 /// parameters of index `expected` and is now at `current`; "" when it can. Checks kind, sender, dtype,

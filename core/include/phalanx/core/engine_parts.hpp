@@ -12,6 +12,7 @@
 
 #include <spdlog/logger.h>
 
+#include "phalanx/core/checkpoint.hpp"
 #include "phalanx/core/flat_model.hpp"
 #include "phalanx/core/pipeline.hpp"
 #include "phalanx/core/registry.hpp"
@@ -58,6 +59,9 @@ class BatchStream {
  public:
   BatchStream(at::Tensor indices, std::uint64_t seed);
   at::Tensor next(std::int64_t batch);
+  /// Its position (shuffle order, cursor, generator) under `prefix`, for checkpoints (run_checkpoint.cpp).
+  void save(Checkpoint& checkpoint, const std::string& prefix) const;
+  void load(const Checkpoint& checkpoint, const std::string& prefix);
 
  private:
   void reshuffle();
@@ -78,8 +82,10 @@ struct RunSetup {
   std::vector<BatchStream> streams;
   std::unique_ptr<FlatModel> model;
 };
+/// `resume_rows` >= 0 continues an existing run folder instead: its metrics files are cut back to that many
+/// rows (those a checkpoint knows of) and config.yaml is left as it is.
 RunSetup prepare_run(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
-                     std::shared_ptr<spdlog::logger> logger);
+                     std::shared_ptr<spdlog::logger> logger, std::int64_t resume_rows = -1);
 
 
 /// Simulated compute time of each worker's next gradient (engine.speed).
@@ -88,6 +94,8 @@ class SpeedModel {
   SpeedModel(const SpeedSpec& spec, std::int64_t workers, std::uint64_t seed);
   /// Time worker `k` needs for its next gradient (> 0).
   double next(std::int64_t k);
+  void save(Checkpoint& checkpoint, const std::string& prefix) const;
+  void load(const Checkpoint& checkpoint, const std::string& prefix);
 
  private:
   SpeedSpec spec_;
@@ -123,6 +131,9 @@ class MetricsTracker {
   /// Evaluates the model's current parameters and writes one row.
   void evaluate(std::int64_t step, std::int64_t gradients, double samples, double lr, double sim_time,
                 RunResult& result);
+  /// The sums between evaluations and the wall time so far, for checkpoints.
+  void save(Checkpoint& checkpoint, const std::string& prefix) const;
+  void load(const Checkpoint& checkpoint, const std::string& prefix);
 
  private:
   const PipelineSpec& spec_;
@@ -140,11 +151,17 @@ class MetricsTracker {
   std::int64_t rejected_ = 0, missing_ = 0;
 };
 
+/// After an evaluation: finite but huge parameters (a 1e38 bit-flip through the mean) overflow the test loss
+/// without ever becoming Inf themselves; such a run had ended "ok" with test_loss inf (issue 6). Marks
+/// `result` "diverged" and returns true when the last evaluation's test loss is not finite.
+bool diverged_on_test_loss(RunResult& result, std::int64_t step);
+
 /// One worker's mini-batch gradient at the model's current parameters: draws the batch from `stream`,
-/// poisons the labels of a Byzantine worker, records an honest worker's loss in `metrics`, adds weight decay
-/// and times forward/backward into `compute_seconds`. Returns the loss and the gradient.
+/// poisons the labels of a Byzantine worker, records an honest worker's loss in `metrics` (when given: a
+/// distributed worker leaves the metrics to the server), adds weight decay and times forward/backward into
+/// `compute_seconds`. Returns the loss and the gradient.
 std::pair<double, at::Tensor> worker_gradient(const PipelineSpec& spec, EnginePlugins& plugins, const Dataset& data,
                                               FlatModel& model, BatchStream& stream, bool byzantine,
-                                              MetricsTracker& metrics, double& compute_seconds);
+                                              MetricsTracker* metrics, double& compute_seconds);
 
 }  // namespace phalanx::core

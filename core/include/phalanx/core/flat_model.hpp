@@ -20,6 +20,8 @@ class FlatModel {
   /// The parameters, flat; writes to it change the network.
   at::Tensor& params() { return flat_; }
   std::int64_t dimension() const { return flat_.numel(); }
+  /// State that is not trained but changes while training (BatchNorm's running statistics), for checkpoints.
+  std::vector<at::Tensor> buffers() const;
 
   /// Mean cross-entropy on (x, y) and its gradient with respect to the flat parameters.
   std::pair<double, at::Tensor> loss_and_gradient(const at::Tensor& x, const at::Tensor& y);

@@ -48,8 +48,12 @@ std::vector<std::pair<std::string, double>> metrics_fields(const MetricsRow& row
 /// Creates the run folder (refusing an unwritable one with a clear error) and writes the rows.
 class RunOutput {
  public:
-  explicit RunOutput(std::string dir);
+  /// `keep_rows` >= 0 continues a run folder (a resumed run): the metrics files keep their first
+  /// `keep_rows` rows (rows written after the checkpoint by the run that was killed are dropped) and grow
+  /// from there. Throws when the folder holds fewer rows.
+  explicit RunOutput(std::string dir, std::int64_t keep_rows = -1);
   const std::string& dir() const { return dir_; }
+  std::int64_t rows() const { return rows_; }
   void write_config(const Value& resolved);
   void append(const MetricsRow& row);
   void write_summary(const std::string& status, const std::string& message, const MetricsRow* last,
@@ -57,6 +61,7 @@ class RunOutput {
 
  private:
   std::string dir_;
+  std::int64_t rows_ = 0;
   std::ofstream jsonl_;
   std::ofstream csv_;
 };
@@ -68,8 +73,10 @@ void write_failure_summary(const std::string& dir, const std::string& message);
 /// Formats a double so that it reads back bit for bit (for determinism checks) yet stays short.
 std::string format_number(double x);
 
-/// A logger writing to the console and, when `file` is non-empty, to that file.
-std::shared_ptr<spdlog::logger> make_run_logger(const std::string& name, const std::string& file);
+/// A logger writing to the console and, when `file` is non-empty, to that file (continued when `append`:
+/// a resumed run keeps the log of the run it continues).
+std::shared_ptr<spdlog::logger> make_run_logger(const std::string& name, const std::string& file,
+                                                bool append = false);
 
 /// The Context handed to each plugin: run facts, a seed private to the plugin, logging with its name.
 class RunContext : public Context {

@@ -30,6 +30,7 @@ struct SweepOutcome {
   int finished = 0;  // ran now and ended with status ok
   int skipped = 0;   // already finished before
   int failed = 0;    // failed or diverged
+  int interrupted = 0;  // stopped by Ctrl-C / SIGTERM with a checkpoint; the next sweep resumes them
 };
 
 /// Runs every not-yet-finished run of `runs` under `out_dir` with `phalanx_binary run`, `jobs` at a time.

@@ -12,12 +12,13 @@
 
 #include "phalanx/core/pipeline.hpp"
 #include "phalanx/core/registry.hpp"
+#include "phalanx/core/run_control.hpp"
 #include "phalanx/core/run_output.hpp"
 
 namespace phalanx::core {
 
 struct RunResult {
-  std::string status = "ok";  // ok | diverged | failed
+  std::string status = "ok";  // ok | diverged | failed | interrupted (a stop signal; a checkpoint was left)
   std::string message;
   MetricsRow last;  // final evaluation
   bool has_last = false;
@@ -31,11 +32,11 @@ void check_plugins(const PipelineSpec& spec, const Registry& registry);
 
 /// Runs `spec` with the engine it names (engine.name: sync or async).
 RunResult run_pipeline(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
-                       std::shared_ptr<spdlog::logger> logger);
+                       std::shared_ptr<spdlog::logger> logger, const RunControl& control = {});
 
 /// Runs `spec` in synchronous rounds; writes into `out_dir` when it is non-empty. Errors in plugins or data end the run with
 /// a phalanx::Error; divergence (non-finite parameters) ends it with status "diverged".
 RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
-                   std::shared_ptr<spdlog::logger> logger);
+                   std::shared_ptr<spdlog::logger> logger, const RunControl& control = {});
 
 }  // namespace phalanx::core
