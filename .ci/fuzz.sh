@@ -37,6 +37,7 @@ for name in config idx cifar10 speed_trace report; do
     cp tests/hostile/*.yaml "$dir/corpus/"
   fi
   opts=(-max_len="${max_len[$name]}" -rss_limit_mb=2048 -timeout=10 -artifact_prefix="$dir/")
+  export TMPDIR=$dir  # the harnesses' scratch files go with the rest
   result=ok
   if [[ -d tests/fuzz/regressions/$name ]]; then
     "$bin" "${opts[@]}" tests/fuzz/regressions/$name/* >"$dir/regressions.log" 2>&1 || result="regression input fails (see $dir/regressions.log)"
