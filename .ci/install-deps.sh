@@ -11,6 +11,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist               # /usr/share/datasets/fashion-mnist
   gnuplot-nox                         # plots of `phalanx report`
+  clang-14 libclang-rt-14-dev         # libFuzzer and the sanitizers of .ci/fuzz.sh (tests/fuzz)
 )
 
 if [[ $(id -u) -eq 0 ]]; then as_root=(); else as_root=(sudo); fi

@@ -7,6 +7,7 @@
 
 #include <ATen/ATen.h>
 
+#include "phalanx/core/speed_trace.hpp"
 #include "phalanx/core/sync_engine.hpp"
 #include "phalanx/core/threads.hpp"
 #include "phalanx/core/training_parts.hpp"
@@ -153,22 +154,7 @@ SpeedModel::SpeedModel(const SpeedSpec& spec, std::int64_t workers, std::uint64_
     base_[k] = t;
   }
   if (spec.name == "trace") {
-    std::ifstream in(spec.file);
-    if (!in) throw Error("engine.speed.file: cannot read trace '" + spec.file + "'");
-    std::string line;
-    for (int line_no = 1; std::getline(in, line); ++line_no) {
-      if (line.empty() || line[0] == '#') continue;
-      std::vector<double> times;
-      std::stringstream cells(line);
-      for (std::string cell; cells >> cell;) {
-        char* end = nullptr;
-        double t = std::strtod(cell.c_str(), &end);
-        if (*end != 0 || !(t > 0) || !std::isfinite(t))
-          throw Error(spec.file + ":" + std::to_string(line_no) + ": '" + cell + "' is not a positive compute time");
-        times.push_back(t);
-      }
-      trace_.push_back(std::move(times));
-    }
+    trace_ = read_speed_trace(spec.file);
     if (static_cast<std::int64_t>(trace_.size()) < workers)
       throw Error(spec.file + ": has times for " + std::to_string(trace_.size()) + " workers, the run has " +
                   std::to_string(workers) + " (one line per worker)");

@@ -157,13 +157,18 @@ std::string write_report(const std::string& dir, const ReportOptions& options) {
   auto cell_value = [&](std::size_t run, const std::string& column) -> std::string {
     if (sections_by_name.count(column)) {
       const std::string name_key = column + ".name";
-      std::string label = flat[run].count(name_key) ? flat[run].at(name_key) : "-";
+      // A section without a name (an edited config.yaml) reads "-", here and when comparing with other runs:
+      // flat[run].at(name_key) used to throw std::out_of_range (found by tests/fuzz/report_fuzz).
+      auto name_of = [&](const std::map<std::string, std::string>& f) {
+        return f.count(name_key) ? f.at(name_key) : std::string("-");
+      };
+      std::string label = name_of(flat[run]);
       // Name the parameters that vary between runs of this same plugin only (not cm's missing tau).
       for (const auto& k : varied) {
         if (section_of(k) != column || k == name_key || !flat[run].count(k)) continue;
         std::set<std::string> values;
         for (const auto& f : flat)
-          if (f.count(name_key) && f.at(name_key) == flat[run].at(name_key)) values.insert(f.count(k) ? f.at(k) : "-");
+          if (name_of(f) == name_of(flat[run])) values.insert(f.count(k) ? f.at(k) : "-");
         if (values.size() > 1) label += "-" + k.substr(column.size() + 1) + flat[run].at(k);
       }
       return label;
@@ -247,7 +252,10 @@ std::string write_report(const std::string& dir, const ReportOptions& options) {
     for (auto i : members) {
       loss.push_back(std::strtod(final_value(runs[i], "train_loss").c_str(), nullptr));
       sim_time.push_back(std::strtod(final_value(runs[i], "sim_time").c_str(), nullptr));
-      if (!runs[i].rows.empty()) steps = std::max<std::int64_t>(steps, runs[i].column(runs[i].rows.size() - 1, "step"));
+      // A metrics.csv without a step column (or an edited one) gives NaN or anything; converting that to an
+      // integer is undefined behaviour (found by tests/fuzz/report_fuzz), so only plausible counts count.
+      const double last_step = runs[i].rows.empty() ? 0.0 : runs[i].column(runs[i].rows.size() - 1, "step");
+      if (last_step > static_cast<double>(steps) && last_step < 1e18) steps = static_cast<std::int64_t>(last_step);
       if (runs[i].status != "ok") ++failed;
       curve.runs.push_back(&runs[i]);
     }

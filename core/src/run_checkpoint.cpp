@@ -61,21 +61,6 @@ void load_plugin_state(Stateful& plugin, const Checkpoint& checkpoint, const std
 
 }  // namespace
 
-void parse_checkpoint_every(const std::string& text, RunControl& control) {
-  const bool sim = text.rfind("sim:", 0) == 0;
-  const std::string number = sim ? text.substr(4) : text;
-  char* end = nullptr;
-  const double value = std::strtod(number.c_str(), &end);
-  const bool whole = !number.empty() && *end == 0 && std::isfinite(value) && value > 0;
-  if (!whole || (!sim && value != std::floor(value)))
-    throw Error("--checkpoint-every expects a number of steps (e.g. 500) or of simulated time units (e.g. sim:25), "
-                "got '" + text + "'");
-  if (sim) control.checkpoint_every_sim_time = value;
-  else control.checkpoint_every_steps = static_cast<std::int64_t>(value);
-}
-
-std::string checkpoint_path(const std::string& out_dir) { return out_dir + "/checkpoint.pt"; }
-
 RunCheckpointer::RunCheckpointer(RunControl control, const PipelineSpec& spec, std::string out_dir)
     : control_(control), spec_(spec), out_dir_(std::move(out_dir)) {
   if (control_.resume && out_dir_.empty()) throw Error("resuming needs the run folder");
