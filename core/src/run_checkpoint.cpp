@@ -181,26 +181,8 @@ void load_shared_state(const Checkpoint& checkpoint, RunSetup& run, EnginePlugin
   if (last.scalar_type() != at::kDouble || last.numel() != static_cast<std::int64_t>(columns.size()))
     throw Error("checkpoint entry 'result/last' does not have the " + std::to_string(columns.size()) +
                 " metric columns of this version");
-  MetricsRow& row = result.last;
   const double* v = last.data_ptr<double>();
-  for (std::size_t i = 0; i < columns.size(); ++i) {
-    const std::string& c = columns[i];
-    auto as_int = [&] { return static_cast<std::int64_t>(v[i]); };
-    if (c == "step") row.step = as_int();
-    else if (c == "epoch") row.epoch = v[i];
-    else if (c == "gradients") row.gradients = as_int();
-    else if (c == "wall_time") row.wall_time = v[i];
-    else if (c == "lr") row.lr = v[i];
-    else if (c == "train_loss") row.train_loss = v[i];
-    else if (c == "test_loss") row.test_loss = v[i];
-    else if (c == "test_accuracy") row.test_accuracy = v[i];
-    else if (c == "nonfinite_messages") row.nonfinite_messages = as_int();
-    else if (c == "sim_time") row.sim_time = v[i];
-    else if (c == "staleness_mean") row.staleness_mean = v[i];
-    else if (c == "staleness_max") row.staleness_max = as_int();
-    else if (c == "rejected_messages") row.rejected_messages = as_int();
-    else if (c == "missing_messages") row.missing_messages = as_int();
-  }
+  result.last = metrics_row_from_values(std::vector<double>(v, v + columns.size()));
   const at::Tensor time = checkpoint.get("result/time").contiguous();
   if (time.scalar_type() == at::kDouble && time.numel() == 5) {
     const double* t = time.data_ptr<double>();

@@ -40,6 +40,26 @@ std::vector<std::pair<std::string, double>> metrics_fields(const MetricsRow& r) 
           {"missing_messages", static_cast<double>(r.missing_messages)}};
 }
 
+MetricsRow metrics_row_from_values(const std::vector<double>& v) {
+  auto i64 = [](double x) { return static_cast<std::int64_t>(x); };
+  MetricsRow r;
+  r.step = i64(v.at(0));
+  r.epoch = v.at(1);
+  r.gradients = i64(v.at(2));
+  r.wall_time = v.at(3);
+  r.lr = v.at(4);
+  r.train_loss = v.at(5);
+  r.test_loss = v.at(6);
+  r.test_accuracy = v.at(7);
+  r.nonfinite_messages = i64(v.at(8));
+  r.sim_time = v.at(9);
+  r.staleness_mean = v.at(10);
+  r.staleness_max = i64(v.at(11));
+  r.rejected_messages = i64(v.at(12));
+  r.missing_messages = i64(v.at(13));
+  return r;
+}
+
 std::string format_number(double x) {
   if (std::isnan(x)) return "NaN";
   if (std::isinf(x)) return x > 0 ? "Infinity" : "-Infinity";

@@ -44,6 +44,8 @@ struct TimeBreakdown {
 
 const std::vector<std::string>& metrics_columns();
 std::vector<std::pair<std::string, double>> metrics_fields(const MetricsRow& row);
+/// The inverse of metrics_fields: a row from its values in metrics_columns() order (checkpoints).
+MetricsRow metrics_row_from_values(const std::vector<double>& values);
 
 /// Creates the run folder (refusing an unwritable one with a clear error) and writes the rows.
 class RunOutput {
