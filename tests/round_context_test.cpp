@@ -149,7 +149,7 @@ core::PipelineSpec stateful_defence() { return spec({"aggregator={name: cc, pre:
 
 TEST(DefenceOracle, LeavesCenteredClippingsCentreAndBucketingsGeneratorUnchanged) {
   core::PipelineSpec s = stateful_defence();
-  core::RunInfo info = core::run_info(s, "");
+  RunInfo info = core::run_info(s, "");
   core::EnginePlugins probed = core::make_plugins(s, probe_registry(), info, nullptr);
   core::EnginePlugins twin = core::make_plugins(s, probe_registry(), info, nullptr);
   at::manual_seed(11);
@@ -193,7 +193,7 @@ TEST(DefenceOracle, AnAttackQueryingItChangesNothingInSyncAndAsyncRuns) {
     const std::string a = temp_dir("oracle_none_" + engine), b = temp_dir("oracle_probe_" + engine);
     std::vector<std::string> common{"aggregator={name: cc, pre: [{name: bucketing, s: 2}]}",
                                     "training.budget={steps: 4}", "training.eval_every=2"};
-    if (engine == "async") common.push_back("engine={name: async, buffer: 6}");
+    if (engine == "async") common.push_back("engine={name: async, buffer: 6, speed: {name: homogeneous, time: 1.0}}");
     auto with = [&](std::string attack) {
       auto o = common;
       o.push_back("attack=" + attack);
