@@ -111,9 +111,9 @@ void Registry::register_from(const std::string& origin, std::shared_ptr<LoadedLi
   Collector collector(*this, origin, std::move(library));
   try {
     register_plugins(static_cast<Registrar*>(&collector));
-  } catch (const Error&) {
-    throw;
   } catch (const std::exception& e) {
+    // The registry's own errors (a duplicate name) already name the library; a plugin's own may not.
+    if (std::string(e.what()).find(origin) != std::string::npos) throw;
     throw Error("plugin library " + origin + " failed while registering: " + e.what());
   } catch (...) {
     throw Error("plugin library " + origin + " failed while registering (a non-standard exception)");
