@@ -2,11 +2,13 @@
 #include "phalanx/core/sync_engine.hpp"
 
 #include <filesystem>
+#include <sstream>
 
 #include <ATen/ATen.h>
 
 #include "phalanx/core/config.hpp"
 #include "phalanx/core/pipeline.hpp"
+
 #include "support.hpp"
 
 namespace phalanx::test {
@@ -67,12 +69,30 @@ TEST(SyncEngine, WritesEveryOutputFile) {
   const std::string csv = read_file(dir + "/metrics.csv");
   EXPECT_EQ(csv.substr(0, csv.find('\n')),
             "step,epoch,gradients,wall_time,lr,train_loss,test_loss,test_accuracy,nonfinite_messages,sim_time,"
-            "staleness_mean,staleness_max,rejected_messages,missing_messages");
+            "staleness_mean,staleness_max,rejected_messages,missing_messages,honest_deviation,honest_cosine");
   EXPECT_THAT(read_file(dir + "/summary.json"), ::testing::HasSubstr("\"status\": \"ok\""));
   // config.yaml is complete: it runs as is and resolves to the same configuration.
   Value written = core::load_yaml_file(dir + "/config.yaml");
   EXPECT_EQ(core::to_yaml(core::resolve_pipeline(written, builtin_registry()).resolved),
             core::to_yaml(spec_of(kSmall).resolved));
+}
+
+TEST(SyncEngine, RecordsHowFarTheAggregateIsFromTheHonestMean) {
+  auto run = [](const std::string& overrides) {
+    Value root = core::parse_yaml(kSmall, "t.yaml");
+    std::stringstream in(overrides);
+    for (std::string o; std::getline(in, o, ';');) core::apply_override(root, o);
+    return core::run_sync(core::resolve_pipeline(root, builtin_registry()), builtin_registry(), "", nullptr).last;
+  };
+  // The mean of honest rows only is the honest mean (up to float32 rounding of the aggregate).
+  core::MetricsRow honest = run("workers.byzantine=0;aggregator={name: mean};training.budget={steps: 20}");
+  EXPECT_LT(honest.honest_deviation, 1e-5);
+  EXPECT_GT(honest.honest_cosine, 1 - 1e-6);
+  // Two of six workers sending -10 times their message drag the mean far off (about -16/6 of it), backwards.
+  core::MetricsRow attacked =
+      run("aggregator={name: mean};attack={name: bitflip, scale: 10};training.budget={steps: 20}");
+  EXPECT_GT(attacked.honest_deviation, 2.0);
+  EXPECT_LT(attacked.honest_cosine, 0.0);
 }
 
 TEST(SyncEngine, LearnsTheSyntheticTaskWithoutAttack) {

@@ -1,7 +1,11 @@
 // The loader and registry: handshake refusals, duplicates, unknown names, failing plugins.
 #include "phalanx/core/registry.hpp"
 
+#include <ATen/ATen.h>
+
 #include "phalanx/abi.hpp"
+#include "phalanx/core/engine_parts.hpp"
+#include "phalanx/core/plugin_guard.hpp"
 #include "support.hpp"
 
 namespace phalanx::test {
@@ -27,7 +31,59 @@ TEST(Loader, RefusesWrongBuildFingerprint) {
 TEST(Loader, RefusesLibraryWithoutHandshake) {
   core::Registry r;
   EXPECT_ERROR_WITH(r.load_library(kTestPlugins + "/test_no_handshake.so"), "test_no_handshake.so",
-                    "phalanx_plugin_handshake", "not a phalanx plugin");
+                    PHALANX_HANDSHAKE_SYMBOL, "not a phalanx plugin");
+}
+
+TEST(Loader, RefusesAVersion1LibraryNamingTheFileAndSayingToRebuild) {
+  core::Registry r;
+  EXPECT_ERROR_WITH(r.load_library(kTestPlugins + "/test_v1_only.so"), "test_v1_only.so", "ABI version 1",
+                    "'phalanx_plugin_handshake'", "Rebuild the plugin");
+  EXPECT_TRUE(r.loaded_files().empty());
+}
+
+TEST(Loader, RefusesATruncatedHandshakeByItsSize) {
+  core::Registry r;
+  EXPECT_ERROR_WITH(r.load_library(kTestPlugins + "/test_truncated_handshake.so"), "test_truncated_handshake.so",
+                    "truncated handshake (size 8 bytes", "Rebuild");
+  EXPECT_TRUE(r.loaded_files().empty());
+}
+
+TEST(Loader, AThrowingRegisterFunctionRegistersNothing) {
+  core::Registry r;
+  EXPECT_ERROR_WITH(r.load_library(kTestPlugins + "/test_throwing_register.so"), "test_throwing_register.so",
+                    "failed while registering", "configuration file missing");
+  EXPECT_FALSE(r.contains(core::Kind::Aggregator, "registered_before_failure"));
+  EXPECT_TRUE(r.loaded_files().empty());
+  // Nothing half-registered blocks a later, correct library with the same names.
+  r.register_inline("later", [](void* registrar) {
+    static_cast<Registrar*>(registrar)->add_aggregator(
+        {"registered_before_failure", "", {}},
+        [](const Params&, const Context&) -> std::unique_ptr<Aggregator> { return nullptr; });
+  });
+  EXPECT_TRUE(r.contains(core::Kind::Aggregator, "registered_before_failure"));
+}
+
+TEST(Loader, ADuplicateNameRegistersNothingOfThatLibrary) {
+  core::Registry r;
+  r.load_library(std::string(PHALANX_BUILTIN_PLUGIN_DIR) + "/aggregators_mean.so");
+  EXPECT_ERROR_WITH(r.load_library(kTestPlugins + "/test_duplicate_register.so"), "duplicate aggregator 'mean'",
+                    "test_duplicate_register.so");
+  EXPECT_FALSE(r.contains(core::Kind::Aggregator, "registered_before_failure"));
+  EXPECT_EQ(r.find(core::Kind::Aggregator, "mean").origin.find("aggregators_mean.so") != std::string::npos, true);
+}
+
+TEST(Loader, ANameRegisteredTwiceByOneLibraryIsADuplicate) {
+  core::Registry r;
+  EXPECT_ERROR_WITH(r.register_inline("twice",
+                                      [](void* registrar) {
+                                        auto* reg = static_cast<Registrar*>(registrar);
+                                        for (int i = 0; i < 2; ++i)
+                                          reg->add_aggregator({"same", "", {}},
+                                                              [](const Params&, const Context&)
+                                                                  -> std::unique_ptr<Aggregator> { return nullptr; });
+                                      }),
+                    "duplicate aggregator 'same'", "(twice)");
+  EXPECT_FALSE(r.contains(core::Kind::Aggregator, "same"));
 }
 
 TEST(Loader, RefusesFileThatIsNotALibrary) {
@@ -83,6 +139,20 @@ TEST(Registry, ThrowingConstructorBecomesErrorNamingThePlugin) {
   EXPECT_ERROR_WITH(r.make_aggregator("throws_on_create", none, *ctx), "aggregator 'throws_on_create'",
                     "test_throwing.so", "cannot open /dev/imaginary");
   EXPECT_ERROR_WITH(r.make_aggregator("returns_null", none, *ctx), "'returns_null'", "returned no object");
+}
+
+TEST(Registry, AnExceptionFromAggregateNamesThePluginAndItsLibrary) {
+  core::Registry r;
+  r.load_library(kTestPlugins + "/test_throwing.so");
+  auto ctx = make_context(4, 1);
+  Params none = r.validate(core::Kind::Aggregator, "throws_on_aggregate", Value::map({}), "aggregator");
+  core::EnginePlugins plugins;
+  plugins.aggregator = r.make_aggregator("throws_on_aggregate", none, *ctx);
+  plugins.labels.aggregator = core::plugin_label(r, core::Kind::Aggregator, "throws_on_aggregate");
+  core::PipelineSpec spec;
+  spec.aggregator.name = "throws_on_aggregate";
+  EXPECT_ERROR_WITH(core::aggregate_rows(spec, plugins, at::zeros({4, 3})), "aggregator 'throws_on_aggregate'",
+                    "test_throwing.so", "vector::_M_range_check");
 }
 
 TEST(Registry, ObjectsKeepTheirLibraryAlive) {

@@ -9,6 +9,8 @@
 #include <ATen/ATen.h>
 
 #include "phalanx/core/engine_parts.hpp"
+#include "phalanx/core/plugin_guard.hpp"
+#include "phalanx/core/round_parts.hpp"
 #include "phalanx/core/run_checkpoint.hpp"
 #include "phalanx/core/stop_signal.hpp"
 #include "phalanx/core/training_parts.hpp"
@@ -63,6 +65,14 @@ void restore_async_state(const Checkpoint& c, std::int64_t K, std::int64_t d, st
   const at::Tensor& honest = c.get("async/last_honest");
   require_shape(honest, last_honest.sizes(), "checkpoint entry 'async/last_honest'");
   last_honest.copy_(honest);
+}
+
+// The rows of `rows` that honest workers (engine index < h) sent.
+at::Tensor honest_rows_of(const at::Tensor& rows, const std::vector<std::int64_t>& workers, std::int64_t h) {
+  std::vector<std::int64_t> honest;
+  for (std::size_t i = 0; i < workers.size(); ++i)
+    if (workers[i] < h) honest.push_back(static_cast<std::int64_t>(i));
+  return rows.index_select(0, at::tensor(honest, at::kLong));
 }
 
 }  // namespace
@@ -138,6 +148,9 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
   // The buffer of arrivals waiting to be aggregated (engine.buffer > 1).
   at::Tensor buffer = at::empty({spec.buffer, d}, at::kFloat);
   std::vector<std::int64_t> buffer_workers;
+  std::vector<std::int64_t> buffer_staleness;  // per buffered row, for the defence's round context
+  const RoundContextSource round_source(spec, data);
+  at::Tensor previous_aggregate;  // what omniscient attacks see of the last buffered update
   // What an attack sees when its buffer holds no honest row; kept only when there are Byzantine workers.
   at::Tensor last_honest = at::zeros({1, h < K ? d : 1});
   double now = 0;
@@ -165,6 +178,8 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
     const auto held = static_cast<std::int64_t>(buffer_workers.size());
     checkpoint.put("async/buffer", buffer.narrow(0, 0, held));
     checkpoint.put("async/buffer_workers", at::tensor(buffer_workers, at::kLong));
+    checkpoint.put("async/buffer_staleness", at::tensor(buffer_staleness, at::kLong));
+    if (previous_aggregate.defined()) checkpoint.put("async/previous_aggregate", previous_aggregate);
     checkpoint.put("async/last_honest", last_honest);
     checkpoints.write(checkpoint);
   };
@@ -177,20 +192,34 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
     honest_arrivals = c.get_int("async/honest_arrivals");
     restore_async_state(c, K, d, spec.buffer, pulled, pending_loss, pending, events, buffer, buffer_workers,
                         last_honest);
+    buffer_staleness.assign(buffer_workers.size(), 0);  // a checkpoint written before staleness was kept
+    if (c.has("async/buffer_staleness")) {
+      at::Tensor kept = c.get("async/buffer_staleness").contiguous();
+      if (kept.numel() == static_cast<std::int64_t>(buffer_workers.size()))
+        buffer_staleness.assign(kept.data_ptr<std::int64_t>(), kept.data_ptr<std::int64_t>() + kept.numel());
+    }
+    if (c.has("async/previous_aggregate")) previous_aggregate = c.get("async/previous_aggregate").clone();
     if (logger) logger->info("resumed from {} at update {} (simulated time {})", checkpoint_path(out_dir), updates, now);
     resumed.reset();
   }
 
   // Byzantine rows of `rows` (flagged by `byzantine`) are rewritten by the attack, which sees the honest
-  // rows of the same batch (or the last honest message when there is none).
-  auto attack_rows = [&](at::Tensor rows, const std::vector<std::int64_t>& workers) {
+  // rows of the same batch (or the last honest message when there is none) and, when `context` is given
+  // (a buffered round), the defence as an oracle.
+  auto attack_rows = [&](at::Tensor rows, const std::vector<std::int64_t>& workers, const RoundContext* context) {
     std::vector<std::int64_t> honest_idx, byz_idx;
     for (std::size_t i = 0; i < workers.size(); ++i) (workers[i] >= h ? byz_idx : honest_idx).push_back(i);
     if (byz_idx.empty()) return;
     at::Tensor hi = at::tensor(honest_idx, at::kLong), bi = at::tensor(byz_idx, at::kLong);
     AttackRound round{honest_idx.empty() ? last_honest : rows.index_select(0, hi), rows.index_select(0, bi),
                       updates};
-    at::Tensor crafted = plugins.attack->craft(round);
+    round.previous_aggregate = previous_aggregate;
+    std::optional<EngineDefenceOracle> oracle;
+    if (context && !honest_idx.empty()) {
+      oracle.emplace(spec, plugins, *context, at::cat({hi, bi}));
+      round.defence = &*oracle;
+    }
+    at::Tensor crafted = guard_plugin(plugins.labels.attack, [&] { return plugins.attack->craft(round); });
     require_shape(crafted, {static_cast<std::int64_t>(byz_idx.size()), d}, "attack '" + spec.attack.name + "'");
     rows.index_copy_(0, bi, crafted);
   };
@@ -211,7 +240,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
       at::Tensor message = pending[k].unsqueeze(0);
       if (k >= h) {
         message = message.clone();  // the attack rewrites it; the worker rule may own the original
-        attack_rows(message, {k});
+        attack_rows(message, {k}, nullptr);
       }
       // No aggregator stands between a single arrival and the model: the server refuses non-finite
       // Byzantine messages itself (counted in nonfinite_messages) instead of letting one poison the
@@ -230,20 +259,22 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
         Arrival arrival{k, pulled[k], current_index(), now};
         metrics.add_staleness(arrival.staleness());
         ScopedTimer timer(result.time.update);
-        plugins.optimizer->apply(server, message[0], arrival, lr);
+        guard_plugin(plugins.labels.optimizer, [&] { plugins.optimizer->apply(server, message[0], arrival, lr); });
         applied = true;
       }
     } else {
       buffer[static_cast<std::int64_t>(buffer_workers.size())].copy_(pending[k]);
       buffer_workers.push_back(k);
+      buffer_staleness.push_back(current_index() - pulled[k]);
       metrics.add_staleness(current_index() - pulled[k]);
       if (static_cast<std::int64_t>(buffer_workers.size()) == spec.buffer) {
         at::Tensor rows = buffer.clone();
-        attack_rows(rows, buffer_workers);
+        const RoundContext context = round_source.context(updates, buffer_workers, buffer_staleness, *model);
+        attack_rows(rows, buffer_workers, &context);
         metrics.add_nonfinite(count_nonfinite_rows(rows));
         at::Tensor update = [&] {
           ScopedTimer timer(result.time.aggregation);
-          return aggregate_rows(spec, plugins, rows);
+          return aggregate_rows(spec, plugins, rows, context);
         }();
         if (!at::isfinite(update).all().item<bool>()) {
           result.status = "diverged";
@@ -251,10 +282,13 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
                            std::to_string(updates);
           break;
         }
+        metrics.add_honest_comparison(update, honest_rows_of(rows, buffer_workers, h));
+        if (h < K && plugins.attack->omniscient()) previous_aggregate = update.clone();
         Arrival arrival{-1, current_index(), current_index(), now};
         ScopedTimer timer(result.time.update);
-        plugins.optimizer->apply(server, update, arrival, lr);
+        guard_plugin(plugins.labels.optimizer, [&] { plugins.optimizer->apply(server, update, arrival, lr); });
         buffer_workers.clear();
+        buffer_staleness.clear();
         applied = true;
       }
     }

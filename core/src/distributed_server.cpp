@@ -4,6 +4,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
+#include <optional>
 #include <sstream>
 
 #include <ATen/ATen.h>
@@ -11,6 +12,8 @@
 #include "phalanx/core/distributed.hpp"
 #include "phalanx/core/distributed_checkpoint.hpp"
 #include "phalanx/core/engine_parts.hpp"
+#include "phalanx/core/plugin_guard.hpp"
+#include "phalanx/core/round_parts.hpp"
 #include "phalanx/core/stop_signal.hpp"
 #include "phalanx/core/training_parts.hpp"
 #include "phalanx/error.hpp"
@@ -116,6 +119,7 @@ RunResult serve_sync(Server& s, std::int64_t total_steps) {
   std::int64_t honest_messages = 0, messages_total = 0;
   double lr = learning_rate(spec.schedule, spec.lr, 0, total_steps);
   at::Tensor rows = at::empty({s.n, s.d}, at::kFloat);
+  const RoundContextSource round_source(spec, s.run.data);  // server_data is refused in this mode
   // A worker is sent the parameters of a round only once it has answered the previous one, and at once
   // when a late answer arrives: a worker that fell behind joins the current round instead of computing
   // on parameters that are a round old again and again.
@@ -194,12 +198,19 @@ RunResult serve_sync(Server& s, std::int64_t total_steps) {
         ++messages_total;
       }
       at::Tensor batch = rows.index_select(0, at::tensor(used, at::kLong));
+      const RoundContext context =
+          round_source.context(step, used, std::vector<std::int64_t>(used.size(), 0), model);
       if (!byz_idx.empty()) {
         // An omniscient attack needs the honest messages of the round: the server, which has them, plays
         // the colluding adversary for the Byzantine ranks (docs/distributed.md).
         at::Tensor hi = at::tensor(honest_idx, at::kLong), bi = at::tensor(byz_idx, at::kLong);
         AttackRound round{batch.index_select(0, hi), batch.index_select(0, bi), step};
-        at::Tensor crafted = s.plugins.attack->craft(round);
+        std::optional<EngineDefenceOracle> oracle;
+        if (!honest_idx.empty()) {
+          oracle.emplace(spec, s.plugins, context, at::cat({hi, bi}));
+          round.defence = &*oracle;
+        }
+        at::Tensor crafted = guard_plugin(s.plugins.labels.attack, [&] { return s.plugins.attack->craft(round); });
         require_shape(crafted, {static_cast<std::int64_t>(byz_idx.size()), s.d}, "attack '" + spec.attack.name + "'");
         batch.index_copy_(0, bi, crafted);
         s.metrics.add_nonfinite(count_nonfinite_rows(crafted));
@@ -207,7 +218,7 @@ RunResult serve_sync(Server& s, std::int64_t total_steps) {
       at::Tensor update;
       try {
         ScopedTimer timer(result.time.aggregation);
-        update = aggregate_rows(spec, s.plugins, batch);
+        update = aggregate_rows(spec, s.plugins, batch, context);
       } catch (const Error& e) {
         result.status = "failed";
         result.message = "round " + std::to_string(step) + " with " + std::to_string(got) + " of " +
@@ -226,7 +237,7 @@ RunResult serve_sync(Server& s, std::int64_t total_steps) {
       arrival.sim_time = s.elapsed();
       {
         ScopedTimer timer(result.time.update);
-        s.plugins.optimizer->apply(params, update, arrival, lr);
+        guard_plugin(s.plugins.labels.optimizer, [&] { s.plugins.optimizer->apply(params, update, arrival, lr); });
       }
       s.metrics.add_staleness(0);
       if (count_nonfinite_rows(params.unsqueeze(0)) > 0) {
@@ -283,7 +294,7 @@ RunResult serve_async(Server& s, std::int64_t total_steps, std::int64_t total_ar
     if (byz_idx.empty()) return;
     at::Tensor hi = at::tensor(honest_idx, at::kLong), bi = at::tensor(byz_idx, at::kLong);
     AttackRound round{honest_idx.empty() ? last_honest : rows.index_select(0, hi), rows.index_select(0, bi), updates};
-    at::Tensor crafted = s.plugins.attack->craft(round);
+    at::Tensor crafted = guard_plugin(s.plugins.labels.attack, [&] { return s.plugins.attack->craft(round); });
     require_shape(crafted, {static_cast<std::int64_t>(byz_idx.size()), s.d}, "attack '" + spec.attack.name + "'");
     rows.index_copy_(0, bi, crafted);
   };
@@ -337,7 +348,7 @@ RunResult serve_async(Server& s, std::int64_t total_steps, std::int64_t total_ar
         Arrival arrival{k, pulled[k], current_index(), s.elapsed()};
         s.metrics.add_staleness(arrival.staleness());
         ScopedTimer timer(result.time.update);
-        s.plugins.optimizer->apply(server, message[0], arrival, lr);
+        guard_plugin(s.plugins.labels.optimizer, [&] { s.plugins.optimizer->apply(server, message[0], arrival, lr); });
         applied = true;
       }
     } else {
@@ -362,7 +373,7 @@ RunResult serve_async(Server& s, std::int64_t total_steps, std::int64_t total_ar
         Arrival arrival{-1, current_index(), current_index(), s.elapsed()};
         {
           ScopedTimer timer(result.time.update);
-          s.plugins.optimizer->apply(server, update, arrival, lr);
+          guard_plugin(s.plugins.labels.optimizer, [&] { s.plugins.optimizer->apply(server, update, arrival, lr); });
         }
         buffer_workers.clear();
         buffer_copy.clear();

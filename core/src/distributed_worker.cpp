@@ -11,6 +11,7 @@
 
 #include "phalanx/core/distributed.hpp"
 #include "phalanx/core/engine_parts.hpp"
+#include "phalanx/core/plugin_guard.hpp"
 #include "phalanx/error.hpp"
 
 namespace phalanx::core {
@@ -101,7 +102,7 @@ RunResult run_worker(const PipelineSpec& spec, const Registry& registry, Cluster
     } else if (byzantine) {
       // A non-omniscient attack needs only this worker's own true message.
       AttackRound round{at::empty({0, d}, at::kFloat), message.unsqueeze(0), p.header.index};
-      at::Tensor crafted = plugins.attack->craft(round);
+      at::Tensor crafted = guard_plugin(plugins.labels.attack, [&] { return plugins.attack->craft(round); });
       require_shape(crafted, {1, d}, "attack '" + spec.attack.name + "'");
       m.payload = crafted[0].contiguous();
     } else {

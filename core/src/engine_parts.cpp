@@ -7,6 +7,7 @@
 
 #include <ATen/ATen.h>
 
+#include "phalanx/core/plugin_guard.hpp"
 #include "phalanx/core/speed_trace.hpp"
 #include "phalanx/core/sync_engine.hpp"
 #include "phalanx/core/threads.hpp"
@@ -43,6 +44,11 @@ EnginePlugins make_plugins(const PipelineSpec& spec, const Registry& registry, c
   p.aggregator = registry.make_aggregator(spec.aggregator.name, spec.aggregator.params,
                                           context_for(p, spec.aggregator, info, logger));
   p.attack = registry.make_attack(spec.attack.name, spec.attack.params, context_for(p, spec.attack, info, logger));
+  p.labels.optimizer = plugin_label(registry, Kind::Optimizer, spec.optimizer.name);
+  p.labels.aggregator = plugin_label(registry, Kind::Aggregator, spec.aggregator.name);
+  p.labels.attack = plugin_label(registry, Kind::Attack, spec.attack.name);
+  for (const auto& pre : spec.preaggregators)
+    p.labels.preaggregators.push_back(plugin_label(registry, Kind::PreAggregator, pre.name));
   for (std::int64_t w = 0; w < spec.workers; ++w) {
     p.worker_rules.push_back(p.optimizer->make_worker_rule(w));
     if (!p.worker_rules.back()) throw Error("optimizer '" + spec.optimizer.name + "' returned no worker rule");
@@ -53,7 +59,8 @@ EnginePlugins make_plugins(const PipelineSpec& spec, const Registry& registry, c
 Dataset load_data(const PipelineSpec& spec, const Registry& registry, const RunInfo& info,
                   std::shared_ptr<spdlog::logger> logger) {
   RunContext ctx(info, derive_seed(spec.seed, "data"), "data(" + spec.data.name + ")", logger);
-  Dataset data = registry.make_data(spec.data.name, spec.data.params, ctx)->load();
+  std::shared_ptr<DataSource> source = registry.make_data(spec.data.name, spec.data.params, ctx);
+  Dataset data = guard_plugin(plugin_label(registry, Kind::Data, spec.data.name), [&] { return source->load(); });
   if (!data.train_x.defined() || !data.train_y.defined() || !data.test_x.defined() || !data.test_y.defined() ||
       data.classes < 2 || data.train_x.size(0) != data.train_y.size(0) || data.test_x.size(0) != data.test_y.size(0))
     throw Error("data '" + spec.data.name + "' returned an inconsistent data set (tensors missing, classes < 2, or "
@@ -69,8 +76,9 @@ std::unique_ptr<FlatModel> build_model(const PipelineSpec& spec, const Registry&
   // LibTorch initialises layers from its global generator: seed it right before building.
   at::manual_seed(derive_seed(spec.seed, "model"));
   RunContext ctx(info, derive_seed(spec.seed, "model"), "model(" + spec.model.name + ")", std::move(logger));
-  return std::make_unique<FlatModel>(
-      registry.make_model(spec.model.name, spec.model.params, ctx)->build(data.sample_shape, data.classes));
+  std::shared_ptr<Model> model = registry.make_model(spec.model.name, spec.model.params, ctx);
+  return std::make_unique<FlatModel>(guard_plugin(plugin_label(registry, Kind::Model, spec.model.name),
+                                                  [&] { return model->build(data.sample_shape, data.classes); }));
 }
 
 RunSetup prepare_run(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
@@ -101,15 +109,23 @@ void require_shape(const at::Tensor& t, at::IntArrayRef shape, const std::string
   throw Error(who + " returned " + got + ", expected " + dims(shape) + " Float");
 }
 
-at::Tensor aggregate_rows(const PipelineSpec& spec, EnginePlugins& plugins, at::Tensor rows) {
+at::Tensor aggregate_rows(const PipelineSpec& spec, EnginePlugins& plugins, at::Tensor rows, RoundContext round) {
   const std::int64_t d = rows.size(1);
   for (std::size_t i = 0; i < plugins.preaggregators.size(); ++i) {
-    rows = plugins.preaggregators[i]->transform(rows);
+    PreAggregator& pre = *plugins.preaggregators[i];
+    const std::int64_t n = rows.size(0);
+    rows = guard_plugin(plugins.labels.preaggregators[i], [&] { return pre.transform_with_context(rows, round); });
     if (!rows.defined() || rows.dim() != 2 || rows.size(1) != d || rows.size(0) < 1)
       throw Error("pre-aggregator '" + spec.preaggregators[i].name + "' must return [n', " + std::to_string(d) +
                   "] rows");
+    // Rows that no longer belong to one worker each lose their worker ids and staleness.
+    if (rows.size(0) != n || !pre.keeps_row_order()) {
+      round.worker_ids.clear();
+      round.staleness.clear();
+    }
   }
-  at::Tensor update = plugins.aggregator->aggregate(rows);
+  at::Tensor update =
+      guard_plugin(plugins.labels.aggregator, [&] { return plugins.aggregator->aggregate_with_context(rows, round); });
   require_shape(update, {d}, "aggregator '" + spec.aggregator.name + "'");
   return update;
 }
@@ -208,6 +224,18 @@ void MetricsTracker::add_train_loss(double loss) {
   ++loss_count_;
 }
 
+void MetricsTracker::add_honest_comparison(const at::Tensor& aggregate, const at::Tensor& honest_rows) {
+  if (honest_rows.size(0) == 0) return;
+  const at::Tensor mean = honest_rows.to(at::kDouble).mean(0);
+  const at::Tensor update = aggregate.to(at::kDouble);
+  const double mean_norm = mean.norm().item<double>(), update_norm = update.norm().item<double>();
+  // Both follow METHODS.md's conventions: cos is 0 when either norm is 0; the relative deviation of an
+  // honest mean of 0 is taken as the absolute one.
+  deviation_sum_ += (update - mean).norm().item<double>() / (mean_norm > 0 ? mean_norm : 1.0);
+  cosine_sum_ += mean_norm > 0 && update_norm > 0 ? update.dot(mean).item<double>() / (mean_norm * update_norm) : 0.0;
+  ++comparisons_;
+}
+
 void MetricsTracker::add_staleness(std::int64_t staleness) {
   staleness_sum_ += static_cast<double>(staleness);
   ++staleness_count_;
@@ -233,6 +261,12 @@ void MetricsTracker::evaluate(std::int64_t step, std::int64_t gradients, double 
   row.sim_time = sim_time;
   row.staleness_mean = staleness_count_ ? staleness_sum_ / static_cast<double>(staleness_count_) : 0.0;
   row.staleness_max = staleness_max_;
+  if (comparisons_ > 0) {
+    row.honest_deviation = deviation_sum_ / static_cast<double>(comparisons_);
+    row.honest_cosine = cosine_sum_ / static_cast<double>(comparisons_);
+  }
+  deviation_sum_ = cosine_sum_ = 0;
+  comparisons_ = 0;
   loss_sum_ = 0;
   loss_count_ = 0;
   staleness_sum_ = 0;

@@ -10,7 +10,7 @@ namespace {
 
 const std::vector<std::string> kTopLevelKeys{"name",      "seed",   "data",     "model",   "workers", "engine",
                                              "optimizer", "aggregator", "attack", "training", "plugins",
-                                             "compare", "sweep", "seeds", "report"};
+                                             "compare", "sweep", "seeds", "report", "server_data"};
 
 std::string at(const Value& v) { return v.location().empty() ? "" : v.location() + ": "; }
 
@@ -95,6 +95,24 @@ std::vector<std::string> config_plugin_paths(const Value& root) {
     }
   }
   return out;
+}
+
+// server_data: {samples: N}: the server's own clean sample, whose gradient aggregators receive each round
+// (RoundContext::server_gradient). Written to the resolved config only when given, so configs without it
+// resolve exactly as before.
+static void resolve_server_data(const Value& root, PipelineSpec& s, Value& resolved) {
+  const Value* given = root.find("server_data");
+  if (!given || given->is_null()) return;
+  Params p = Params::validate({spec("samples", ParamType::Int, 0,
+                                    "training samples the server draws from honest workers' data (with the run "
+                                    "seed) to compute its own gradient every round; 0: none",
+                                    0)},
+                              *given, "server_data");
+  s.server_samples = p.get_int("samples");
+  if (s.server_samples > 0 && s.distributed)
+    p.fail("samples", "is not supported in the distributed mode yet (the server holds no training data there); "
+                      "remove server_data or run the sync or async simulation");
+  resolved.set("server_data", p.values());
 }
 
 PipelineSpec resolve_pipeline(const Value& root, const Registry& registry) {
@@ -302,6 +320,8 @@ PipelineSpec resolve_pipeline(const Value& root, const Registry& registry) {
   Value train_resolved = train.values();
   train_resolved.set("budget", budget_resolved);
   resolved.set("training", train_resolved);
+
+  resolve_server_data(root, s, resolved);
 
   s.plugin_paths = config_plugin_paths(root);
   if (const Value* plugins = root.find("plugins")) resolved.set("plugins", *plugins);

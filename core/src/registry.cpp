@@ -5,10 +5,12 @@
 #include <filesystem>
 #include <sstream>
 
+#include <boost/dll/library_info.hpp>
 #include <boost/dll/runtime_symbol_info.hpp>
 #include <boost/dll/shared_library.hpp>
 
 #include "phalanx/abi.hpp"
+#include "phalanx/core/plugin_guard.hpp"
 #include "phalanx/error.hpp"
 
 namespace phalanx::core {
@@ -55,10 +57,13 @@ bool kind_from_name(const std::string& name, Kind& out) {
   return false;
 }
 
-// The Registrar handed to a library's register function.
+// The Registrar handed to a library's register function. It collects the library's plugins apart from the
+// registry, which receives them only once the register function has returned: a library whose registration
+// throws or repeats a name registers nothing, so no half of it stays behind.
 class Registry::Collector : public Registrar {
  public:
-  explicit Collector(Registry& r) : registry_(r) {}
+  Collector(const Registry& r, std::string origin, std::shared_ptr<LoadedLibrary> library)
+      : registry_(r), origin_(std::move(origin)), library_(std::move(library)) {}
   void add_aggregator(PluginInfo i, Factory<Aggregator> f) override { put(Kind::Aggregator, std::move(i), f); }
   void add_preaggregator(PluginInfo i, Factory<PreAggregator> f) override {
     put(Kind::PreAggregator, std::move(i), f);
@@ -68,13 +73,30 @@ class Registry::Collector : public Registrar {
   void add_data(PluginInfo i, Factory<DataSource> f) override { put(Kind::Data, std::move(i), f); }
   void add_model(PluginInfo i, Factory<Model> f) override { put(Kind::Model, std::move(i), f); }
 
+  std::map<std::pair<Kind, std::string>, std::unique_ptr<Slot>> collected;
+
  private:
   template <class T>
   void put(Kind kind, PluginInfo info, Factory<T> f) {
-    if (!f) throw Error(registry_.current_origin_ + ": " + kind_name(kind) + " '" + info.name + "' has no factory");
-    registry_.add(kind, std::move(info), std::make_shared<Factory<T>>(std::move(f)));
+    if (!f) throw Error(origin_ + ": " + kind_name(kind) + " '" + info.name + "' has no factory");
+    if (info.name.empty()) throw Error(origin_ + ": registered a " + kind_name(kind) + " without a name");
+    auto key = std::make_pair(kind, info.name);
+    auto it = registry_.slots_.find(key);
+    const std::string first = it != registry_.slots_.end() ? it->second->entry.origin
+                              : collected.count(key)       ? origin_ + " (twice)"
+                                                           : std::string();
+    if (!first.empty()) {
+      throw Error("duplicate " + std::string(kind_name(kind)) + " '" + info.name + "': registered by " + first +
+                  " and again by " + origin_ + ". Remove one of the libraries from the plugin path or rename the plugin.");
+    }
+    auto slot = std::make_unique<Slot>();
+    slot->entry = PluginEntry{kind, std::move(info), origin_, library_};
+    slot->factory = std::make_shared<Factory<T>>(std::move(f));
+    collected.emplace(key, std::move(slot));
   }
-  Registry& registry_;
+  const Registry& registry_;
+  std::string origin_;
+  std::shared_ptr<LoadedLibrary> library_;
 };
 
 Registry::Registry() = default;
@@ -84,20 +106,72 @@ Registry::~Registry() {
   slots_.clear();
 }
 
-void Registry::add(Kind kind, PluginInfo info, std::shared_ptr<void> factory) {
-  if (info.name.empty()) throw Error(current_origin_ + ": registered a " + kind_name(kind) + " without a name");
-  auto key = std::make_pair(kind, info.name);
-  auto it = slots_.find(key);
-  if (it != slots_.end()) {
-    throw Error("duplicate " + std::string(kind_name(kind)) + " '" + info.name + "': registered by " +
-                it->second->entry.origin + " and again by " + current_origin_ +
-                ". Remove one of the libraries from the plugin path or rename the plugin.");
+void Registry::register_from(const std::string& origin, std::shared_ptr<LoadedLibrary> library,
+                             void (*register_plugins)(void*)) {
+  Collector collector(*this, origin, std::move(library));
+  try {
+    register_plugins(static_cast<Registrar*>(&collector));
+  } catch (const std::exception& e) {
+    // The registry's own errors (a duplicate name) already name the library; a plugin's own may not.
+    if (std::string(e.what()).find(origin) != std::string::npos) throw;
+    throw Error("plugin library " + origin + " failed while registering: " + e.what());
+  } catch (...) {
+    throw Error("plugin library " + origin + " failed while registering (a non-standard exception)");
   }
-  auto slot = std::make_unique<Slot>();
-  slot->entry = PluginEntry{kind, std::move(info), current_origin_, current_library_};
-  slot->factory = std::move(factory);
-  slots_.emplace(key, std::move(slot));
+  for (auto& [key, slot] : collector.collected) slots_.emplace(key, std::move(slot));
 }
+
+namespace {
+
+// The ABI version a library's entry symbol names, or -1 when it exports none: "phalanx_plugin_handshake"
+// (version 1) or "phalanx_plugin_handshake_vN".
+int entry_symbol_version(const std::string& file, std::string& symbol) {
+  try {
+    boost::dll::library_info info(file);
+    for (const std::string& name : info.symbols()) {
+      if (name == PHALANX_HANDSHAKE_SYMBOL_V1) {
+        symbol = name;
+        return 1;
+      }
+      const std::string prefix = PHALANX_HANDSHAKE_SYMBOL_V1 "_v";
+      if (name.rfind(prefix, 0) == 0) {
+        symbol = name;
+        try {
+          return std::stoi(name.substr(prefix.size()));
+        } catch (const std::exception&) {
+          return 0;
+        }
+      }
+    }
+  } catch (const std::exception&) {
+    // Not readable as a shared object's symbol table: report it as exporting nothing.
+  }
+  return -1;
+}
+
+// The handshake's fields are read only when `struct_size` says the library wrote them.
+void check_handshake(const std::string& file, const phalanx_handshake* h) {
+  if (!h || h->struct_size < sizeof(phalanx_handshake)) {
+    throw Error("plugin library " + file + " returned a truncated handshake (size " +
+                std::to_string(h ? h->struct_size : 0) + " bytes, this phalanx needs " +
+                std::to_string(sizeof(phalanx_handshake)) + "). Rebuild it against this phalanx SDK.");
+  }
+  if (h->abi_version != PHALANX_SDK_ABI_VERSION) {
+    throw Error("plugin library " + file + " was built for phalanx SDK ABI version " +
+                std::to_string(h->abi_version) + ", but this phalanx has ABI version " +
+                std::to_string(PHALANX_SDK_ABI_VERSION) + ". Rebuild the plugin against the installed SDK "
+                "(find_package(phalanx)).");
+  }
+  const std::string fingerprint = h->fingerprint ? h->fingerprint : "";
+  if (fingerprint != PHALANX_BUILD_FINGERPRINT) {
+    throw Error("plugin library " + file + " was built with '" + fingerprint + "', but this phalanx was built with '" +
+                PHALANX_BUILD_FINGERPRINT + "'. C++ objects cross the plugin boundary, so the compiler, "
+                "libstdc++ ABI and LibTorch version must match: rebuild the plugin on this machine.");
+  }
+  if (!h->register_plugins) throw Error("plugin library " + file + " has no registration function");
+}
+
+}  // namespace
 
 void Registry::load_library(const std::string& path) {
   const std::string file = fs::absolute(path).lexically_normal().string();
@@ -113,44 +187,23 @@ void Registry::load_library(const std::string& path) {
                 ". Is it a shared library built for this machine, with its dependencies installed?");
   }
   if (!lib->library.has(PHALANX_HANDSHAKE_SYMBOL)) {
+    std::string symbol;
+    const int version = entry_symbol_version(file, symbol);
+    if (version >= 0) {
+      throw Error("plugin library " + file + " was built for phalanx SDK ABI version " + std::to_string(version) +
+                  " (it exports '" + symbol + "'), but this phalanx has ABI version " +
+                  std::to_string(PHALANX_SDK_ABI_VERSION) + " and looks for '" PHALANX_HANDSHAKE_SYMBOL
+                  "'. Rebuild the plugin against this phalanx's SDK (find_package(phalanx)); docs/plugins.md has "
+                  "the migration notes.");
+    }
     throw Error("plugin library " + file + " has no '" PHALANX_HANDSHAKE_SYMBOL
                 "' symbol: it is not a phalanx plugin. Write the registration with PHALANX_PLUGIN(...) "
                 "from <phalanx/plugin.hpp>, or remove the file from the plugin path.");
   }
   auto handshake_fn = lib->library.get<const phalanx_handshake*()>(PHALANX_HANDSHAKE_SYMBOL);
   const phalanx_handshake* h = handshake_fn();
-  if (!h || h->struct_size < sizeof(phalanx_handshake) - sizeof(void*)) {
-    throw Error("plugin library " + file + " returned a malformed handshake (size " +
-                std::to_string(h ? h->struct_size : 0) + ", expected " + std::to_string(sizeof(phalanx_handshake)) +
-                "). Rebuild it against this phalanx SDK.");
-  }
-  if (h->abi_version != PHALANX_SDK_ABI_VERSION) {
-    throw Error("plugin library " + file + " was built for phalanx SDK ABI version " +
-                std::to_string(h->abi_version) + ", but this phalanx has ABI version " +
-                std::to_string(PHALANX_SDK_ABI_VERSION) + ". Rebuild the plugin against the installed SDK "
-                "(find_package(phalanx)).");
-  }
-  const std::string fingerprint = h->fingerprint ? h->fingerprint : "";
-  if (fingerprint != PHALANX_BUILD_FINGERPRINT) {
-    throw Error("plugin library " + file + " was built with '" + fingerprint + "', but this phalanx was built with '" +
-                PHALANX_BUILD_FINGERPRINT + "'. C++ objects cross the plugin boundary, so the compiler, "
-                "libstdc++ ABI and LibTorch version must match: rebuild the plugin on this machine.");
-  }
-  if (!h->register_plugins) throw Error("plugin library " + file + " has no registration function");
-
-  current_library_ = lib;
-  current_origin_ = file;
-  Collector collector(*this);
-  try {
-    h->register_plugins(static_cast<Registrar*>(&collector));
-  } catch (const Error&) {
-    current_library_.reset();
-    throw;
-  } catch (const std::exception& e) {
-    current_library_.reset();
-    throw Error("plugin library " + file + " failed while registering: " + e.what());
-  }
-  current_library_.reset();
+  check_handshake(file, h);
+  register_from(file, lib, h->register_plugins);
   loaded_files_.push_back(file);
 }
 
@@ -165,12 +218,9 @@ void Registry::load_directory(const std::string& dir) {
 }
 
 void Registry::register_inline(const std::string& library_name, void (*register_plugins)(void*)) {
-  current_library_ = std::make_shared<LoadedLibrary>();
-  current_library_->path = "<builtin:" + library_name + ">";
-  current_origin_ = current_library_->path;
-  Collector collector(*this);
-  register_plugins(static_cast<Registrar*>(&collector));
-  current_library_.reset();
+  auto library = std::make_shared<LoadedLibrary>();
+  library->path = "<builtin:" + library_name + ">";
+  register_from(library->path, library, register_plugins);
 }
 
 bool Registry::contains(Kind kind, const std::string& name) const {
@@ -263,6 +313,14 @@ std::vector<std::string> plugin_search_path(const std::vector<std::string>& extr
   }
   dirs.insert(dirs.end(), extra.begin(), extra.end());
   return dirs;
+}
+
+}  // namespace phalanx::core
+
+namespace phalanx::core {
+
+std::string plugin_label(const Registry& registry, Kind kind, const std::string& name) {
+  return std::string(kind_name(kind)) + " '" + name + "' (" + registry.find(kind, name).origin + ")";
 }
 
 }  // namespace phalanx::core

@@ -230,6 +230,9 @@ void MetricsTracker::save(Checkpoint& checkpoint, const std::string& prefix) con
   checkpoint.put_int(prefix + "/nonfinite", nonfinite_);
   checkpoint.put_int(prefix + "/rejected", rejected_);
   checkpoint.put_int(prefix + "/missing", missing_);
+  checkpoint.put_double(prefix + "/deviation_sum", deviation_sum_);
+  checkpoint.put_double(prefix + "/cosine_sum", cosine_sum_);
+  checkpoint.put_int(prefix + "/comparisons", comparisons_);
 }
 
 void MetricsTracker::load(const Checkpoint& checkpoint, const std::string& prefix) {
@@ -245,6 +248,11 @@ void MetricsTracker::load(const Checkpoint& checkpoint, const std::string& prefi
   nonfinite_ = checkpoint.get_int(prefix + "/nonfinite");
   rejected_ = checkpoint.get_int(prefix + "/rejected");
   missing_ = checkpoint.get_int(prefix + "/missing");
+  if (checkpoint.has(prefix + "/comparisons")) {  // absent from checkpoints written before these columns
+    deviation_sum_ = checkpoint.get_double(prefix + "/deviation_sum");
+    cosine_sum_ = checkpoint.get_double(prefix + "/cosine_sum");
+    comparisons_ = checkpoint.get_int(prefix + "/comparisons");
+  }
 }
 
 }  // namespace phalanx::core

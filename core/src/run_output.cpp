@@ -19,7 +19,8 @@ const std::vector<std::string>& metrics_columns() {
   static const std::vector<std::string> columns{"step",      "epoch",     "gradients",     "wall_time",
                                                 "lr",        "train_loss", "test_loss",    "test_accuracy",
                                                 "nonfinite_messages", "sim_time", "staleness_mean",
-                                                "staleness_max", "rejected_messages", "missing_messages"};
+                                                "staleness_max", "rejected_messages", "missing_messages",
+                                                "honest_deviation", "honest_cosine"};
   return columns;
 }
 
@@ -37,7 +38,9 @@ std::vector<std::pair<std::string, double>> metrics_fields(const MetricsRow& r) 
           {"staleness_mean", r.staleness_mean},
           {"staleness_max", static_cast<double>(r.staleness_max)},
           {"rejected_messages", static_cast<double>(r.rejected_messages)},
-          {"missing_messages", static_cast<double>(r.missing_messages)}};
+          {"missing_messages", static_cast<double>(r.missing_messages)},
+          {"honest_deviation", r.honest_deviation},
+          {"honest_cosine", r.honest_cosine}};
 }
 
 MetricsRow metrics_row_from_values(const std::vector<double>& v) {
@@ -57,6 +60,10 @@ MetricsRow metrics_row_from_values(const std::vector<double>& v) {
   r.staleness_max = i64(v.at(11));
   r.rejected_messages = i64(v.at(12));
   r.missing_messages = i64(v.at(13));
+  if (v.size() > 15) {  // rows written before these columns existed leave them NaN
+    r.honest_deviation = v.at(14);
+    r.honest_cosine = v.at(15);
+  }
   return r;
 }
 

@@ -8,6 +8,8 @@
 
 #include "phalanx/core/async_engine.hpp"
 #include "phalanx/core/engine_parts.hpp"
+#include "phalanx/core/plugin_guard.hpp"
+#include "phalanx/core/round_parts.hpp"
 #include "phalanx/core/run_checkpoint.hpp"
 #include "phalanx/core/stop_signal.hpp"
 #include "phalanx/core/training_parts.hpp"
@@ -15,6 +17,14 @@
 #include "phalanx/tensor_checks.hpp"
 
 namespace phalanx::core {
+
+namespace {
+std::vector<std::int64_t> every_worker(std::int64_t n) {
+  std::vector<std::int64_t> all(n);
+  for (std::int64_t w = 0; w < n; ++w) all[w] = w;
+  return all;
+}
+}  // namespace
 
 void check_plugins(const PipelineSpec& spec, const Registry& registry) {
   EnginePlugins p = make_plugins(spec, registry, run_info(spec, ""), nullptr);
@@ -53,12 +63,16 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
   const auto started = std::chrono::steady_clock::now();
   MetricsTracker metrics(spec, data, *model, output.get(), logger, total_steps);
   at::Tensor messages = at::empty({spec.workers, d}, at::kFloat);
+  const RoundContextSource round_source(spec, data);
+  const std::vector<std::int64_t> all_workers = every_worker(spec.workers);
+  at::Tensor previous_aggregate;  // what omniscient attacks see of the last update
   double sim_time = 0;
   std::int64_t first_step = 0;
   if (resumed) {
     load_shared_state(*resumed, run, plugins, speed, metrics, result);
     first_step = resumed->get_int("sync/step");
     sim_time = resumed->get_double("sync/sim_time");
+    if (resumed->has("sync/previous_aggregate")) previous_aggregate = resumed->get("sync/previous_aggregate").clone();
     if (logger) logger->info("resumed from {} at step {}", checkpoint_path(out_dir), first_step);
     resumed.reset();  // its tensors (a copy of the model and all plugin state) are not needed any more
   }
@@ -69,6 +83,7 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
     save_shared_state(checkpoint, run, plugins, speed, metrics, result);
     checkpoint.put_int("sync/step", steps_done);
     checkpoint.put_double("sync/sim_time", sim_time);
+    if (previous_aggregate.defined()) checkpoint.put("sync/previous_aggregate", previous_aggregate);
     checkpoints.write(checkpoint);
   };
 
@@ -84,9 +99,14 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
       messages[w].copy_(message);
     }
     sim_time += round_time;
+    const RoundContext context =
+        round_source.context(step, all_workers, std::vector<std::int64_t>(spec.workers, 0), *model);
     if (b > 0) {
       AttackRound round{messages.narrow(0, 0, h), messages.narrow(0, h, b).clone(), step};
-      at::Tensor crafted = plugins.attack->craft(round);
+      round.previous_aggregate = previous_aggregate;
+      const EngineDefenceOracle oracle(spec, plugins, context, at::Tensor());
+      round.defence = &oracle;
+      at::Tensor crafted = guard_plugin(plugins.labels.attack, [&] { return plugins.attack->craft(round); });
       require_shape(crafted, {b, d}, "attack '" + spec.attack.name + "'");
       messages.narrow(0, h, b).copy_(crafted);
     }
@@ -95,7 +115,7 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
     if (b > 0) metrics.add_nonfinite(count_nonfinite_rows(messages.narrow(0, h, b)));
     at::Tensor update = [&] {
       ScopedTimer timer(result.time.aggregation);
-      return aggregate_rows(spec, plugins, messages);
+      return aggregate_rows(spec, plugins, messages, context);
     }();
     if (!at::isfinite(update).all().item<bool>()) {
       result.status = "diverged";
@@ -103,13 +123,15 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
                        std::to_string(step) + "; the run stopped (the model would be poisoned)";
       break;
     }
+    if (b > 0 && plugins.attack->omniscient()) previous_aggregate = update.clone();
+    metrics.add_honest_comparison(update, messages.narrow(0, 0, h));
     Arrival arrival;
     arrival.computed_at = step;
     arrival.current = step;
     arrival.sim_time = sim_time;
     {
       ScopedTimer timer(result.time.update);
-      plugins.optimizer->apply(model->params(), update, arrival, lr);
+      guard_plugin(plugins.labels.optimizer, [&] { plugins.optimizer->apply(model->params(), update, arrival, lr); });
     }
     metrics.add_staleness(0);
     if (!at::isfinite(model->params()).all().item<bool>()) {

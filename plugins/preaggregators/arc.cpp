@@ -31,6 +31,7 @@ class AdaptiveRobustClipping : public PreAggregator {
  public:
   explicit AdaptiveRobustClipping(std::int64_t f) : f_(f) {}
 
+  bool keeps_row_order() const override { return true; }  // row i of the output stays worker i's
   at::Tensor transform(const at::Tensor& inputs) override {
     const std::int64_t n = inputs.size(0);
     if (f_ >= n)

@@ -26,6 +26,7 @@ class StaticClipping : public PreAggregator {
  public:
   explicit StaticClipping(double c) : c_(c) {}
 
+  bool keeps_row_order() const override { return true; }  // row i of the output stays worker i's
   at::Tensor transform(const at::Tensor& inputs) override {
     if (inputs.scalar_type() != at::kFloat || inputs.dim() != 2) return transform_generic(inputs);
     // Per row: its norm (squares summed in double, see phalanx::squared_norm: a finite float32 row can

@@ -20,6 +20,7 @@ Stateful::~Stateful() = default;
 Aggregator::~Aggregator() = default;
 PreAggregator::~PreAggregator() = default;
 Attack::~Attack() = default;
+DefenceOracle::~DefenceOracle() = default;
 WorkerRule::~WorkerRule() = default;
 IdentityWorkerRule::~IdentityWorkerRule() = default;
 Optimizer::~Optimizer() = default;

@@ -10,7 +10,7 @@
 #include "phalanx/abi.hpp"
 #include "phalanx/registrar.hpp"
 
-extern "C" const phalanx_handshake* phalanx_plugin_handshake();
+extern "C" const phalanx_handshake* PHALANX_HANDSHAKE_FUNCTION();
 
 namespace {
 
@@ -47,7 +47,7 @@ class QuietContext : public Context {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static DataOnly plugin = [] {
     DataOnly r;
-    phalanx_plugin_handshake()->register_plugins(static_cast<Registrar*>(&r));
+    PHALANX_HANDSHAKE_FUNCTION()->register_plugins(static_cast<Registrar*>(&r));
     return r;
   }();
   static const QuietContext context;

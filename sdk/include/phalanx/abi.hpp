@@ -1,6 +1,6 @@
 // The binary contract between the phalanx host and a plugin library.
 //
-// A plugin library exports exactly one C symbol, `phalanx_plugin_handshake`, returning constant data the
+// A plugin library exports exactly one C symbol, `phalanx_plugin_handshake_v<ABI>`, returning constant data the
 // host checks before it touches any C++ type of the library (the pattern of LLVM pass plugins): the size
 // of the struct, the SDK ABI version (exact match required), and a build fingerprint naming the compiler,
 // the libstdc++ ABI flag and the LibTorch version, because C++ objects cross the boundary.
@@ -12,9 +12,11 @@
 
 #include "phalanx/export.hpp"
 
-/// Bump whenever anything in sdk/include changes in a way that affects the binary layout or behaviour
-/// plugins rely on. tests/sdk_abi_test.cpp fails if the headers change without a bump.
-#define PHALANX_SDK_ABI_VERSION 1
+/// The contract headers (everything in sdk/include/phalanx except helpers/) define the ABI. Bump this when
+/// one of them changes (docs/plugins.md, "When to bump the ABI version", says exactly when);
+/// tests/sdk_abi_test.cpp fails if they change without a bump. The entry symbol's name carries the
+/// version, so a library built against another version is refused before its handshake is even read.
+#define PHALANX_SDK_ABI_VERSION 2
 
 // A plugin may be built against another ABI version only in tests that check the refusal.
 #ifndef PHALANX_PLUGIN_ABI_VERSION
@@ -40,7 +42,7 @@
 
 extern "C" {
 /// Constant description of a plugin library. Only append fields; `struct_size` lets the host see which
-/// fields a library knows about.
+/// fields a library knows about, and the host reads no field that lies beyond it.
 struct phalanx_handshake {
   std::uint32_t struct_size;
   std::uint32_t abi_version;
@@ -52,5 +54,13 @@ struct phalanx_handshake {
 };
 }
 
-/// Name of the one symbol every plugin library exports.
-#define PHALANX_HANDSHAKE_SYMBOL "phalanx_plugin_handshake"
+#define PHALANX_HANDSHAKE_FUNCTION_IMPL(v) phalanx_plugin_handshake_v##v
+#define PHALANX_HANDSHAKE_FUNCTION_FOR(v) PHALANX_HANDSHAKE_FUNCTION_IMPL(v)
+/// The exported function of a plugin built for ABI version `PHALANX_PLUGIN_ABI_VERSION`.
+#define PHALANX_HANDSHAKE_FUNCTION PHALANX_HANDSHAKE_FUNCTION_FOR(PHALANX_PLUGIN_ABI_VERSION)
+
+/// Name of the one symbol every plugin library of this ABI version exports.
+#define PHALANX_HANDSHAKE_SYMBOL "phalanx_plugin_handshake_v" PHALANX_STRINGIFY(PHALANX_SDK_ABI_VERSION)
+/// The entry symbol of ABI version 1, which carried no version in its name: a library exporting it was
+/// built against the version 1 SDK and needs a rebuild.
+#define PHALANX_HANDSHAKE_SYMBOL_V1 "phalanx_plugin_handshake"

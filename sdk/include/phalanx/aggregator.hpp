@@ -8,6 +8,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "phalanx/export.hpp"
+#include "phalanx/round.hpp"
 #include "phalanx/stateful.hpp"
 
 namespace phalanx {
@@ -17,6 +18,13 @@ class PHALANX_EXPORT Aggregator : public Stateful {
   ~Aggregator() override;
   /// [n, d] -> [d].
   virtual at::Tensor aggregate(const at::Tensor& inputs) = 0;
+  /// The same with what the server knows of the round (phalanx/round.hpp); engines call this one. The
+  /// default ignores the context, so rows-only rules override only aggregate(inputs). A rule that needs the
+  /// context overrides this and still implements aggregate(inputs) for callers without one (tests, tools).
+  virtual at::Tensor aggregate_with_context(const at::Tensor& inputs, const RoundContext& round) {
+    (void)round;
+    return aggregate(inputs);
+  }
 };
 
 /// Composable in front of any aggregator: [n, d] -> [n', d] (nearest-neighbour mixing, bucketing, ...).
@@ -24,6 +32,14 @@ class PHALANX_EXPORT PreAggregator : public Stateful {
  public:
   ~PreAggregator() override;
   virtual at::Tensor transform(const at::Tensor& inputs) = 0;
+  /// As Aggregator::aggregate_with_context. Default: ignores the context.
+  virtual at::Tensor transform_with_context(const at::Tensor& inputs, const RoundContext& round) {
+    (void)round;
+    return transform(inputs);
+  }
+  /// True when output row i comes from input row i (same count and order: clipping, nearest-neighbour mixing),
+  /// so the aggregator after it still learns each row's worker id and staleness. Default false (bucketing).
+  virtual bool keeps_row_order() const { return false; }
 };
 
 }  // namespace phalanx

@@ -7,6 +7,7 @@
 #include <ATen/core/Tensor.h>
 
 #include "phalanx/export.hpp"
+#include "phalanx/round.hpp"
 #include "phalanx/stateful.hpp"
 
 namespace phalanx {
@@ -16,7 +17,15 @@ struct PHALANX_EXPORT AttackRound {
   at::Tensor honest;
   /// [b, d] messages the Byzantine workers would have sent had they been honest.
   at::Tensor byzantine_true;
+  /// The round index: the server update these messages will produce.
   std::int64_t step = 0;
+  /// [d] the update the server aggregated in the previous round; undefined before the first one (and in the
+  /// distributed mode).
+  at::Tensor previous_aggregate;
+  /// The configured pre-aggregators + aggregator on a copy of their state, for attacks that search against
+  /// the defence (evaluate(cat(honest, candidate))). Null where the defence cannot be evaluated (a distributed
+  /// worker playing the attack itself); valid only during craft().
+  const DefenceOracle* defence = nullptr;
 };
 
 class PHALANX_EXPORT Attack : public Stateful {

@@ -15,7 +15,7 @@
   static void phalanx_register_trampoline(void* registrar) {                                          \
     phalanx_register_plugins(*static_cast<::phalanx::Registrar*>(registrar));                          \
   }                                                                                                   \
-  extern "C" PHALANX_EXPORT const phalanx_handshake* phalanx_plugin_handshake() {                     \
+  extern "C" PHALANX_EXPORT const phalanx_handshake* PHALANX_HANDSHAKE_FUNCTION() {                   \
     static const phalanx_handshake handshake{sizeof(phalanx_handshake),  PHALANX_PLUGIN_ABI_VERSION,   \
                                              PHALANX_BUILD_FINGERPRINT,  LIBRARY_NAME,                 \
                                              LIBRARY_VERSION,            &phalanx_register_trampoline}; \

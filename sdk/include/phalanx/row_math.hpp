@@ -1,37 +1,3 @@
-// Row-at-a-time kernels for rules that must run at memory speed on [n, d] float32 messages: norms summed
-// in float64 (a finite float32 row can hold values whose squares overflow float32, never float64), and an
-// output buffer that is reused between rounds so that writing a large result does not first page-fault
-// a freshly mapped allocation (at d = 1e6 the page faults cost more than reading the input; issue 3).
+// Kept so sources written before the helpers moved keep compiling; new code includes the helpers/ path.
 #pragma once
-
-#include <cstdint>
-
-#include <ATen/core/Tensor.h>
-
-#include "phalanx/export.hpp"
-
-namespace phalanx {
-
-/// sum_j x[j]^2, accumulated in float64. Not finite exactly when x holds a NaN or Inf.
-PHALANX_EXPORT double squared_norm(const float* x, std::int64_t d);
-
-/// sum_j (x[j] - y[j])^2 with the differences and the sum in float64. Not finite exactly when x or y holds
-/// a NaN or Inf.
-PHALANX_EXPORT double squared_distance(const float* x, const float* y, std::int64_t d);
-
-/// out[j] = x[j] * scale for j < d, written around the cache (streaming stores): the result is larger than
-/// the cache and is read next by someone else, so caching it would only evict the input.
-PHALANX_EXPORT void scale_row_streaming(const float* x, float scale, float* out, std::int64_t d);
-
-/// A float32 tensor a rule returns every round, allocated once: get() hands back the previous round's
-/// tensor when nobody holds it (or a view of it) any more and the shape is unchanged, else a new one. Its
-/// contents are undefined; the rule overwrites all of them.
-class PHALANX_EXPORT OutputBuffer {
- public:
-  at::Tensor get(at::IntArrayRef sizes);
-
- private:
-  at::Tensor buffer_;
-};
-
-}  // namespace phalanx
+#include "phalanx/helpers/row_math.hpp"

@@ -18,10 +18,17 @@
 #include "phalanx/core/registry.hpp"
 #include "phalanx/core/run_output.hpp"
 #include "phalanx/data.hpp"
+#include "phalanx/round.hpp"
 
 namespace phalanx::core {
 
 struct RunResult;
+
+/// How errors name each plugin of a run (plugin_label: kind, name and library).
+struct PluginLabels {
+  std::string optimizer, aggregator, attack;
+  std::vector<std::string> preaggregators;
+};
 
 /// The plugins of one run, each with its own Context. Objects created by a plugin are destroyed before
 /// the plugin that created them (worker rules before the optimizer).
@@ -32,6 +39,7 @@ struct EnginePlugins {
   std::shared_ptr<Aggregator> aggregator;
   std::vector<std::shared_ptr<PreAggregator>> preaggregators;
   std::shared_ptr<Attack> attack;
+  PluginLabels labels;
 
   EnginePlugins() = default;
   EnginePlugins(EnginePlugins&&) = default;
@@ -51,8 +59,10 @@ std::unique_ptr<FlatModel> build_model(const PipelineSpec& spec, const Registry&
 /// Throws an Error naming `who` unless `t` is a float32 tensor of exactly `shape`.
 void require_shape(const at::Tensor& t, at::IntArrayRef shape, const std::string& who);
 
-/// Aggregates `rows` with the pre-aggregators and the aggregator, checking every shape.
-at::Tensor aggregate_rows(const PipelineSpec& spec, EnginePlugins& plugins, at::Tensor rows);
+/// Aggregates `rows` with the pre-aggregators and the aggregator, checking every shape. `round` is what the
+/// server knows of the round (phalanx/round.hpp; round_parts.hpp builds it).
+at::Tensor aggregate_rows(const PipelineSpec& spec, EnginePlugins& plugins, at::Tensor rows,
+                          RoundContext round = RoundContext());
 
 /// One worker's view of its partition: an endless sequence of mini-batches, reshuffled every pass.
 class BatchStream {
@@ -128,6 +138,8 @@ class MetricsTracker {
   void add_nonfinite(std::int64_t count) { nonfinite_ += count; }
   void add_rejected(std::int64_t count) { rejected_ += count; }
   void add_missing(std::int64_t count) { missing_ += count; }
+  /// Compares an aggregate with the mean of the honest rows it was computed from (simulation only).
+  void add_honest_comparison(const at::Tensor& aggregate, const at::Tensor& honest_rows);
   /// Evaluates the model's current parameters and writes one row.
   void evaluate(std::int64_t step, std::int64_t gradients, double samples, double lr, double sim_time,
                 RunResult& result);
@@ -149,6 +161,8 @@ class MetricsTracker {
   std::int64_t staleness_count_ = 0, staleness_max_ = 0;
   std::int64_t nonfinite_ = 0;
   std::int64_t rejected_ = 0, missing_ = 0;
+  double deviation_sum_ = 0, cosine_sum_ = 0;
+  std::int64_t comparisons_ = 0;
 };
 
 /// After an evaluation: finite but huge parameters (a 1e38 bit-flip through the mean) overflow the test loss

@@ -71,6 +71,8 @@ struct PipelineSpec {
   std::int64_t eval_every = 50;
   std::int64_t eval_batch_size = 1000;
   std::int64_t threads = 1;
+  /// server_data.samples: size of the server's clean sample (0: no server gradient in the round context).
+  std::int64_t server_samples = 0;
 
   std::vector<std::string> plugin_paths;
   /// compare: {aggregator.name: [mean, cm], ...}: the variants to run side by side.

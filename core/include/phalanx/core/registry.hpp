@@ -63,13 +63,13 @@ class Registry {
  private:
   class Collector;
   struct Slot;
-  void add(Kind kind, PluginInfo info, std::shared_ptr<void> factory);
+  /// Runs a library's register function and keeps what it registered only when it returns normally.
+  void register_from(const std::string& origin, std::shared_ptr<LoadedLibrary> library,
+                     void (*register_plugins)(void*));
   const Slot& slot(Kind kind, const std::string& name) const;
 
   std::map<std::pair<Kind, std::string>, std::unique_ptr<Slot>> slots_;
   std::vector<std::string> loaded_files_;
-  std::shared_ptr<LoadedLibrary> current_library_;  // set while a library registers
-  std::string current_origin_;
 };
 
 /// The plugin directories in search order: next to the executable (../lib/phalanx/plugins), then

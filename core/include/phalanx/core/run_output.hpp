@@ -2,6 +2,7 @@
 // resolved), summary.json (final metrics) and log.txt.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <fstream>
 #include <memory>
@@ -32,6 +33,11 @@ struct MetricsRow {
   std::int64_t staleness_max = 0;
   std::int64_t rejected_messages = 0;  // distributed: messages the server refused (size, dtype, index, NaN)
   std::int64_t missing_messages = 0;   // distributed: messages a sync round went without; workers lost
+  /// Simulation only (where honesty is known), mean over the aggregations since the previous row:
+  /// |aggregate - mean of honest rows| / |mean of honest rows|, and the cosine between the two (NaN when no
+  /// aggregation with an honest row happened: async without a buffer, distributed runs).
+  double honest_deviation = std::nan("");
+  double honest_cosine = std::nan("");
 };
 
 /// Where a run's wall time went (summary.json "time"): forward/backward, the server's aggregation of several
