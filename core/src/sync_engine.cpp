@@ -53,6 +53,13 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
   const auto started = std::chrono::steady_clock::now();
   MetricsTracker metrics(spec, data, *model, output.get(), logger, total_steps);
   at::Tensor messages = at::empty({spec.workers, d}, at::kFloat);
+  const int threads = gradient_threads(spec.threads, spec.workers);
+  WorkerPool pool(threads);
+  const std::vector<std::unique_ptr<FlatModel>> replicas =
+      build_replicas(spec, registry, info, data, *model, threads, logger);
+  std::vector<FlatModel*> models{model.get()};
+  for (const auto& r : replicas) models.push_back(r.get());
+  std::vector<WorkerTask> tasks(spec.workers);
   double sim_time = 0;
   std::int64_t first_step = 0;
   if (resumed) {
@@ -75,16 +82,18 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
   for (std::int64_t step = first_step; step < total_steps; ++step) {
     const double lr = learning_rate(spec.schedule, spec.lr, step, total_steps);
     double round_time = 0;  // a synchronous round waits for its slowest worker
-    for (std::int64_t w = 0; w < spec.workers; ++w) {
-      round_time = std::max(round_time, speed.next(w));
-      at::Tensor gradient =
-          worker_gradient(spec, plugins, data, *model, streams[w], w >= h, &metrics, result.time.compute).second;
-      at::Tensor message = plugins.worker_rules[w]->message(gradient, step);
-      require_shape(message, {d}, "optimizer '" + spec.optimizer.name + "' worker rule");
-      messages[w].copy_(message);
+    {
+      ScopedTimer timer(result.time.batches);
+      for (std::int64_t w = 0; w < spec.workers; ++w) {
+        round_time = std::max(round_time, speed.next(w));
+        tasks[w] = draw_batch(spec, plugins, data, streams[w], w, step);
+      }
     }
+    compute_messages(spec, plugins, pool, models, tasks, result.time, messages);
+    for (std::int64_t w = 0; w < h; ++w) metrics.add_train_loss(tasks[w].loss);  // in worker order
     sim_time += round_time;
     if (b > 0) {
+      ScopedTimer timer(result.time.attack);
       AttackRound round{messages.narrow(0, 0, h), messages.narrow(0, h, b).clone(), step};
       at::Tensor crafted = plugins.attack->craft(round);
       require_shape(crafted, {b, d}, "attack '" + spec.attack.name + "'");

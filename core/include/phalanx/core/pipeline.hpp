@@ -70,7 +70,7 @@ struct PipelineSpec {
   BudgetSpec budget;
   std::int64_t eval_every = 50;
   std::int64_t eval_batch_size = 1000;
-  std::int64_t threads = 1;
+  std::int64_t threads = 0;  // gradient threads; 0: one per core
 
   std::vector<std::string> plugin_paths;
   /// compare: {aggregator.name: [mean, cm], ...}: the variants to run side by side.
