@@ -94,10 +94,14 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
     sim_time += round_time;
     if (b > 0) {
       ScopedTimer timer(result.time.attack);
-      AttackRound round{messages.narrow(0, 0, h), messages.narrow(0, h, b).clone(), step};
+      // The Byzantine rows are the engine's own copies of the workers' messages, so the attack gets them as a
+      // view (no copy), and an attack that returns them unchanged (none, labelflip) costs nothing more.
+      at::Tensor byzantine = messages.narrow(0, h, b);
+      AttackRound round{messages.narrow(0, 0, h), byzantine, step};
       at::Tensor crafted = plugins.attack->craft(round);
       require_shape(crafted, {b, d}, "attack '" + spec.attack.name + "'");
-      messages.narrow(0, h, b).copy_(crafted);
+      if (!(crafted.data_ptr() == byzantine.data_ptr() && crafted.strides() == byzantine.strides()))
+        byzantine.copy_(crafted);
     }
     // Honest messages are trusted in simulation (a diverging model shows up in the update and parameters
     // below); the Byzantine ones are counted.
