@@ -46,6 +46,30 @@ TEST(AsyncEngine, SameSeedGivesIdenticalMetrics) {
   EXPECT_NE(metrics_without_wall_time(a), "");
 }
 
+// Gradients pulled between two updates are computed side by side on training.threads threads: every row
+// must be the same for any count, with a buffer (several pulls per update), an attack, and a look-ahead
+// optimizer (SMEGA2 computes each gradient at its own point, one at a time).
+TEST(AsyncEngine, ThreadCountDoesNotChangeAnyMetric) {
+  const std::vector<std::vector<std::string>> variants{
+      {"engine.buffer=4", "workers={count: 6, byzantine: 1}", "attack={name: alie}", "aggregator={name: cm}"},
+      {"engine.buffer=1"},
+      {"optimizer={name: smega2, lr: 0.05}"}};
+  for (const auto& overrides : variants) {
+    std::string reference;
+    for (int threads : {1, 2, 3}) {
+      std::vector<std::string> all = overrides;
+      all.push_back("training.threads=" + std::to_string(threads));
+      const std::string dir = temp_dir("async_threads_" + std::to_string(threads));
+      core::RunResult r = core::run_async(spec(kAsync, all), builtin_registry(), dir, nullptr);
+      ASSERT_EQ(r.status, "ok") << r.message;
+      const std::string metrics = metrics_without_wall_time(dir);
+      EXPECT_EQ(std::count(metrics.begin(), metrics.end(), '\n'), 3);
+      if (threads == 1) reference = metrics;
+      EXPECT_EQ(metrics, reference) << overrides.front() << ", " << threads << " threads";
+    }
+  }
+}
+
 TEST(AsyncEngine, HomogeneousWorkersAreStaleByKMinusOne) {
   // K equal workers deliver in turn: after the first round every gradient is K - 1 updates old, and the
   // simulated clock advances by one compute time per K updates.

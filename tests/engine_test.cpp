@@ -60,6 +60,23 @@ TEST(SyncEngine, DifferentSeedGivesDifferentMetrics) {
   EXPECT_NE(metrics_without_wall_time(a), metrics_without_wall_time(b));
 }
 
+// The workers' gradients run on training.threads threads; every row must be the same for any count
+// (3 threads for 6 workers also checks an uneven share, and the attack reads the messages they produce).
+TEST(SyncEngine, ThreadCountDoesNotChangeAnyMetric) {
+  std::string reference;
+  for (int threads : {1, 2, 3}) {
+    Value config = core::parse_yaml(kSmall, "t.yaml");
+    core::set_path(config, "training.threads", Value(threads));
+    const std::string dir = temp_dir("threads_" + std::to_string(threads));
+    core::RunResult r = core::run_sync(core::resolve_pipeline(config, builtin_registry()), builtin_registry(), dir, nullptr);
+    ASSERT_EQ(r.status, "ok") << r.message;
+    const std::string metrics = metrics_without_wall_time(dir);
+    EXPECT_EQ(std::count(metrics.begin(), metrics.end(), '\n'), 3);
+    if (threads == 1) reference = metrics;
+    EXPECT_EQ(metrics, reference) << threads << " threads";
+  }
+}
+
 TEST(SyncEngine, WritesEveryOutputFile) {
   const std::string dir = temp_dir("outputs");
   core::RunResult r = core::run_sync(spec_of(kSmall), builtin_registry(), dir, nullptr);

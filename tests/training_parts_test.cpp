@@ -1,5 +1,8 @@
-// Partitions, schedules, budgets and seeds.
+// Partitions, schedules, budgets and seeds; the gradient threads.
 #include "phalanx/core/training_parts.hpp"
+#include "phalanx/core/worker_pool.hpp"
+
+#include <atomic>
 
 #include <ATen/ATen.h>
 
@@ -72,6 +75,40 @@ TEST(Seeds, DerivedSeedsDifferByPurposeAndAreStable) {
   EXPECT_EQ(core::derive_seed(1, "a"), core::derive_seed(1, "a"));
   EXPECT_NE(core::derive_seed(1, "a"), core::derive_seed(1, "b"));
   EXPECT_NE(core::derive_seed(1, "a"), core::derive_seed(2, "a"));
+}
+
+}  // namespace
+}  // namespace phalanx::test
+
+namespace phalanx::test {
+namespace {
+
+TEST(WorkerPool, RunsEveryTaskOnceOnItsSlotsAndRethrows) {
+  core::WorkerPool pool(3);
+  EXPECT_EQ(pool.slots(), 3);
+  for (int round = 0; round < 50; ++round) {  // many rounds: a wake-up lost between rounds would hang here
+    std::vector<int> runs(17, 0), slot_of(17, -1);
+    pool.run(17, [&](std::int64_t i, int slot) {
+      ++runs[i];
+      slot_of[i] = slot;
+    });
+    for (int i = 0; i < 17; ++i) {
+      EXPECT_EQ(runs[i], 1) << i;
+      EXPECT_GE(slot_of[i], 0);
+      EXPECT_LT(slot_of[i], 3);
+    }
+  }
+  std::atomic<int> finished{0};
+  EXPECT_THROW(pool.run(8,
+                        [&](std::int64_t i, int) {
+                          if (i == 3) throw Error("task 3 failed");
+                          ++finished;
+                        }),
+               Error);
+  EXPECT_EQ(finished.load(), 7);  // the other tasks still ran
+  EXPECT_EQ(core::gradient_threads(4, 2), 2);
+  EXPECT_EQ(core::gradient_threads(1, 8), 1);
+  EXPECT_GE(core::gradient_threads(0, 8), 1);
 }
 
 }  // namespace

@@ -124,22 +124,49 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
   std::vector<double> pending_loss(K, 0.0);
   std::vector<std::int64_t> pulled(K, 0);
   std::priority_queue<Delivery, std::vector<Delivery>, std::greater<>> events;
+  // A pull draws the worker's mini-batch at once (in pull order, so the draws never depend on threads) but
+  // computes its gradient only when the result is needed or the parameters are about to change: every pull
+  // made since the last update reads the same parameters, so those gradients are computed side by side.
+  const int threads = gradient_threads(spec.threads, K);
+  WorkerPool pool(threads);
+  const std::vector<std::unique_ptr<FlatModel>> replicas =
+      build_replicas(spec, registry, info, data, *model, threads, logger);
+  std::vector<FlatModel*> models{model.get()};
+  for (const auto& r : replicas) models.push_back(r.get());
+  std::vector<WorkerTask> waiting;  // pulled, gradient not computed yet; in pull order
+  std::vector<bool> is_waiting(K, false);
+  auto finish_waiting = [&] {
+    if (waiting.empty()) return;
+    compute_messages(spec, plugins, pool, models, waiting, result.time);
+    for (WorkerTask& task : waiting) {  // in pull order, as the losses were summed before
+      if (task.worker < h) metrics.add_train_loss(task.loss);
+      pending[task.worker] = task.message;
+      pending_loss[task.worker] = task.loss;
+      is_waiting[task.worker] = false;
+    }
+    waiting.clear();
+  };
   auto start_work = [&](std::int64_t k, double now) {
     pulled[k] = current_index();
     const at::Tensor point = plugins.optimizer->params_for_worker(server, k);
-    const bool look_ahead = !point.is_same(server);
-    if (look_ahead) {
+    {
+      ScopedTimer timer(result.time.batches);
+      waiting.push_back(draw_batch(spec, plugins, data, streams[k], k, pulled[k]));
+      is_waiting[k] = true;
+    }
+    if (!point.is_same(server)) {
+      // A look-ahead point is swapped into the model for this one gradient, so everything pulled before it
+      // must be computed first, and this one right away.
+      WorkerTask task = std::move(waiting.back());
+      waiting.pop_back();
+      finish_waiting();
       if (!saved_server.defined()) saved_server = at::empty_like(server);
       saved_server.copy_(server);
       server.copy_(point);
+      waiting.push_back(std::move(task));
+      finish_waiting();
+      server.copy_(saved_server);
     }
-    auto [loss, gradient] =
-        worker_gradient(spec, plugins, data, *model, streams[k], k >= h, &metrics, result.time.compute);
-    if (look_ahead) server.copy_(saved_server);
-    at::Tensor message = plugins.worker_rules[k]->message(gradient, pulled[k]);
-    require_shape(message, {d}, "optimizer '" + spec.optimizer.name + "' worker rule");
-    pending[k] = message;
-    pending_loss[k] = loss;
     events.push({now + speed.next(k), k});
   };
   if (!resumed)
@@ -158,6 +185,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
   // Between two arrivals the simulation is the shared state plus the clock, the counters, the event queue
   // and every worker's message in flight (computed at pull time, so it cannot be recomputed on resume).
   auto save_checkpoint = [&] {
+    finish_waiting();  // a checkpoint holds every message in flight
     Checkpoint checkpoint;
     save_shared_state(checkpoint, run, plugins, speed, metrics, result);
     checkpoint.put_double("async/now", now);
@@ -210,6 +238,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
     std::vector<std::int64_t> honest_idx, byz_idx;
     for (std::size_t i = 0; i < workers.size(); ++i) (workers[i] >= h ? byz_idx : honest_idx).push_back(i);
     if (byz_idx.empty()) return;
+    ScopedTimer timer(result.time.attack);
     at::Tensor hi = at::tensor(honest_idx, at::kLong), bi = at::tensor(byz_idx, at::kLong);
     AttackRound round{honest_idx.empty() ? last_honest : rows.index_select(0, hi), rows.index_select(0, bi),
                       updates};
@@ -229,6 +258,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
     events.pop();
     now = next.time;
     const std::int64_t k = next.worker;
+    if (is_waiting[k]) finish_waiting();
     ++arrivals;
     if (k < h) {
       ++honest_arrivals;
@@ -258,6 +288,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
       } else {
         Arrival arrival{k, pulled[k], current_index(), now};
         metrics.add_staleness(arrival.staleness());
+        finish_waiting();  // their parameters are about to change
         ScopedTimer timer(result.time.update);
         guard_plugin(plugins.labels.optimizer, [&] { plugins.optimizer->apply(server, message[0], arrival, lr); });
         applied = true;
@@ -285,6 +316,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
         metrics.add_honest_comparison(update, honest_rows_of(rows, buffer_workers, h));
         if (h < K && plugins.attack->omniscient()) previous_aggregate = update.clone();
         Arrival arrival{-1, current_index(), current_index(), now};
+        finish_waiting();  // their parameters are about to change
         ScopedTimer timer(result.time.update);
         guard_plugin(plugins.labels.optimizer, [&] { plugins.optimizer->apply(server, update, arrival, lr); });
         buffer_workers.clear();

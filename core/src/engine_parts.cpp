@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include "phalanx/core/plugin_guard.hpp"
 #include "phalanx/core/speed_trace.hpp"
@@ -83,7 +84,9 @@ std::unique_ptr<FlatModel> build_model(const PipelineSpec& spec, const Registry&
 
 RunSetup prepare_run(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
                      std::shared_ptr<spdlog::logger> logger, std::int64_t resume_rows) {
-  set_compute_threads(static_cast<int>(spec.threads));
+  // One intra-op thread: training.threads is the number of gradient threads (worker_pool.hpp), and a
+  // reduction split over several intra-op threads would make the results depend on the thread count.
+  set_compute_threads(1);
   RunSetup run;
   if (!out_dir.empty()) {
     run.output = std::make_unique<RunOutput>(out_dir, resume_rows);
@@ -209,6 +212,76 @@ std::pair<double, at::Tensor> worker_gradient(const PipelineSpec& spec, EnginePl
   if (!byzantine && metrics) metrics->add_train_loss(loss);
   if (spec.weight_decay > 0) gradient.add_(model.params(), spec.weight_decay);
   return {loss, gradient};
+}
+
+WorkerTask draw_batch(const PipelineSpec& spec, EnginePlugins& plugins, const Dataset& data, BatchStream& stream,
+                      std::int64_t worker, std::int64_t iteration) {
+  WorkerTask task;
+  task.worker = worker;
+  task.iteration = iteration;
+  at::Tensor batch = stream.next(spec.batch_size);
+  task.x = data.train_x.index_select(0, batch);
+  task.y = data.train_y.index_select(0, batch);
+  if (worker >= spec.honest()) task.y = plugins.attack->poison_labels(task.y, data.classes);
+  return task;
+}
+
+std::vector<std::unique_ptr<FlatModel>> build_replicas(const PipelineSpec& spec, const Registry& registry,
+                                                        const RunInfo& info, const Dataset& data, FlatModel& model,
+                                                        int threads, std::shared_ptr<spdlog::logger> logger) {
+  std::vector<std::unique_ptr<FlatModel>> replicas;
+  if (threads <= 1) return replicas;
+  if (!model.stateless_forward()) {
+    if (logger)
+      logger->info("model {} keeps state between forward passes (buffers): its workers run on one thread",
+                   spec.model.name);
+    return replicas;
+  }
+  // Building a network draws its initial weights from LibTorch's global generator; the replicas' weights are
+  // replaced by views of the model's, and the generator is put back so nothing later sees a different stream.
+  at::Generator global = at::detail::getDefaultCPUGenerator();
+  const at::Tensor saved = global.get_state();
+  RunContext ctx(info, derive_seed(spec.seed, "model"), "model(" + spec.model.name + ")", logger);
+  const auto factory = registry.make_model(spec.model.name, spec.model.params, ctx);
+  for (int slot = 1; slot < threads; ++slot)
+    replicas.push_back(std::make_unique<FlatModel>(factory->build(data.sample_shape, data.classes), model));
+  global.set_state(saved);
+  return replicas;
+}
+
+void compute_messages(const PipelineSpec& spec, EnginePlugins& plugins, WorkerPool& pool,
+                      const std::vector<FlatModel*>& models, std::vector<WorkerTask>& tasks, TimeBreakdown& time,
+                      at::Tensor rows) {
+  const std::int64_t d = models.front()->dimension();
+  const auto started = std::chrono::steady_clock::now();
+  WorkerPool one_at_a_time(1);
+  WorkerPool& runner = models.size() >= static_cast<std::size_t>(pool.slots()) ? pool : one_at_a_time;
+  runner.run(static_cast<std::int64_t>(tasks.size()), [&](std::int64_t i, int slot) {
+    WorkerTask& task = tasks[i];
+    FlatModel& model = *models[slot];
+    const auto t0 = std::chrono::steady_clock::now();
+    auto [loss, gradient] = model.loss_and_gradient(task.x, task.y);
+    const auto t1 = std::chrono::steady_clock::now();
+    if (spec.weight_decay > 0) gradient.add_(model.params(), spec.weight_decay);
+    at::Tensor message = plugins.worker_rules[task.worker]->message(gradient, task.iteration);
+    require_shape(message, {d}, "optimizer '" + spec.optimizer.name + "' worker rule");
+    task.loss = loss;
+    if (rows.defined())
+      rows[i].copy_(message);
+    else
+      task.message = message;
+    task.gradient_seconds = std::chrono::duration<double>(t1 - t0).count();
+    task.rule_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+  });
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  double gradient = 0, rule = 0;
+  for (const WorkerTask& task : tasks) {
+    gradient += task.gradient_seconds;
+    rule += task.rule_seconds;
+  }
+  const double share = gradient + rule > 0 ? gradient / (gradient + rule) : 1.0;
+  time.compute += wall * share;
+  time.worker_rules += wall * (1.0 - share);
 }
 
 bool diverged_on_test_loss(RunResult& result, std::int64_t step) {

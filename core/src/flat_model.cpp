@@ -26,6 +26,25 @@ FlatModel::FlatModel(std::shared_ptr<Network> network) : network_(std::move(netw
   }
 }
 
+FlatModel::FlatModel(std::shared_ptr<Network> network, FlatModel& shared) : network_(std::move(network)) {
+  if (!network_) throw Error("model plugin returned no network");
+  parameters_ = network_->parameters();
+  if (parameters_.size() != shared.parameters_.size())
+    throw Error("model plugin built two networks with different parameters; a model's build() must depend only on "
+                "its parameters and the data's shape");
+  flat_ = shared.flat_;
+  at::NoGradGuard no_grad;
+  std::int64_t offset = 0;
+  for (std::size_t i = 0; i < parameters_.size(); ++i) {
+    at::Tensor& p = parameters_[i];
+    if (p.sizes() != shared.parameters_[i].sizes() || p.scalar_type() != at::kFloat)
+      throw Error("model plugin built two networks with different parameters; a model's build() must depend only "
+                  "on its parameters and the data's shape");
+    p.set_(flat_.storage(), offset, p.sizes(), at::detail::defaultStrides(p.sizes()));
+    offset += p.numel();
+  }
+}
+
 std::vector<at::Tensor> FlatModel::buffers() const { return network_->buffers(); }
 
 std::pair<double, at::Tensor> FlatModel::loss_and_gradient(const at::Tensor& x, const at::Tensor& y) {

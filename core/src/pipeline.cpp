@@ -294,7 +294,9 @@ PipelineSpec resolve_pipeline(const Value& root, const Registry& registry) {
       {spec("batch_size", ParamType::Int, 32, "samples per worker per step", 1),
        spec("eval_every", ParamType::Int, 50, "steps between evaluations on the test set", 1),
        spec("eval_batch_size", ParamType::Int, 1000, "batch size for evaluation", 1),
-       spec("threads", ParamType::Int, 1, "LibTorch intra-op threads", 1, 256)},
+       spec("threads", ParamType::Int, 0,
+            "threads computing the workers' gradients side by side (0: one per core); results do not depend on it",
+            0, 256)},
       training, "training", {"budget"});
   s.batch_size = train.get_int("batch_size");
   s.eval_every = train.get_int("eval_every");

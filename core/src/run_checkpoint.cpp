@@ -146,7 +146,8 @@ void save_shared_state(Checkpoint& checkpoint, RunSetup& run, const EnginePlugin
   checkpoint.put("result/last", at::tensor(last, at::kDouble));
   checkpoint.put("result/time", at::tensor(std::vector<double>{result.time.compute, result.time.aggregation,
                                                                result.time.update, result.time.evaluation,
-                                                               result.time.total},
+                                                               result.time.total, result.time.batches,
+                                                               result.time.worker_rules, result.time.attack},
                                            at::kDouble));
 }
 
@@ -184,9 +185,14 @@ void load_shared_state(const Checkpoint& checkpoint, RunSetup& run, EnginePlugin
   const double* v = last.data_ptr<double>();
   result.last = metrics_row_from_values(std::vector<double>(v, v + columns.size()));
   const at::Tensor time = checkpoint.get("result/time").contiguous();
-  if (time.scalar_type() == at::kDouble && time.numel() == 5) {
+  if (time.scalar_type() == at::kDouble && (time.numel() == 5 || time.numel() == 8)) {
     const double* t = time.data_ptr<double>();
     result.time = TimeBreakdown{t[0], t[1], t[2], t[3], t[4]};
+    if (time.numel() == 8) {  // checkpoints written before the engine's parts were timed have 5
+      result.time.batches = t[5];
+      result.time.worker_rules = t[6];
+      result.time.attack = t[7];
+    }
   }
 }
 

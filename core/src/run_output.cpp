@@ -193,7 +193,8 @@ void RunOutput::write_summary(const std::string& status, const std::string& mess
           << json_number(time->aggregation) << ", \"update_s\": "
           << json_number(time->update) << ", \"evaluation_s\": " << json_number(time->evaluation)
           << ", \"engine_s\": " << json_number(time->engine()) << ", \"total_s\": " << json_number(time->total)
-          << "}";
+          << ", \"engine_parts\": {\"batches_s\": " << json_number(time->batches) << ", \"worker_rules_s\": "
+          << json_number(time->worker_rules) << ", \"attack_s\": " << json_number(time->attack) << "}}";
     out << "\n}\n";
   }
   fs::rename(tmp, path);

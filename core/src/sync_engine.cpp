@@ -66,6 +66,13 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
   const RoundContextSource round_source(spec, data);
   const std::vector<std::int64_t> all_workers = every_worker(spec.workers);
   at::Tensor previous_aggregate;  // what omniscient attacks see of the last update
+  const int threads = gradient_threads(spec.threads, spec.workers);
+  WorkerPool pool(threads);
+  const std::vector<std::unique_ptr<FlatModel>> replicas =
+      build_replicas(spec, registry, info, data, *model, threads, logger);
+  std::vector<FlatModel*> models{model.get()};
+  for (const auto& r : replicas) models.push_back(r.get());
+  std::vector<WorkerTask> tasks(spec.workers);
   double sim_time = 0;
   std::int64_t first_step = 0;
   if (resumed) {
@@ -90,25 +97,31 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
   for (std::int64_t step = first_step; step < total_steps; ++step) {
     const double lr = learning_rate(spec.schedule, spec.lr, step, total_steps);
     double round_time = 0;  // a synchronous round waits for its slowest worker
-    for (std::int64_t w = 0; w < spec.workers; ++w) {
-      round_time = std::max(round_time, speed.next(w));
-      at::Tensor gradient =
-          worker_gradient(spec, plugins, data, *model, streams[w], w >= h, &metrics, result.time.compute).second;
-      at::Tensor message = plugins.worker_rules[w]->message(gradient, step);
-      require_shape(message, {d}, "optimizer '" + spec.optimizer.name + "' worker rule");
-      messages[w].copy_(message);
+    {
+      ScopedTimer timer(result.time.batches);
+      for (std::int64_t w = 0; w < spec.workers; ++w) {
+        round_time = std::max(round_time, speed.next(w));
+        tasks[w] = draw_batch(spec, plugins, data, streams[w], w, step);
+      }
     }
+    compute_messages(spec, plugins, pool, models, tasks, result.time, messages);
+    for (std::int64_t w = 0; w < h; ++w) metrics.add_train_loss(tasks[w].loss);  // in worker order
     sim_time += round_time;
     const RoundContext context =
         round_source.context(step, all_workers, std::vector<std::int64_t>(spec.workers, 0), *model);
     if (b > 0) {
-      AttackRound round{messages.narrow(0, 0, h), messages.narrow(0, h, b).clone(), step};
+      ScopedTimer timer(result.time.attack);
+      // The Byzantine rows are the engine's own copies of the workers' messages, so the attack gets them as a
+      // view (no copy), and an attack that returns them unchanged (none, labelflip) costs nothing more.
+      at::Tensor byzantine = messages.narrow(0, h, b);
+      AttackRound round{messages.narrow(0, 0, h), byzantine, step};
       round.previous_aggregate = previous_aggregate;
       const EngineDefenceOracle oracle(spec, plugins, context, at::Tensor());
       round.defence = &oracle;
       at::Tensor crafted = guard_plugin(plugins.labels.attack, [&] { return plugins.attack->craft(round); });
       require_shape(crafted, {b, d}, "attack '" + spec.attack.name + "'");
-      messages.narrow(0, h, b).copy_(crafted);
+      if (!(crafted.data_ptr() == byzantine.data_ptr() && crafted.strides() == byzantine.strides()))
+        byzantine.copy_(crafted);
     }
     // Honest messages are trusted in simulation (a diverging model shows up in the update and parameters
     // below); the Byzantine ones are counted.

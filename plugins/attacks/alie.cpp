@@ -12,6 +12,7 @@
 
 #include <ATen/ATen.h>
 
+#include "phalanx/gamma_search.hpp"
 #include "phalanx/plugin.hpp"
 
 namespace {
@@ -41,7 +42,8 @@ class Alie : public Attack {
   at::Tensor craft(const AttackRound& round) override {
     const at::Tensor& honest = round.honest;
     at::Tensor mean = honest.mean(0);
-    at::Tensor std = honest.size(0) > 1 ? honest.std(0, /*unbiased=*/true) : at::zeros_like(mean);
+    // -std_h from the SDK's fast coordinate-wise kernel; negating back is exact.
+    at::Tensor std = honest.size(0) > 1 ? perturbation_direction("std", honest, mean).neg_() : at::zeros_like(mean);
     at::Tensor malicious = mean.sub_(std.mul_(z_));
     return malicious.unsqueeze(0).expand({round.byzantine_true.size(0), malicious.size(0)}).contiguous();
   }

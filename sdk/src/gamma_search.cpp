@@ -1,8 +1,66 @@
 #include "phalanx/gamma_search.hpp"
 
+#include <algorithm>
+#include <cmath>
+
 #include <ATen/ATen.h>
 
 namespace phalanx {
+
+namespace {
+
+// The coordinate-wise unbiased standard deviation of `rows` ([h, d], h >= 2), bit for bit what
+// rows.std(0, true) gives on one thread: Welford's update in float64, rows in order, per coordinate. LibTorch
+// runs that update through a generic per-output reduction that costs about 0.2 us per coordinate (35 ms for
+// 5 x 159,010 in the quick start's ALIE rounds); here it streams over the rows a block of coordinates at a time,
+// with the block's running means and sums of squares in cache.
+
+// One block of coordinates [start, start + len) of `h` rows of length `d`: out = sqrt(m2 / (h - 1)).
+template <typename T>
+inline __attribute__((always_inline)) void welford_block(const T* x, std::int64_t h, std::int64_t d,
+                                                         std::int64_t start, std::int64_t len, T* out) {
+  constexpr std::int64_t kBlock = 512;
+  double mean[kBlock], m2[kBlock];
+  std::fill(mean, mean + len, 0.0);
+  std::fill(m2, m2 + len, 0.0);
+  for (std::int64_t i = 0; i < h; ++i) {
+    const double count = static_cast<double>(i + 1);
+    const T* row = x + i * d + start;
+    for (std::int64_t j = 0; j < len; ++j) {
+      const double delta = row[j] - mean[j];
+      const double next_mean = mean[j] + delta / count;
+      m2[j] = m2[j] + delta * (row[j] - next_mean);
+      mean[j] = next_mean;
+    }
+  }
+  const double divisor = static_cast<double>(h - 1);
+  for (std::int64_t j = 0; j < len; ++j) out[start + j] = static_cast<T>(std::sqrt(m2[j] / divisor));
+}
+
+}  // namespace
+
+// AVX2 without FMA: wider divisions, and no contraction that would change a rounding. (Outside the anonymous
+// namespace: GCC makes an ifunc for each, which wants external linkage; the SDK exports only PHALANX_EXPORT.)
+__attribute__((target_clones("avx2", "default"))) void welford_std(const float* x, std::int64_t h, std::int64_t d,
+                                                                   float* out) {
+  for (std::int64_t start = 0; start < d; start += 512) welford_block(x, h, d, start, std::min<std::int64_t>(512, d - start), out);
+}
+__attribute__((target_clones("avx2", "default"))) void welford_std(const double* x, std::int64_t h, std::int64_t d,
+                                                                   double* out) {
+  for (std::int64_t start = 0; start < d; start += 512) welford_block(x, h, d, start, std::min<std::int64_t>(512, d - start), out);
+}
+
+namespace {
+
+template <typename T>
+at::Tensor coordinate_std(const at::Tensor& input) {
+  const at::Tensor rows = input.contiguous();
+  at::Tensor out = at::empty({rows.size(1)}, rows.options());
+  welford_std(rows.data_ptr<T>(), rows.size(0), rows.size(1), out.data_ptr<T>());
+  return out;
+}
+
+}  // namespace
 
 at::Tensor perturbation_direction(const std::string& direction, const at::Tensor& honest, const at::Tensor& mean) {
   if (direction == "unit") {
@@ -10,7 +68,10 @@ at::Tensor perturbation_direction(const std::string& direction, const at::Tensor
     return norm > 0 ? mean.div(-norm) : at::zeros_like(mean);
   }
   if (direction == "sign") return mean.sign().neg_();
-  return honest.size(0) > 1 ? honest.std(0, /*unbiased=*/true).neg_() : at::zeros_like(mean);
+  if (honest.size(0) < 2) return at::zeros_like(mean);
+  if (honest.dim() == 2 && honest.scalar_type() == at::kFloat) return coordinate_std<float>(honest).neg_();
+  if (honest.dim() == 2 && honest.scalar_type() == at::kDouble) return coordinate_std<double>(honest).neg_();
+  return honest.std(0, /*unbiased=*/true).neg_();
 }
 
 double largest_feasible_gamma(const std::function<bool(double)>& feasible, double start, std::int64_t iterations) {

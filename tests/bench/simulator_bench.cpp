@@ -5,13 +5,17 @@
 //
 //   ./build/bin/phalanx_sim_bench [--benchmark_filter=async/mlp/K64]
 //
-// Runs Fashion-MNIST with the MLP of the quick start (784-200-10), batch 32, one intra-op thread, a fixed number of
+// Runs Fashion-MNIST with the MLP of the quick start (784-200-10), batch 32, one gradient thread, a fixed number of
 // arrivals and a single evaluation at the end. Counters: engine_pct = engine / (training time: all but evaluation),
-// compute_ms / aggregation_ms / update_ms / engine_ms per gradient. Aggregation (summing K messages) is part of
-// the method in the synchronous engine, so it is timed apart from the engine's overhead.
+// engine_per_fb_pct = engine / forward-backward, compute_ms / aggregation_ms / update_ms / engine_ms and the
+// engine's parts (attack_ms, batches_ms, rules_ms) per gradient. Aggregation is part of the method, so it is
+// timed apart from the engine's overhead. The quickstart/... cases are the quick start's nine cells
+// (configs/quickstart.yaml: 8 workers, 3 Byzantine, ByzSGDnm) with 512 gradients each.
 #include <benchmark/benchmark.h>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "phalanx/core/config.hpp"
 #include "phalanx/core/pipeline.hpp"
@@ -27,9 +31,19 @@ using namespace phalanx;
 struct Case {
   std::string engine, optimizer;
   std::int64_t workers, arrivals;
+  std::string aggregator = "mean", attack = "none";  // set: a quick-start cell
 };
 
+std::string quickstart_config(const Case& c) {
+  return "name: bench\nseed: 1\ndata: {name: fashion_mnist, partition: iid}\nmodel: {name: mlp, hidden: [200]}\n"
+         "workers: {count: 8, byzantine: 3}\noptimizer: {name: byzsgdnm, lr: 0.1, beta: 0.9, schedule: cosine}\n"
+         "aggregator: " + c.aggregator + "\nattack: " + c.attack + "\n"
+         "training: {batch_size: 32, budget: {steps: " + std::to_string(c.arrivals / 8) + "}, eval_every: 1000000, "
+         "threads: 1}\n";
+}
+
 std::string config_for(const Case& c) {
+  if (c.aggregator != "mean" || c.attack != "none") return quickstart_config(c);
   // The sync engine's budget counts rounds of K gradients; both engines compute `arrivals` gradients.
   const std::int64_t steps = c.engine == "sync" ? c.arrivals / c.workers : c.arrivals;
   return "name: bench\nseed: 1\ndata: {name: fashion_mnist}\nmodel: {name: mlp, hidden: [200]}\n"
@@ -53,6 +67,9 @@ void run_case(benchmark::State& state, const core::Registry* registry, Case c) {
       sum.update += result.time.update;
       sum.evaluation += result.time.evaluation;
       sum.total += result.time.total;
+      sum.attack += result.time.attack;
+      sum.batches += result.time.batches;
+      sum.worker_rules += result.time.worker_rules;
       arrivals += c.arrivals;
     }
   } catch (const Error& e) {
@@ -65,6 +82,10 @@ void run_case(benchmark::State& state, const core::Registry* registry, Case c) {
   state.counters["compute_ms"] = 1e3 * sum.compute / static_cast<double>(arrivals);
   state.counters["update_ms"] = 1e3 * sum.update / static_cast<double>(arrivals);
   state.counters["engine_ms"] = 1e3 * sum.engine() / static_cast<double>(arrivals);
+  state.counters["engine_per_fb_pct"] = 100.0 * sum.engine() / sum.compute;
+  state.counters["attack_ms"] = 1e3 * sum.attack / static_cast<double>(arrivals);
+  state.counters["batches_ms"] = 1e3 * sum.batches / static_cast<double>(arrivals);
+  state.counters["rules_ms"] = 1e3 * sum.worker_rules / static_cast<double>(arrivals);
 }
 
 }  // namespace
@@ -74,9 +95,18 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   core::Registry registry;
   registry.load_directory(core::plugin_search_path().front());
-  for (const Case& c : {Case{"async", "ormo", 64, 4096}, Case{"async", "asgd", 64, 4096},
-                        Case{"async", "ormo", 256, 4096}, Case{"sync", "ssgdm", 64, 4096}}) {
-    const std::string label = c.engine + "/mlp/K" + std::to_string(c.workers) + "/" + c.optimizer;
+  std::vector<std::pair<std::string, Case>> cases{{"async/mlp/K64/ormo", Case{"async", "ormo", 64, 4096}},
+                                                  {"async/mlp/K64/asgd", Case{"async", "asgd", 64, 4096}},
+                                                  {"async/mlp/K256/ormo", Case{"async", "ormo", 256, 4096}},
+                                                  {"sync/mlp/K64/ssgdm", Case{"sync", "ssgdm", 64, 4096}}};
+  for (const char* aggregator : {"mean", "cm", "cc"})
+    for (const char* attack : {"none", "bitflip", "alie"}) {
+      Case c{"sync", "byzsgdnm", 8, 512};
+      c.aggregator = std::string("{name: ") + aggregator + (std::string(aggregator) == "cc" ? ", tau: 0.1}" : "}");
+      c.attack = std::string("{name: ") + attack + (std::string(attack) == "bitflip" ? ", scale: 10}" : "}");
+      cases.push_back({std::string("quickstart/") + aggregator + "/" + attack, c});
+    }
+  for (const auto& [label, c] : cases) {
     benchmark::RegisterBenchmark(label.c_str(), run_case, &registry, c)
         ->Unit(benchmark::kSecond)
         ->UseRealTime()

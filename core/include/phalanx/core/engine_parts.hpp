@@ -17,6 +17,7 @@
 #include "phalanx/core/pipeline.hpp"
 #include "phalanx/core/registry.hpp"
 #include "phalanx/core/run_output.hpp"
+#include "phalanx/core/worker_pool.hpp"
 #include "phalanx/data.hpp"
 #include "phalanx/round.hpp"
 
@@ -174,6 +175,40 @@ bool diverged_on_test_loss(RunResult& result, std::int64_t step);
 /// poisons the labels of a Byzantine worker, records an honest worker's loss in `metrics` (when given: a
 /// distributed worker leaves the metrics to the server), adds weight decay and times forward/backward into
 /// `compute_seconds`. Returns the loss and the gradient.
+/// One worker's share of a round: its mini-batch (drawn in worker order before any gradient is computed,
+/// so the draws never depend on which thread computes what) and what its gradient task produces.
+struct WorkerTask {
+  std::int64_t worker = 0;
+  std::int64_t iteration = 0;  // the index the worker rule is told (the step, or the parameters' index)
+  at::Tensor x, y;
+  double loss = 0;
+  at::Tensor message;
+  double gradient_seconds = 0, rule_seconds = 0;  // thread time in forward/backward and in the rest
+};
+
+/// Draws worker `worker`'s next mini-batch from `stream` and poisons a Byzantine worker's labels.
+WorkerTask draw_batch(const PipelineSpec& spec, EnginePlugins& plugins, const Dataset& data, BatchStream& stream,
+                      std::int64_t worker, std::int64_t iteration);
+
+/// The models the gradient threads compute with: slot 0 is `model`, the others are replicas sharing its
+/// parameters (built by the model plugin, with LibTorch's global generator left as it was). A model whose
+/// forward pass changes state (BatchNorm's running statistics) gets no replica: its workers then run one
+/// after another, because the order in which they update that state changes the result.
+std::vector<std::unique_ptr<FlatModel>> build_replicas(const PipelineSpec& spec, const Registry& registry,
+                                                        const RunInfo& info, const Dataset& data, FlatModel& model,
+                                                        int threads, std::shared_ptr<spdlog::logger> logger);
+
+/// Computes every task's gradient, weight decay and worker-rule message on `pool` (slot s uses models[s], or
+/// models[0] when there are fewer models than slots: then one at a time) and checks each message's shape.
+/// With `rows` ([tasks, d]) each message is copied into rows[i] by the thread that computed it; without, it
+/// is left in tasks[i].message.
+/// Each task's result depends only on its own inputs, so the messages are the same for any thread count.
+/// The phase's wall time is split into `time.compute` and `time.worker_rules` in proportion to the threads'
+/// time in forward/backward and in the rest.
+void compute_messages(const PipelineSpec& spec, EnginePlugins& plugins, WorkerPool& pool,
+                      const std::vector<FlatModel*>& models, std::vector<WorkerTask>& tasks, TimeBreakdown& time,
+                      at::Tensor rows = at::Tensor());
+
 std::pair<double, at::Tensor> worker_gradient(const PipelineSpec& spec, EnginePlugins& plugins, const Dataset& data,
                                               FlatModel& model, BatchStream& stream, bool byzantine,
                                               MetricsTracker* metrics, double& compute_seconds);

@@ -70,7 +70,7 @@ struct PipelineSpec {
   BudgetSpec budget;
   std::int64_t eval_every = 50;
   std::int64_t eval_batch_size = 1000;
-  std::int64_t threads = 1;
+  std::int64_t threads = 0;  // gradient threads; 0: one per core
   /// server_data.samples: size of the server's clean sample (0: no server gradient in the round context).
   std::int64_t server_samples = 0;
 

@@ -45,6 +45,9 @@ struct MetricsRow {
 /// engine's own overhead (batching, copies, checks, the event queue).
 struct TimeBreakdown {
   double compute = 0, aggregation = 0, update = 0, evaluation = 0, total = 0;
+  // Parts of the engine's own time, each also counted in engine(): drawing and poisoning mini-batches, the
+  // worker rules (momentum, weight decay) with the message copies, and the attack crafting its messages.
+  double batches = 0, worker_rules = 0, attack = 0;
   double engine() const { return total - compute - aggregation - update - evaluation; }
 };
 
