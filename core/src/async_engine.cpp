@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 
 #include "phalanx/core/engine_parts.hpp"
+#include "phalanx/core/run_failure.hpp"
 #include "phalanx/core/run_checkpoint.hpp"
 #include "phalanx/core/stop_signal.hpp"
 #include "phalanx/core/training_parts.hpp"
@@ -190,12 +191,14 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
     at::Tensor hi = at::tensor(honest_idx, at::kLong), bi = at::tensor(byz_idx, at::kLong);
     AttackRound round{honest_idx.empty() ? last_honest : rows.index_select(0, hi), rows.index_select(0, bi),
                       updates};
+    PhaseScope phase("the attack", Kind::Attack, spec.attack.name);
     at::Tensor crafted = plugins.attack->craft(round);
     require_shape(crafted, {static_cast<std::int64_t>(byz_idx.size()), d}, "attack '" + spec.attack.name + "'");
     rows.index_copy_(0, bi, crafted);
   };
 
   while (updates < total_steps) {
+    set_failure_step(updates);
     Delivery next = events.top();
     events.pop();
     now = next.time;
@@ -230,6 +233,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
         Arrival arrival{k, pulled[k], current_index(), now};
         metrics.add_staleness(arrival.staleness());
         ScopedTimer timer(result.time.update);
+        PhaseScope phase("the server update", Kind::Optimizer, spec.optimizer.name);
         plugins.optimizer->apply(server, message[0], arrival, lr);
         applied = true;
       }
@@ -253,6 +257,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
         }
         Arrival arrival{-1, current_index(), current_index(), now};
         ScopedTimer timer(result.time.update);
+        PhaseScope phase("the server update", Kind::Optimizer, spec.optimizer.name);
         plugins.optimizer->apply(server, update, arrival, lr);
         buffer_workers.clear();
         applied = true;

@@ -7,6 +7,7 @@
 
 #include <ATen/ATen.h>
 
+#include "phalanx/core/run_failure.hpp"
 #include "phalanx/core/speed_trace.hpp"
 #include "phalanx/core/sync_engine.hpp"
 #include "phalanx/core/threads.hpp"
@@ -53,6 +54,7 @@ EnginePlugins make_plugins(const PipelineSpec& spec, const Registry& registry, c
 Dataset load_data(const PipelineSpec& spec, const Registry& registry, const RunInfo& info,
                   std::shared_ptr<spdlog::logger> logger) {
   RunContext ctx(info, derive_seed(spec.seed, "data"), "data(" + spec.data.name + ")", logger);
+  PhaseScope phase("loading the data", Kind::Data, spec.data.name);
   Dataset data = registry.make_data(spec.data.name, spec.data.params, ctx)->load();
   if (!data.train_x.defined() || !data.train_y.defined() || !data.test_x.defined() || !data.test_y.defined() ||
       data.classes < 2 || data.train_x.size(0) != data.train_y.size(0) || data.test_x.size(0) != data.test_y.size(0))
@@ -69,6 +71,7 @@ std::unique_ptr<FlatModel> build_model(const PipelineSpec& spec, const Registry&
   // LibTorch initialises layers from its global generator: seed it right before building.
   at::manual_seed(derive_seed(spec.seed, "model"));
   RunContext ctx(info, derive_seed(spec.seed, "model"), "model(" + spec.model.name + ")", std::move(logger));
+  PhaseScope phase("building the model", Kind::Model, spec.model.name);
   return std::make_unique<FlatModel>(
       registry.make_model(spec.model.name, spec.model.params, ctx)->build(data.sample_shape, data.classes));
 }
@@ -104,11 +107,13 @@ void require_shape(const at::Tensor& t, at::IntArrayRef shape, const std::string
 at::Tensor aggregate_rows(const PipelineSpec& spec, EnginePlugins& plugins, at::Tensor rows) {
   const std::int64_t d = rows.size(1);
   for (std::size_t i = 0; i < plugins.preaggregators.size(); ++i) {
+    PhaseScope phase("pre-aggregation", Kind::PreAggregator, spec.preaggregators[i].name);
     rows = plugins.preaggregators[i]->transform(rows);
     if (!rows.defined() || rows.dim() != 2 || rows.size(1) != d || rows.size(0) < 1)
       throw Error("pre-aggregator '" + spec.preaggregators[i].name + "' must return [n', " + std::to_string(d) +
                   "] rows");
   }
+  PhaseScope phase("aggregation", Kind::Aggregator, spec.aggregator.name);
   at::Tensor update = plugins.aggregator->aggregate(rows);
   require_shape(update, {d}, "aggregator '" + spec.aggregator.name + "'");
   return update;
@@ -182,6 +187,7 @@ MetricsTracker::MetricsTracker(const PipelineSpec& spec, const Dataset& data, Fl
 std::pair<double, at::Tensor> worker_gradient(const PipelineSpec& spec, EnginePlugins& plugins, const Dataset& data,
                                               FlatModel& model, BatchStream& stream, bool byzantine,
                                               MetricsTracker* metrics, double& compute_seconds) {
+  PhaseScope phase("a worker's forward and backward pass", Kind::Model, spec.model.name);
   at::Tensor batch = stream.next(spec.batch_size);
   at::Tensor x = data.train_x.index_select(0, batch);
   at::Tensor y = data.train_y.index_select(0, batch);
@@ -217,6 +223,7 @@ void MetricsTracker::add_staleness(std::int64_t staleness) {
 void MetricsTracker::evaluate(std::int64_t step, std::int64_t gradients, double samples, double lr, double sim_time,
                               RunResult& result) {
   ScopedTimer timer(result.time.evaluation);
+  PhaseScope phase("evaluation", Kind::Model, spec_.model.name);
   FlatModel::Evaluation e = model_.evaluate(data_.test_x, data_.test_y, spec_.eval_batch_size);
   MetricsRow row;
   row.step = step;

@@ -9,6 +9,7 @@
 #include "phalanx/core/async_engine.hpp"
 #include "phalanx/core/engine_parts.hpp"
 #include "phalanx/core/run_checkpoint.hpp"
+#include "phalanx/core/run_failure.hpp"
 #include "phalanx/core/stop_signal.hpp"
 #include "phalanx/core/training_parts.hpp"
 #include "phalanx/error.hpp"
@@ -73,6 +74,7 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
   };
 
   for (std::int64_t step = first_step; step < total_steps; ++step) {
+    set_failure_step(step);
     const double lr = learning_rate(spec.schedule, spec.lr, step, total_steps);
     double round_time = 0;  // a synchronous round waits for its slowest worker
     for (std::int64_t w = 0; w < spec.workers; ++w) {
@@ -86,6 +88,7 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
     sim_time += round_time;
     if (b > 0) {
       AttackRound round{messages.narrow(0, 0, h), messages.narrow(0, h, b).clone(), step};
+      PhaseScope phase("the attack", Kind::Attack, spec.attack.name);
       at::Tensor crafted = plugins.attack->craft(round);
       require_shape(crafted, {b, d}, "attack '" + spec.attack.name + "'");
       messages.narrow(0, h, b).copy_(crafted);
@@ -109,6 +112,7 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
     arrival.sim_time = sim_time;
     {
       ScopedTimer timer(result.time.update);
+      PhaseScope phase("the server update", Kind::Optimizer, spec.optimizer.name);
       plugins.optimizer->apply(model->params(), update, arrival, lr);
     }
     metrics.add_staleness(0);
