@@ -64,7 +64,7 @@ TEST(Preflight, CountsTheMessageMatrixAndPerWorkerState) {
   EXPECT_NEAR(item("optimizer 'byzsgdnm' state on the workers"), 20 * row, 0.05 * 20 * row);
   EXPECT_DOUBLE_EQ(item("data 'synthetic'"), (2000.0 + 200.0) * (50 * 4 + 8));
   EXPECT_GT(e.peak(), 40 * row);
-  EXPECT_LT(e.peak(), 60 * row);
+  EXPECT_LT(e.peak(), 70 * row);  // plus the data (5 rows) and the largest phase (an evaluation, 8 rows)
 }
 
 TEST(Preflight, RefusesWhatDoesNotFitNamingTheLargestItemAndItsKeys) {
