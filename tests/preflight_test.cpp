@@ -60,7 +60,7 @@ TEST(Preflight, CountsTheMessageMatrixAndPerWorkerState) {
   };
   EXPECT_DOUBLE_EQ(item("message matrix"), 20 * row);
   EXPECT_DOUBLE_EQ(item("model 'mlp'"), row);
-  // ByzSGDnm keeps one momentum vector per worker (METHODS.md): measured, not assumed.
+  // ByzSGDnm keeps one momentum vector per worker (plugins/optimizers/byzsgdnm.cpp): measured, not assumed.
   EXPECT_NEAR(item("optimizer 'byzsgdnm' state on the workers"), 20 * row, 0.05 * 20 * row);
   EXPECT_DOUBLE_EQ(item("data 'synthetic'"), (2000.0 + 200.0) * (50 * 4 + 8));
   EXPECT_GT(e.peak(), 40 * row);

@@ -137,7 +137,8 @@ struct Measurer {
     const std::int64_t n_train = data.train_x.size(0);
     add(data_what + ": " + with_commas(n_train) + " train + " + with_commas(data.test_x.size(0)) + " test samples",
         plugin_keys(spec.data),
-        tensor_bytes(data.train_x) + tensor_bytes(data.train_y) + tensor_bytes(data.test_x) + tensor_bytes(data.test_y));
+        tensor_bytes(data.train_x) + tensor_bytes(data.train_y) + tensor_bytes(data.test_x) +
+            tensor_bytes(data.test_y));
     // Each worker's index tensor and its shuffled order: two int64 per training sample in all.
     add("workers' batch streams (sample indices)", "data", 16.0 * static_cast<double>(n_train));
     partition_indices(data.train_y, data.classes, spec.workers, spec.partition, spec.dirichlet_alpha, 0);
@@ -194,8 +195,8 @@ struct Measurer {
     } catch (const Refusal&) {
       throw;
     } catch (const std::exception&) {
-      // A rule that refuses a zero message: count two d-vectors per worker, an upper bound for the rules in
-      // METHODS.md (momentum, or momentum and a previous gradient).
+      // A rule that refuses a zero message: count two d-vectors per worker, an upper bound for the built-in
+      // rules of plugins/optimizers/ (a momentum, or a momentum and a previous gradient).
       add("optimizer '" + spec.optimizer.name + "' state (not measurable; 2 x n x d assumed)", opt_keys,
           2 * n * kFloat * static_cast<double>(d));
     }
@@ -205,7 +206,8 @@ struct Measurer {
   void measure_aggregation(EnginePlugins& plugins, std::int64_t d) {
     const std::int64_t rows_n = spec.engine == "async" ? spec.buffer : spec.workers;
     const std::string keys = "aggregator.name, aggregator.pre, workers.count";
-    at::Tensor rows = measured(spec, limit, "the aggregator's input rows", keys, [&] { return at::zeros({rows_n, d}); });
+    at::Tensor rows =
+        measured(spec, limit, "the aggregator's input rows", keys, [&] { return at::zeros({rows_n, d}); });
     const double matrix = kFloat * static_cast<double>(rows_n * d);
     try {
       const std::int64_t before = guard.live();
@@ -220,7 +222,7 @@ struct Measurer {
       throw;
     } catch (const std::exception&) {
       // An aggregator that refuses all-zero rows: a sorted copy and its int64 indices, an upper bound for
-      // the coordinate-wise and distance-based rules in METHODS.md.
+      // the coordinate-wise and distance-based rules of plugins/aggregators/.
       add("aggregation workspace (not measurable; 3 copies of the rows assumed)", keys, 3 * matrix, true);
     }
     if (spec.byzantine > 0) measure_attack(plugins, rows);

@@ -94,7 +94,8 @@ std::string describe_failure(const std::exception& error, const Registry& regist
           : site.name.empty() ? "check the config's sizes and plugins; the frames are in log.txt"
                               : "the plugin handed LibTorch something it refused: check its parameters, or report "
                                 "it to the plugin's author with log.txt";
-  return std::string(from_libtorch || out_of_memory(error) ? "LibTorch error" : "error") + " during " + where + ": " + said + ". Try: " + hint;
+  return std::string(from_libtorch || out_of_memory(error) ? "LibTorch error" : "error") + " during " + where + ": " +
+         said + ". Try: " + hint;
 }
 
 RunResult run_reporting_failures(const std::function<RunResult()>& body, const Registry& registry,

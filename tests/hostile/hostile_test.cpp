@@ -135,7 +135,8 @@ TEST_P(Hostile, EndsInAClearErrorOrADocumentedRecovery) {
   std::string environment;
   for (const auto& assignment : env) environment += quoted(assignment) + " ";
   std::string out;
-  const int code = run_command("cd " + quoted(tmp) + " && env " + environment + "timeout -s KILL " + std::to_string(kTimeoutSeconds) + " " +
+  const int code = run_command("cd " + quoted(tmp) + " && env " + environment + "timeout -s KILL " +
+                                   std::to_string(kTimeoutSeconds) + " " +
                                    quoted(PHALANX_BINARY) + " " + command,
                                &out);
   ASSERT_NE(code, 137) << "killed after " << kTimeoutSeconds << " s: a hang (or out of memory)\n" << out;

@@ -41,8 +41,9 @@ class PhaseScope {
 /// The step the engine is at (read when a failure is reported).
 void set_failure_step(std::int64_t step);
 
-/// Runs `body`; a LibTorch error, std::bad_alloc or other std::exception (not a phalanx::Error) from it becomes a RunResult with status "failed" and the
-/// one-line message described above (its frames are written to `logger`'s file sink only).
+/// Runs `body`; a LibTorch error, std::bad_alloc or other std::exception (not a phalanx::Error) from it
+/// becomes a RunResult with status "failed" and the one-line message described above (its frames are
+/// written to `logger`'s file sinks only).
 RunResult run_reporting_failures(const std::function<RunResult()>& body, const Registry& registry,
                                  spdlog::logger* logger);
 
