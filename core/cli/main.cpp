@@ -1,5 +1,8 @@
 // phalanx: the command line. Each command is a small function; errors become one clear message and a
-// non-zero exit code (2 for usage and config errors, 1 for runs that failed).
+// non-zero exit code, the same for run, sweep and launch (docs/reliability.md, "Exit codes"): 0 every run
+// ended ok, 2 bad input (usage, config, data, plugins, a run that does not fit in memory), 3 a run that
+// failed or diverged, 128 + n a run stopped by signal n.
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -13,8 +16,11 @@
 #include "phalanx/core/compare.hpp"
 #include "phalanx/core/config.hpp"
 #include "phalanx/core/distributed.hpp"
+#include "phalanx/core/memory_guard.hpp"
 #include "phalanx/core/pipeline.hpp"
+#include "phalanx/core/preflight.hpp"
 #include "phalanx/core/registry.hpp"
+#include "phalanx/core/run_failure.hpp"
 #include "phalanx/core/report.hpp"
 #include "phalanx/core/run_control.hpp"
 #include "phalanx/core/stop_signal.hpp"
@@ -46,8 +52,9 @@ Usage:
       an interrupted sweep resumes. Then writes the report.
   phalanx report DIR [--best KEY]... [--no-plots]
       Table (mean +/- std over seeds; best value of KEY per cell) and PNG plots of the runs below DIR.
-  phalanx validate CFG [--set key=value]... [--plugin-path DIR]
-      Check CFG and every plugin parameter without training.
+  phalanx validate CFG [--set key=value]... [--plugin-path DIR] [--max-memory SIZE]
+      Check CFG and every plugin parameter without training, and print what each run will hold in memory
+      (the preflight: it loads the data, builds the model and measures one step of every plugin).
   phalanx launch -n N CFG [--port P] [--set key=value]... [--out DIR] [--plugin-path DIR]
       Run CFG as a distributed run on this machine: a parameter server and N-1 worker processes on
       LibTorch c10d/Gloo (N = workers.count + 1). Ctrl-C stops every process and leaves a checkpoint.
@@ -57,6 +64,10 @@ Usage:
   phalanx plugins [KIND]
       List plugins (data, model, optimizer, aggregator, preaggregator, attack) with their parameters.
   phalanx --version
+
+run, sweep, launch and validate refuse a run that would not fit in the memory available, or in
+--max-memory SIZE (512M, 8G, 1.5GiB). Exit codes: 0 ok, 2 bad input (usage, config, data, plugins, memory),
+3 a run failed or diverged, 128 + n stopped by signal n.
 
 Plugins are loaded from <prefix>/lib/phalanx/plugins, then PHALANX_PLUGIN_PATH (colon-separated folders),
 then --plugin-path and the config's plugins.paths.
@@ -80,11 +91,15 @@ struct Options {
   // run / sweep checkpoints
   std::string resume;
   std::string checkpoint_every;
+  std::string max_memory;  // --max-memory: the preflight's limit instead of the memory available
 };
 
 struct UsageError : Error {
   using Error::Error;
 };
+
+constexpr int kExitBadInput = 2;
+constexpr int kExitRunFailed = 3;
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -118,6 +133,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--master-addr") o.master_addr = value(a);
     else if (a == "--resume") o.resume = value(a);
     else if (a == "--checkpoint-every") o.checkpoint_every = value(a);
+    else if (a == "--max-memory") o.max_memory = value(a);
     else if (a == "--jobs" || a == "-j") {
       const std::string v = value(a);
       try {
@@ -135,7 +151,24 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
+// A PHALANX_PLUGIN_PATH entry that is not a folder is most likely a typo; say so (once per process) rather
+// than let it surface later as "unknown aggregator".
+void warn_about_missing_env_plugin_dirs() {
+  static bool warned = false;
+  const char* env = std::getenv("PHALANX_PLUGIN_PATH");
+  if (warned || !env) return;
+  warned = true;
+  std::stringstream in(env);
+  for (std::string item; std::getline(in, item, ':');) {
+    std::error_code ec;
+    if (!item.empty() && !fs::is_directory(item, ec))
+      std::cerr << "phalanx: warning: PHALANX_PLUGIN_PATH names '" + item + "', which is not a folder; it is "
+                   "ignored (fix or remove the entry)\n";
+  }
+}
+
 void load_plugins(Registry& registry, const Options& o, const Value* config) {
+  warn_about_missing_env_plugin_dirs();
   std::vector<std::string> extra = o.plugin_paths;
   if (config) {
     auto from_config = config_plugin_paths(*config);
@@ -202,9 +235,14 @@ int cmd_validate(const Options& o) {
   load_plugins(registry, o, &root);
   report_options_of(root);
   const auto runs = expand_sweep(root);  // every compare variant, sweep cell and seed
+  const MemoryLimit limit = memory_limit(o.max_memory);
+  PreflightCache cache;
   for (const auto& r : runs) {
     try {
-      check_plugins(resolve_pipeline(r.config, registry), registry);
+      PipelineSpec spec = resolve_pipeline(r.config, registry);
+      check_plugins(spec, registry);
+      const MemoryEstimate estimate = preflight(spec, registry, limit, &cache);
+      std::cout << (runs.size() == 1 ? "" : "run '" + r.label + "': ") << estimate.describe(limit) << "\n";
     } catch (const Error& e) {
       throw Error(runs.size() == 1 ? std::string(e.what()) : "in run '" + r.label + "': " + e.what());
     }
@@ -246,11 +284,16 @@ int cmd_sweep(const Options& o) {
   ReportOptions report = report_options_of(root);
   std::vector<SweepRun> runs = expand_sweep(root);
   std::string name = "sweep";
+  const MemoryLimit limit = memory_limit(o.max_memory);
+  PreflightCache cache;
   for (const auto& r : runs) {  // validate every run before starting any
     try {
       PipelineSpec spec = resolve_pipeline(r.config, registry);
       refuse_distributed(spec);
       check_plugins(spec, registry);
+      // Runs share the machine: --jobs N of them at a time must fit together.
+      preflight(spec, registry, {limit.bytes / o.jobs, limit.source + ", shared by --jobs " + std::to_string(o.jobs)},
+                &cache);
       name = spec.name;
     } catch (const Error& e) {
       throw Error("in sweep run '" + r.label + "': " + e.what());
@@ -267,6 +310,7 @@ int cmd_sweep(const Options& o) {
     parse_checkpoint_every(o.checkpoint_every, check);  // refuse a typo before starting runs
     args.insert(args.end(), {"--checkpoint-every", o.checkpoint_every});
   }
+  if (!o.max_memory.empty()) args.insert(args.end(), {"--max-memory", o.max_memory});
   install_stop_handlers();
   SweepOutcome outcome = run_sweep(runs, out, o.jobs, boost::dll::program_location().string(), args);
   if (stop_requested()) {
@@ -278,7 +322,7 @@ int cmd_sweep(const Options& o) {
   std::cout << write_report(out, report) << "\n";
   std::cout << "sweep: " << outcome.finished << " finished, " << outcome.skipped << " already done, " << outcome.failed
             << " failed; report in " << out << "/report.md\n";
-  return outcome.failed == 0 ? 0 : 1;
+  return outcome.failed == 0 ? 0 : kExitRunFailed;
 }
 
 int cmd_report(const Options& o) {
@@ -291,14 +335,23 @@ int cmd_report(const Options& o) {
   return 0;
 }
 
-// Prints how a single run ended; the exit code: 0 ok, 1 diverged, 128 + signal when stopped by one.
+// Prints how a single run ended; the exit code: 0 ok, 3 failed or diverged, 128 + signal when stopped by one.
 int report_run(const RunResult& r, const std::string& out) {
   if (r.has_last)
     std::cout << "final: step " << r.last.step << ", test accuracy " << 100 * r.last.test_accuracy
               << " %, test loss " << r.last.test_loss << " (outputs in " << out << ")\n";
   if (r.status != "ok") std::cout << r.status << ": " << r.message << "\n";
   if (r.status == "interrupted") return 128 + stop_signal();
-  return r.status == "ok" ? 0 : 1;
+  return r.status == "ok" ? 0 : kExitRunFailed;
+}
+
+// A run whose LibTorch error became status "failed" (run_failure.hpp) has no summary.json from its engine.
+RunResult run_one(const PipelineSpec& spec, const Registry& registry, const std::string& dir,
+                  std::shared_ptr<spdlog::logger> logger, const RunControl& control) {
+  RunResult r = run_reporting_failures([&] { return run_pipeline(spec, registry, dir, logger, control); }, registry,
+                                       logger.get());
+  if (r.status == "failed") write_failure_summary(dir, r.message);
+  return r;
 }
 
 int cmd_launch(const Options& o) {
@@ -314,6 +367,7 @@ int cmd_launch(const Options& o) {
     load_plugins(registry, o, &root);
     PipelineSpec spec = resolve_pipeline(root, registry);
     check_plugins(spec, registry);
+    preflight(spec, registry, memory_limit(o.max_memory));
     if (spec.workers + 1 != o.processes)
       throw Error("launch -n " + std::to_string(o.processes) + " starts a server and " +
                   std::to_string(o.processes - 1) + " workers, but " + o.config + " has workers.count = " +
@@ -349,7 +403,9 @@ int cmd_launch(const Options& o) {
   if (server) install_stop_handlers();
   RunResult r;
   try {
-    r = run_distributed(spec, registry, cluster, server ? out : "", logger);
+    r = run_reporting_failures([&] { return run_distributed(spec, registry, cluster, server ? out : "", logger); },
+                               registry, logger.get());
+    if (server && r.status == "failed") write_failure_summary(out, r.message);
   } catch (const Error& e) {
     if (server) {
       write_failure_summary(out, e.what());
@@ -358,13 +414,28 @@ int cmd_launch(const Options& o) {
     // A worker that lost its server is a failed run, not a usage error.
     // One write: the workers of a launch share the terminal, and pieces of their lines must not interleave.
     std::cerr << "phalanx: error: " + std::string(e.what()) + "\n";
-    return 1;
+    return kExitRunFailed;
   }
   if (server && r.has_last)
     std::cout << "final: step " << r.last.step << ", test accuracy " << 100 * r.last.test_accuracy << " %, test loss "
               << r.last.test_loss << " (outputs in " << out << ")\n";
   if (r.status != "ok") std::cout << r.status << ": " << r.message << "\n";
-  return r.status == "ok" ? 0 : 1;
+  if (r.status == "interrupted") return 128 + stop_signal();
+  return r.status == "ok" ? 0 : kExitRunFailed;
+}
+
+// The preflight's estimate, and after the run the measured peak, in log.txt (`phalanx validate` prints the
+// estimate's items); the byte counts are for docs/reliability.md's accuracy table and tests/preflight_test.cpp.
+void log_estimate(spdlog::logger& logger, const MemoryEstimate& estimate, const MemoryLimit& limit) {
+  logger.info("memory: the preflight estimates {} at the peak ({}); the process holds {} before the run "
+              "(estimate_bytes={} start_rss_bytes={})",
+              format_bytes(estimate.peak()), limit.source, format_bytes(static_cast<double>(resident_memory())),
+              static_cast<std::int64_t>(estimate.peak()), resident_memory());
+}
+
+void log_peak_memory(spdlog::logger& logger) {
+  logger.info("memory: peak resident {} (peak_rss_bytes={})", format_bytes(static_cast<double>(peak_resident_memory())),
+              peak_resident_memory());
 }
 
 // Continues the run in o.resume from its checkpoint, with the config.yaml it wrote when it started.
@@ -385,11 +456,15 @@ int cmd_resume(const Options& o, RunControl control) {
   load_plugins(registry, o, &root);
   PipelineSpec spec = resolve_pipeline(root, registry);
   refuse_distributed(spec);
+  const MemoryLimit limit = memory_limit(o.max_memory);
+  const MemoryEstimate estimate = preflight(spec, registry, limit);
   control.resume = true;
   auto logger = make_run_logger(spec.name, dir + "/log.txt", /*append=*/true);
+  log_estimate(*logger, estimate, limit);
   RunResult r;
   try {
-    r = run_pipeline(spec, registry, dir, logger, control);
+    r = run_one(spec, registry, dir, logger, control);
+    log_peak_memory(*logger);
   } catch (const Error& e) {
     // The checkpoint stays: a damaged or foreign one is the user's to replace, not a finished run.
     write_failure_summary(dir, e.what());
@@ -414,15 +489,20 @@ int cmd_run(const Options& o) {
   auto variants = expand_variants(root);
   // Validate every variant before running any, so a typo in the last one is found in seconds.
   std::vector<PipelineSpec> specs;
+  std::vector<MemoryEstimate> estimates;
+  const MemoryLimit limit = memory_limit(o.max_memory);
+  PreflightCache cache;
   for (const auto& v : variants) {
     try {
       specs.push_back(resolve_pipeline(v.config, registry));
       refuse_distributed(specs.back());
       check_plugins(specs.back(), registry);
+      estimates.push_back(preflight(specs.back(), registry, limit, &cache));
     } catch (const Error& e) {
       throw Error(v.label.empty() ? std::string(e.what()) : "in variant '" + v.label + "': " + e.what());
     }
   }
+  cache = PreflightCache{};  // the runs load their own copy
   const std::string out = o.out.empty() ? "runs/" + base.name : o.out;
   std::vector<VariantResult> results;
   int failures = 0;
@@ -432,9 +512,11 @@ int cmd_run(const Options& o) {
     fs::create_directories(dir, ec);
     auto logger = make_run_logger(base.name, ec ? "" : dir + "/log.txt");
     if (variants.size() > 1) logger->info("[{}/{}] {}", i + 1, variants.size(), variants[i].label);
+    log_estimate(*logger, estimates[i], limit);
     VariantResult r{variants[i], {}, ""};
     try {
-      r.result = run_pipeline(specs[i], registry, dir, logger, control);
+      r.result = run_one(specs[i], registry, dir, logger, control);
+      log_peak_memory(*logger);
       if (r.result.status != "ok") ++failures;
     } catch (const Error& e) {
       write_failure_summary(dir, e.what());
@@ -454,7 +536,7 @@ int cmd_run(const Options& o) {
     return report_run(results.front().result, out);
   }
   if (stop_requested()) return 128 + stop_signal();
-  return failures == 0 ? 0 : 1;
+  return failures == 0 ? 0 : kExitRunFailed;
 }
 
 }  // namespace
@@ -480,12 +562,14 @@ int main(int argc, char** argv) {
     throw UsageError("unknown command '" + o.command + "'");
   } catch (const UsageError& e) {
     std::cerr << "phalanx: " << e.what() << "\n\n" << kUsage;
-    return 2;
+    return kExitBadInput;
   } catch (const Error& e) {
     std::cerr << "phalanx: error: " + std::string(e.what()) + "\n";
-    return 2;
+    return kExitBadInput;
   } catch (const std::exception& e) {
-    std::cerr << "phalanx: internal error: " + std::string(e.what()) + "\n";
-    return 3;
+    // Outside a run (a run's LibTorch errors become status "failed" in run_one): the first line only.
+    const std::string what = e.what();
+    std::cerr << "phalanx: internal error: " + what.substr(0, what.find('\n')) + "\n";
+    return kExitRunFailed;
   }
 }

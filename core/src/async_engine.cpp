@@ -11,6 +11,7 @@
 #include "phalanx/core/engine_parts.hpp"
 #include "phalanx/core/plugin_guard.hpp"
 #include "phalanx/core/round_parts.hpp"
+#include "phalanx/core/run_failure.hpp"
 #include "phalanx/core/run_checkpoint.hpp"
 #include "phalanx/core/stop_signal.hpp"
 #include "phalanx/core/training_parts.hpp"
@@ -242,6 +243,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
     at::Tensor hi = at::tensor(honest_idx, at::kLong), bi = at::tensor(byz_idx, at::kLong);
     AttackRound round{honest_idx.empty() ? last_honest : rows.index_select(0, hi), rows.index_select(0, bi),
                       updates};
+    PhaseScope phase("the attack", Kind::Attack, spec.attack.name);
     round.previous_aggregate = previous_aggregate;
     std::optional<EngineDefenceOracle> oracle;
     if (context && !honest_idx.empty()) {
@@ -254,6 +256,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
   };
 
   while (updates < total_steps) {
+    set_failure_step(updates);
     Delivery next = events.top();
     events.pop();
     now = next.time;
@@ -290,6 +293,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
         metrics.add_staleness(arrival.staleness());
         finish_waiting();  // their parameters are about to change
         ScopedTimer timer(result.time.update);
+        PhaseScope phase("the server update", Kind::Optimizer, spec.optimizer.name);
         guard_plugin(plugins.labels.optimizer, [&] { plugins.optimizer->apply(server, message[0], arrival, lr); });
         applied = true;
       }
@@ -318,6 +322,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
         Arrival arrival{-1, current_index(), current_index(), now};
         finish_waiting();  // their parameters are about to change
         ScopedTimer timer(result.time.update);
+        PhaseScope phase("the server update", Kind::Optimizer, spec.optimizer.name);
         guard_plugin(plugins.labels.optimizer, [&] { plugins.optimizer->apply(server, update, arrival, lr); });
         buffer_workers.clear();
         buffer_staleness.clear();

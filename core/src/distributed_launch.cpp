@@ -154,7 +154,8 @@ int launch_local(int processes, int port, const std::string& executable, const s
   }
   if (interrupted) return 130;
   const int s0 = status[0];
-  return WIFEXITED(s0) ? WEXITSTATUS(s0) : 1;
+  // The server's own code (docs/reliability.md, exit codes), or 128 + n when signal n killed it.
+  return WIFEXITED(s0) ? WEXITSTATUS(s0) : 128 + WTERMSIG(s0);
 }
 
 }  // namespace phalanx::core

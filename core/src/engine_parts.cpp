@@ -9,6 +9,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "phalanx/core/plugin_guard.hpp"
+#include "phalanx/core/run_failure.hpp"
 #include "phalanx/core/speed_trace.hpp"
 #include "phalanx/core/sync_engine.hpp"
 #include "phalanx/core/threads.hpp"
@@ -60,6 +61,7 @@ EnginePlugins make_plugins(const PipelineSpec& spec, const Registry& registry, c
 Dataset load_data(const PipelineSpec& spec, const Registry& registry, const RunInfo& info,
                   std::shared_ptr<spdlog::logger> logger) {
   RunContext ctx(info, derive_seed(spec.seed, "data"), "data(" + spec.data.name + ")", logger);
+  PhaseScope phase("loading the data", Kind::Data, spec.data.name);
   std::shared_ptr<DataSource> source = registry.make_data(spec.data.name, spec.data.params, ctx);
   Dataset data = guard_plugin(plugin_label(registry, Kind::Data, spec.data.name), [&] { return source->load(); });
   if (!data.train_x.defined() || !data.train_y.defined() || !data.test_x.defined() || !data.test_y.defined() ||
@@ -77,6 +79,7 @@ std::unique_ptr<FlatModel> build_model(const PipelineSpec& spec, const Registry&
   // LibTorch initialises layers from its global generator: seed it right before building.
   at::manual_seed(derive_seed(spec.seed, "model"));
   RunContext ctx(info, derive_seed(spec.seed, "model"), "model(" + spec.model.name + ")", std::move(logger));
+  PhaseScope phase("building the model", Kind::Model, spec.model.name);
   std::shared_ptr<Model> model = registry.make_model(spec.model.name, spec.model.params, ctx);
   return std::make_unique<FlatModel>(guard_plugin(plugin_label(registry, Kind::Model, spec.model.name),
                                                   [&] { return model->build(data.sample_shape, data.classes); }));
@@ -115,6 +118,7 @@ void require_shape(const at::Tensor& t, at::IntArrayRef shape, const std::string
 at::Tensor aggregate_rows(const PipelineSpec& spec, EnginePlugins& plugins, at::Tensor rows, RoundContext round) {
   const std::int64_t d = rows.size(1);
   for (std::size_t i = 0; i < plugins.preaggregators.size(); ++i) {
+    PhaseScope phase("pre-aggregation", Kind::PreAggregator, spec.preaggregators[i].name);
     PreAggregator& pre = *plugins.preaggregators[i];
     const std::int64_t n = rows.size(0);
     rows = guard_plugin(plugins.labels.preaggregators[i], [&] { return pre.transform_with_context(rows, round); });
@@ -127,6 +131,7 @@ at::Tensor aggregate_rows(const PipelineSpec& spec, EnginePlugins& plugins, at::
       round.staleness.clear();
     }
   }
+  PhaseScope phase("aggregation", Kind::Aggregator, spec.aggregator.name);
   at::Tensor update =
       guard_plugin(plugins.labels.aggregator, [&] { return plugins.aggregator->aggregate_with_context(rows, round); });
   require_shape(update, {d}, "aggregator '" + spec.aggregator.name + "'");
@@ -201,6 +206,7 @@ MetricsTracker::MetricsTracker(const PipelineSpec& spec, const Dataset& data, Fl
 std::pair<double, at::Tensor> worker_gradient(const PipelineSpec& spec, EnginePlugins& plugins, const Dataset& data,
                                               FlatModel& model, BatchStream& stream, bool byzantine,
                                               MetricsTracker* metrics, double& compute_seconds) {
+  PhaseScope phase("a worker's forward and backward pass", Kind::Model, spec.model.name);
   at::Tensor batch = stream.next(spec.batch_size);
   at::Tensor x = data.train_x.index_select(0, batch);
   at::Tensor y = data.train_y.index_select(0, batch);
@@ -318,6 +324,7 @@ void MetricsTracker::add_staleness(std::int64_t staleness) {
 void MetricsTracker::evaluate(std::int64_t step, std::int64_t gradients, double samples, double lr, double sim_time,
                               RunResult& result) {
   ScopedTimer timer(result.time.evaluation);
+  PhaseScope phase("evaluation", Kind::Model, spec_.model.name);
   FlatModel::Evaluation e = model_.evaluate(data_.test_x, data_.test_y, spec_.eval_batch_size);
   MetricsRow row;
   row.step = step;

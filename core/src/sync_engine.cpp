@@ -11,6 +11,7 @@
 #include "phalanx/core/plugin_guard.hpp"
 #include "phalanx/core/round_parts.hpp"
 #include "phalanx/core/run_checkpoint.hpp"
+#include "phalanx/core/run_failure.hpp"
 #include "phalanx/core/stop_signal.hpp"
 #include "phalanx/core/training_parts.hpp"
 #include "phalanx/error.hpp"
@@ -95,6 +96,7 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
   };
 
   for (std::int64_t step = first_step; step < total_steps; ++step) {
+    set_failure_step(step);
     const double lr = learning_rate(spec.schedule, spec.lr, step, total_steps);
     double round_time = 0;  // a synchronous round waits for its slowest worker
     {
@@ -118,6 +120,7 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
       round.previous_aggregate = previous_aggregate;
       const EngineDefenceOracle oracle(spec, plugins, context, at::Tensor());
       round.defence = &oracle;
+      PhaseScope phase("the attack", Kind::Attack, spec.attack.name);
       at::Tensor crafted = guard_plugin(plugins.labels.attack, [&] { return plugins.attack->craft(round); });
       require_shape(crafted, {b, d}, "attack '" + spec.attack.name + "'");
       if (!(crafted.data_ptr() == byzantine.data_ptr() && crafted.strides() == byzantine.strides()))
@@ -144,6 +147,7 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
     arrival.sim_time = sim_time;
     {
       ScopedTimer timer(result.time.update);
+      PhaseScope phase("the server update", Kind::Optimizer, spec.optimizer.name);
       guard_plugin(plugins.labels.optimizer, [&] { plugins.optimizer->apply(model->params(), update, arrival, lr); });
     }
     metrics.add_staleness(0);

@@ -3,6 +3,8 @@
 //
 //   # expect-exit: 2                      exit code (required)
 //   # expect-output: unknown parameter    substring of stdout+stderr (any number of lines, all must appear)
+//   # expect-no-output: frame #0          substring that must not appear (any number of lines)
+//   # env: PHALANX_PLUGIN_PATH=/x         environment variable for the phalanx process (any number of lines)
 //   # command: validate                   validate (default) | run | any argument list (@CONFIG@ = this file)
 //   # setup: <shell command>              run in the case's temp folder first (any number of lines)
 //
@@ -105,7 +107,7 @@ TEST_P(Hostile, EndsInAClearErrorOrADocumentedRecovery) {
   write_file(config, text);
 
   int expect_exit = -1;
-  std::vector<std::string> expect_output, setup;
+  std::vector<std::string> expect_output, expect_no_output, setup, env;
   std::string command = "validate";
   std::istringstream lines(text);
   for (std::string line; std::getline(lines, line) && line.rfind('#', 0) == 0;) {
@@ -117,6 +119,8 @@ TEST_P(Hostile, EndsInAClearErrorOrADocumentedRecovery) {
     if (const char* v = value("expect-output")) expect_output.emplace_back(v);
     if (const char* v = value("command")) command = v;
     if (const char* v = value("setup")) setup.emplace_back(v);
+    if (const char* v = value("expect-no-output")) expect_no_output.emplace_back(v);
+    if (const char* v = value("env")) env.emplace_back(v);
   }
   ASSERT_GE(expect_exit, 0) << c.path << ": no '# expect-exit: N' line at the top";
   ASSERT_FALSE(expect_output.empty()) << c.path << ": no '# expect-output: TEXT' line: say what the message must be";
@@ -128,14 +132,18 @@ TEST_P(Hostile, EndsInAClearErrorOrADocumentedRecovery) {
   if (command == "validate") command = "validate " + quoted(config);
   if (command == "run") command = "run " + quoted(config) + " --out " + quoted(tmp + "/out");
 
+  std::string environment;
+  for (const auto& assignment : env) environment += quoted(assignment) + " ";
   std::string out;
-  const int code = run_command("cd " + quoted(tmp) + " && timeout -s KILL " + std::to_string(kTimeoutSeconds) + " " +
+  const int code = run_command("cd " + quoted(tmp) + " && env " + environment + "timeout -s KILL " +
+                                   std::to_string(kTimeoutSeconds) + " " +
                                    quoted(PHALANX_BINARY) + " " + command,
                                &out);
   ASSERT_NE(code, 137) << "killed after " << kTimeoutSeconds << " s: a hang (or out of memory)\n" << out;
   ASSERT_LT(code, 128) << "ended by signal " << code - 128 << ": a crash\n" << out;
   EXPECT_EQ(code, expect_exit) << out;
   for (const auto& part : expect_output) EXPECT_THAT(out, ::testing::HasSubstr(part));
+  for (const auto& part : expect_no_output) EXPECT_THAT(out, ::testing::Not(::testing::HasSubstr(part)));
   for (const char* crash : {"terminate called", "Segmentation fault", "Aborted", "core dumped"})
     EXPECT_THAT(out, ::testing::Not(::testing::HasSubstr(crash)));
 }

@@ -6,7 +6,8 @@ CATEGORIES = {'yaml': 'broken YAML', 'missing': 'broken YAML', 'type': 'wrong ty
               'range': 'out-of-range parameter', 'byz': 'Byzantine count vs rule', 'partition': 'data partition',
               'data': 'missing / truncated / corrupt data', 'output': 'unwritable output', 'plugin': 'broken plugin',
               'msg': 'NaN / Inf / huge / zero messages',
-              'checkpoint': 'checkpoint / resume'}
+              'checkpoint': 'checkpoint / resume', 'memory': 'memory preflight', 'run': 'LibTorch failure in a run',
+              'sweep': 'exit codes'}
 print('| file | category | what it feeds | command | exit | output must contain |')
 print('|---|---|---|---|---:|---|')
 for path in sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(__file__)), '*.yaml'))):
