@@ -50,7 +50,7 @@ bool is_wire_fault(const std::string& fault) { return fault == "forge" || fault 
 // previous sealed message again, verbatim.
 void send_wire_fault(const std::string& fault, Cluster& cluster, const Message& sealed, const Message& previous,
                      bool after, std::chrono::milliseconds patience) {
-  if (fault.empty() || (fault == "replay") != after) return;
+  if (!is_wire_fault(fault) || (fault == "replay") != after) return;
   Message extra;
   if (fault == "forge") {
     extra = sealed;

@@ -223,11 +223,12 @@ TEST(Distributed, ForgedReplayedAndAlteredMessagesAreRejectedAndCounted) {
   // Each faulty worker sends its true message too, so every round still completes on time.
   const std::string dir = temp_dir("dist_wire"), cfg = config_file(dir);
   for (const std::string engine : {"sync", "async"}) {
-    Outcome r = phalanx("launch -n 5 " + cfg + " --set engine.name=" + engine + " --out " + dir + "/" + engine,
+    Outcome r = phalanx("launch -n 5 " + cfg + " --set engine.name=" + engine + " --set 'training.budget={steps: 40}'" +
+                            " --out " + dir + "/" + engine,
                         "PHALANX_FAULT=2:forge@3,3:replay@4,4:alter@5");
     EXPECT_EQ(r.code, 0) << r.output;
     EXPECT_EQ(status_of(dir + "/" + engine), "ok") << engine;
-    EXPECT_DOUBLE_EQ(last_metric(dir + "/" + engine, "step"), 120) << engine;
+    EXPECT_DOUBLE_EQ(last_metric(dir + "/" + engine, "step"), 40) << engine;
     EXPECT_EQ(last_metric(dir + "/" + engine, "rejected_messages"), 3) << engine;
     EXPECT_EQ(last_metric(dir + "/" + engine, "missing_messages"), 0) << engine;
     const std::string log = read_file(dir + "/" + engine + "/log.txt");
@@ -250,7 +251,7 @@ TEST(Distributed, UninvitedProcessesAreRefusedAndTheRunCompletes) {
                                       : rank == 4 ? "PHALANX_KEY_FILE=" : "PHALANX_KEY_FILE=" + dir + "/run.key";
     const std::string more = rank == 4 ? " --set engine.authentication=off" : "";
     script += "RANK=" + std::to_string(rank) + " " + key + " timeout -k 5 60 " + PHALANX_BINARY + " launch " + cfg +
-              more + " --out " + out + " > " + dir + "/rank" + std::to_string(rank) + ".txt 2>&1 &\npid" +
+              more + " --set 'training.budget={steps: 40}' --out " + out + " > " + dir + "/rank" + std::to_string(rank) + ".txt 2>&1 &\npid" +
               std::to_string(rank) + "=$!\n";
   }
   for (int rank = 0; rank < 5; ++rank)
@@ -263,7 +264,7 @@ TEST(Distributed, UninvitedProcessesAreRefusedAndTheRunCompletes) {
   EXPECT_THAT(output, ::testing::HasSubstr("rank3=1"));
   EXPECT_THAT(output, ::testing::HasSubstr("rank4=1"));
   EXPECT_EQ(status_of(out), "ok") << read_file(dir + "/rank0.txt");
-  EXPECT_DOUBLE_EQ(last_metric(out, "step"), 120);
+  EXPECT_DOUBLE_EQ(last_metric(out, "step"), 40);
   EXPECT_EQ(last_metric(out, "rejected_messages"), 2);
   EXPECT_THAT(read_file(dir + "/rank0.txt"), ::testing::HasSubstr("rank 3): it failed authentication"));
   EXPECT_THAT(read_file(dir + "/rank3.txt"), ::testing::HasSubstr("the server refused this process"));
