@@ -26,8 +26,8 @@ namespace {
 
 constexpr std::size_t kMinKeyBytes = 16;
 const char* const kKeyAdvice =
-    "create one on one machine with `openssl rand -hex 32 > phalanx.key && chmod 600 phalanx.key`, copy it to "
-    "every machine, and name it in PHALANX_KEY_FILE or engine.key_file";
+    "create one on one machine with `(umask 077; openssl rand -hex 32 > phalanx.key)`, copy it to every "
+    "machine (scp -p keeps its mode 600), and name it in PHALANX_KEY_FILE or engine.key_file";
 
 Digest hmac(const std::string& key, const std::string& data) {
   Digest out{};
