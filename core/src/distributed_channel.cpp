@@ -31,33 +31,44 @@ bool is_loopback(const std::string& host) {
 }
 
 at::Tensor header_tensor(const Header& h) {
+  const auto words = header_words(h);
   at::Tensor t = at::empty({static_cast<std::int64_t>(kHeaderLength)}, at::kLong);
-  auto a = t.accessor<std::int64_t, 1>();
-  a[0] = h.magic;
-  a[1] = static_cast<std::int64_t>(h.kind);
-  a[2] = h.sender;
-  a[3] = h.index;
-  a[4] = h.seq;
-  a[5] = h.numel;
-  a[6] = h.dtype;
-  a[7] = h.flags;
-  std::memcpy(&a[8], &h.loss, sizeof(double));
+  std::memcpy(t.data_ptr<std::int64_t>(), words.data(), sizeof words);
   return t;
 }
 
 Header header_from(const at::Tensor& t) {
-  auto a = t.accessor<std::int64_t, 1>();
-  Header h;
-  h.magic = a[0];
-  h.kind = static_cast<MessageKind>(a[1]);
-  h.sender = a[2];
-  h.index = a[3];
-  h.seq = a[4];
-  h.numel = a[5];
-  h.dtype = a[6];
-  h.flags = a[7];
-  std::memcpy(&h.loss, &a[8], sizeof(double));
-  return h;
+  std::array<std::int64_t, kHeaderLength> words{};
+  std::memcpy(words.data(), t.data_ptr<std::int64_t>(), sizeof words);
+  return header_from_words(words);
+}
+
+at::Tensor bytes_tensor(const std::uint8_t* data, std::size_t n) {
+  at::Tensor t = at::empty({static_cast<std::int64_t>(n)}, at::kByte);
+  std::memcpy(t.data_ptr<std::uint8_t>(), data, n);
+  return t;
+}
+
+Message handshake_message(MessageKind kind, int sender, const std::vector<at::Tensor>& parts) {
+  Message m;
+  m.header.kind = kind;
+  m.header.sender = sender;
+  if (!parts.empty()) {
+    m.payload = at::cat(parts);
+    m.header.numel = m.payload.numel();
+    m.header.dtype = static_cast<std::int64_t>(at::kByte);
+  }
+  return m;
+}
+
+// The `n`-th 32 bytes of a handshake payload, which must hold exactly `parts` of them.
+std::optional<std::array<std::uint8_t, 32>> handshake_part(const Message& m, MessageKind kind, int parts, int n) {
+  if (m.header.kind != kind || !m.payload.defined() || m.payload.scalar_type() != at::kByte ||
+      m.payload.numel() != 32 * parts)
+    return std::nullopt;
+  std::array<std::uint8_t, 32> out{};
+  std::memcpy(out.data(), m.payload.data_ptr<std::uint8_t>() + 32 * n, 32);
+  return out;
 }
 
 // Only plain numeric dtypes may travel; anything else in a header is a protocol violation.
@@ -108,6 +119,38 @@ std::optional<Message> receive_with(c10d::ProcessGroup& pg, int from, std::int64
 
 }  // namespace
 
+std::array<std::int64_t, kHeaderLength> header_words(const Header& h) {
+  std::array<std::int64_t, kHeaderLength> a{};
+  a[0] = h.magic;
+  a[1] = static_cast<std::int64_t>(h.kind);
+  a[2] = h.sender;
+  a[3] = h.index;
+  a[4] = h.seq;
+  a[5] = h.numel;
+  a[6] = h.dtype;
+  a[7] = h.flags;
+  std::memcpy(&a[8], &h.loss, sizeof(double));
+  a[9] = h.link_seq;
+  std::memcpy(&a[10], h.mac.data(), h.mac.size());
+  return a;
+}
+
+Header header_from_words(const std::array<std::int64_t, kHeaderLength>& a) {
+  Header h;
+  h.magic = a[0];
+  h.kind = static_cast<MessageKind>(a[1]);
+  h.sender = a[2];
+  h.index = a[3];
+  h.seq = a[4];
+  h.numel = a[5];
+  h.dtype = a[6];
+  h.flags = a[7];
+  std::memcpy(&h.loss, &a[8], sizeof(double));
+  h.link_seq = a[9];
+  std::memcpy(h.mac.data(), &a[10], h.mac.size());
+  return h;
+}
+
 at::Tensor BufferPool::take(std::int64_t numel, at::ScalarType dtype) {
   for (const at::Tensor& t : buffers_)
     if (t.numel() == numel && t.scalar_type() == dtype && t.use_count() == 1 && t.storage().use_count() == 1)
@@ -131,8 +174,8 @@ struct Cluster::Impl {
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
 };
 
-Cluster::Cluster(const ClusterSpec& spec, std::chrono::milliseconds connect_timeout)
-    : spec_(spec), impl_(std::make_unique<Impl>()) {
+Cluster::Cluster(const ClusterSpec& spec, std::chrono::milliseconds connect_timeout, AuthSettings auth)
+    : spec_(spec), auth_(std::move(auth)), impl_(std::make_unique<Impl>()) {
   if (spec.world_size < 2) throw Error("a distributed run needs at least 2 processes (a server and a worker)");
   if (spec.rank < 0 || spec.rank >= spec.world_size)
     throw Error("RANK " + std::to_string(spec.rank) + " is outside 0.." + std::to_string(spec.world_size - 1));
@@ -174,11 +217,17 @@ Cluster::Cluster(const ClusterSpec& spec, std::chrono::milliseconds connect_time
                 " s (start every rank with the same WORLD_SIZE, MASTER_ADDR and MASTER_PORT): " + e.what());
   }
   group_ = impl_->group.get();
+  links_.resize(spec.world_size);
 }
 
 Cluster::~Cluster() = default;
 
-void Cluster::send(int to, const Message& m, std::chrono::milliseconds timeout, int tag) {
+Message Cluster::seal(int to, Message m) {
+  if (to >= 0 && to < size() && links_[to]) links_[to]->seal(m);
+  return m;
+}
+
+void Cluster::send_sealed(int to, const Message& m, std::chrono::milliseconds timeout, int tag) {
   try {
     send_with(*group_, to, m, tag, [&](WorkPtr w) { return w->wait(timeout); });
   } catch (const Error&) {
@@ -188,16 +237,52 @@ void Cluster::send(int to, const Message& m, std::chrono::milliseconds timeout, 
   }
 }
 
+void Cluster::send(int to, const Message& m, std::chrono::milliseconds timeout, int tag) {
+  send_sealed(to, seal(to, m), timeout, tag);
+}
+
 Message Cluster::receive(int from, std::chrono::milliseconds timeout, std::int64_t max_numel, int tag) {
+  std::optional<Message> m;
   try {
-    auto m = receive_with(*group_, from, max_numel, tag, nullptr, [&](WorkPtr w) { return w->wait(timeout); });
-    if (!m) throw Error("receive from rank " + std::to_string(from) + " was aborted");
-    return std::move(*m);
+    m = receive_with(*group_, from, max_numel, tag, nullptr, [&](WorkPtr w) { return w->wait(timeout); });
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
     throw Error("receiving from rank " + std::to_string(from) + " failed: " + e.what());
   }
+  if (!m) throw Error("receive from rank " + std::to_string(from) + " was aborted");
+  if (from >= 0 && from < size() && links_[from]) {
+    const std::string why = links_[from]->verify(*m);
+    if (!why.empty()) throw RejectedMessage("a message from rank " + std::to_string(from) + " " + why);
+  }
+  return std::move(*m);
+}
+
+void Cluster::authenticate_with_server(std::chrono::milliseconds timeout, int tag) {
+  links_[0].reset();  // a new conversation (the benchmark's repeats) starts unauthenticated
+  if (!auth_.enabled) return;
+  const std::string me = "rank " + std::to_string(rank());
+  const Message challenge = receive(0, timeout, 64, tag);
+  if (challenge.header.kind == MessageKind::Params)
+    throw Error(me + ": the server runs without authentication (engine.authentication: off) but this process "
+                     "has it on; start every process of the run with the same engine.authentication");
+  const auto server_nonce = handshake_part(challenge, MessageKind::Challenge, 1, 0);
+  if (!server_nonce) throw Error(me + ": the server's first message is not an authentication challenge");
+  const Nonce worker_nonce = random_nonce();
+  const Digest proof = worker_proof(auth_.key, rank(), size(), *server_nonce, worker_nonce);
+  send(0, handshake_message(MessageKind::Response, rank(), {bytes_tensor(worker_nonce.data(), 32),
+                                                            bytes_tensor(proof.data(), 32)}),
+       timeout, tag);
+  const Message answer = receive(0, timeout, 64, tag);
+  if (answer.header.kind == MessageKind::Refused)
+    throw Error(me + ": the server refused this process: its key (" + auth_.source +
+                ") differs from the server's; give every process of the run the same key file");
+  const auto server_says = handshake_part(answer, MessageKind::Welcome, 1, 0);
+  if (!server_says || !same_digest(*server_says, server_proof(auth_.key, rank(), size(), *server_nonce, worker_nonce)))
+    throw Error(me + ": the server could not prove that it holds this process's key (" + auth_.source +
+                "); the keys differ, or something else answered on the server's address");
+  links_[0] = std::make_unique<MessageAuthenticator>(
+      session_key(auth_.key, rank(), size(), *server_nonce, worker_nonce), rank(), 0);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -209,6 +294,7 @@ struct ServerLinks::Link {
   WorkPtr receiving, sending;  // in flight, so shutdown can abort them
   std::thread receiver, sender;
   std::atomic<bool> sender_done{false}, receiver_done{false};
+  bool ready = false;  // the worker passed the handshake (or authentication is off): the sender may start
 };
 
 namespace {
@@ -241,6 +327,7 @@ ServerLinks::ServerLinks(Cluster& cluster, std::int64_t max_numel, std::chrono::
     links_.push_back(std::make_unique<Link>());
     pools_.push_back(std::make_unique<BufferPool>());
   }
+  macs_.resize(cluster.size());
   for (int r = 1; r < cluster.size(); ++r) {
     links_[r]->receiver = std::thread([this, r] { receive_loop(r); });
     links_[r]->sender = std::thread([this, r] { send_loop(r); });
@@ -266,13 +353,81 @@ void ServerLinks::mark_lost(int rank, const std::string& reason) {
   ready_.notify_all();
 }
 
+void ServerLinks::push_rejected(int rank, Message m, const std::string& why) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Event e;
+  e.rank = rank;
+  e.rejected = why;
+  e.message = std::move(m);
+  events_.push_back(std::move(e));
+  ready_.notify_all();
+}
+
+template <class Wait>
+std::string ServerLinks::handshake(int rank, Wait& wait) {
+  const AuthSettings& auth = cluster_.auth();
+  const int world = cluster_.size();
+  const Nonce server_nonce = random_nonce();
+  auto send = [&](MessageKind kind, const Digest& bytes) {
+    if (!send_with(cluster_.group(), rank, handshake_message(kind, 0, {bytes_tensor(bytes.data(), 32)}), tag_, wait))
+      throw Error("aborted");
+  };
+  send(MessageKind::Challenge, server_nonce);
+  std::optional<Message> answer = receive_with(cluster_.group(), rank, 64, tag_, nullptr, wait);
+  if (!answer) throw Error("aborted");
+  const auto worker_nonce = handshake_part(*answer, MessageKind::Response, 2, 0);
+  const auto proof = handshake_part(*answer, MessageKind::Response, 2, 1);
+  if (!worker_nonce || !proof)
+    return "did not answer the authentication challenge (it sent a message of kind " +
+           std::to_string(static_cast<std::int64_t>(answer->header.kind)) + "; is it running without a key?)";
+  if (!same_digest(*proof, worker_proof(auth.key, rank, world, server_nonce, *worker_nonce))) {
+    try {
+      send(MessageKind::Refused, Digest{});  // a courtesy, so the process stops at once with a clear message
+    } catch (const std::exception&) {
+    }
+    return "failed authentication: its proof does not match the run's key (an uninvited process, or another key file)";
+  }
+  send(MessageKind::Welcome, server_proof(auth.key, rank, world, server_nonce, *worker_nonce));
+  macs_[rank] = std::make_unique<MessageAuthenticator>(session_key(auth.key, rank, world, server_nonce, *worker_nonce),
+                                                       0, rank);
+  return "";
+}
+
 void ServerLinks::receive_loop(int rank) {
   Link& link = *links_[rank];
   auto wait = [&](WorkPtr w) { return wait_abortable(link.mutex, link.receiving, stopping_, silence_limit_, w); };
+  if (cluster_.auth().enabled) {
+    std::string refused;
+    try {
+      refused = handshake(rank, wait);
+    } catch (const std::exception& e) {
+      refused = std::string("failed the authentication handshake: ") + e.what();
+    }
+    if (!refused.empty()) {
+      if (!stopping_) {
+        push_rejected(rank, Message{}, refused);
+        mark_lost(rank, "refused: it " + refused);
+      }
+      link.receiver_done = true;
+      return;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(link.mutex);
+    link.ready = true;
+    link.posted.notify_all();
+  }
   while (!stopping_) {
     try {
       std::optional<Message> m = receive_with(cluster_.group(), rank, max_numel_, tag_, pools_[rank].get(), wait);
       if (!m) break;
+      if (macs_[rank]) {
+        const std::string why = macs_[rank]->verify(*m);
+        if (!why.empty()) {
+          push_rejected(rank, std::move(*m), why);
+          continue;
+        }
+      }
       std::lock_guard<std::mutex> lock(mutex_);
       Event e;
       e.rank = rank;
@@ -294,11 +449,12 @@ void ServerLinks::send_loop(int rank) {
     Message m;
     {
       std::unique_lock<std::mutex> lock(link.mutex);
-      link.posted.wait(lock, [&] { return stopping_ || link.outbox.has_value(); });
+      link.posted.wait(lock, [&] { return stopping_ || (link.ready && link.outbox.has_value()); });
       if (stopping_) break;
       m = std::move(*link.outbox);
       link.outbox.reset();
     }
+    if (macs_[rank]) macs_[rank]->seal(m);
     try {
       if (!send_with(cluster_.group(), rank, m, tag_, wait)) break;
     } catch (const std::exception& e) {

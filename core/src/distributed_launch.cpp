@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <thread>
@@ -43,6 +44,28 @@ int free_port() {
   return ntohs(addr.sin_port);
 }
 
+// A fresh key for the processes of one `launch -n`, in a private temporary folder removed with it.
+class RunKey {
+ public:
+  RunKey() {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/phalanx-key-XXXXXX";
+    if (!::mkdtemp(pattern.data())) throw Error("cannot create a private folder for the run's key in " + pattern +
+                                                ": " + std::strerror(errno) + " (set TMPDIR to a writable folder)");
+    dir_ = pattern;
+    path_ = dir_ + "/run.key";
+    write_new_key_file(path_);
+  }
+  ~RunKey() {
+    ::unlink(path_.c_str());
+    ::rmdir(dir_.c_str());
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string dir_, path_;
+};
+
 std::string describe(int status) {
   if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
   if (WIFSIGNALED(status)) return std::string("was killed by signal ") + strsignal(WTERMSIG(status));
@@ -55,6 +78,9 @@ int launch_local(int processes, int port, const std::string& executable, const s
                  std::chrono::milliseconds grace) {
   if (processes < 2) throw Error("launch -n needs at least 2 processes (a server and a worker)");
   if (port == 0) port = free_port();
+  // The processes started here are ours: they share a key made for this run (read only when
+  // engine.authentication is on), which no other process on the machine can read.
+  const RunKey key;
   std::cerr << "launch: " << processes << " processes (server + " << processes - 1
             << " workers) on 127.0.0.1:" << port << "\n";
 
@@ -82,6 +108,7 @@ int launch_local(int processes, int port, const std::string& executable, const s
       ::setenv("WORLD_SIZE", std::to_string(processes).c_str(), 1);
       ::setenv("MASTER_ADDR", "127.0.0.1", 1);
       ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+      ::setenv("PHALANX_KEY_FILE", key.path().c_str(), 1);
       std::vector<std::string> argv_s{executable, "launch"};
       argv_s.insert(argv_s.end(), args.begin(), args.end());
       std::vector<char*> argv;

@@ -153,6 +153,12 @@ RunResult serve_sync(Server& s, std::int64_t total_steps) {
       }
       const Message& m = e->message;
       const std::int64_t w = e->rank - 1;
+      if (!e->rejected.empty()) {
+        // Possibly the worker's own message, altered on the way: it then waits, so send it the next round.
+        idle[w] = 1;
+        s.reject(e->rank, m, e->rejected);
+        continue;
+      }
       if (m.header.kind == MessageKind::Gradient && m.header.index < step && m.header.index >= 0) {
         if (s.logger) s.logger->info("server: late message of worker {} for round {} dropped", w, m.header.index);
         s.links.post(e->rank, broadcast);  // counted as missing in its own round already; join this one
@@ -318,6 +324,11 @@ RunResult serve_async(Server& s, std::int64_t total_steps, std::int64_t total_ar
       continue;
     }
     ++received;
+    if (!e->rejected.empty()) {
+      // No reply: a forged message must not make the server hand out extra work (docs/distributed.md).
+      s.reject(e->rank, e->message, e->rejected);
+      continue;
+    }
     const Message& m = e->message;
     const int rank = e->rank;
     const std::int64_t k = rank - 1;
@@ -498,7 +509,7 @@ RunResult run_distributed(const PipelineSpec& spec, const Registry& registry, co
                 std::to_string(spec.workers + 1) + "` or --set workers.count=" +
                 std::to_string(cluster_spec.world_size - 1));
   std::signal(SIGPIPE, SIG_IGN);  // a peer that died must surface as an error, not kill this process
-  Cluster cluster(cluster_spec, seconds(std::max(60.0, 4 * spec.timeout)));
+  Cluster cluster(cluster_spec, seconds(std::max(60.0, 4 * spec.timeout)), authentication_from(spec));
   if (logger) logger->info("rank {} of {}: connected through {}:{}", cluster.rank(), cluster.size(),
                            cluster_spec.master_addr, cluster_spec.master_port);
   if (cluster.rank() == 0) return run_server(spec, registry, cluster, out_dir, logger);

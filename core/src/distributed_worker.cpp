@@ -38,8 +38,33 @@ void apply_fault(const std::string& fault, Message& m, double timeout, std::shar
   } else if (fault == "crash") {
     std::raise(SIGKILL);
   } else {
-    throw Error("PHALANX_FAULT: unknown fault '" + fault + "' (nan, wrong_size, wrong_dtype, wrong_index, stall, crash)");
+    throw Error("PHALANX_FAULT: unknown fault '" + fault + "' (nan, wrong_size, wrong_dtype, wrong_index, stall, "
+                "crash, forge, replay, alter)");
   }
+}
+
+bool is_wire_fault(const std::string& fault) { return fault == "forge" || fault == "replay" || fault == "alter"; }
+
+// The faults of a hostile party on the wire, sent just before (forge, alter) or after (replay) the worker's
+// true message `sealed`, so the round still gets that message: forge, a message sealed with a key that is
+// not the run's; alter, `sealed` with one payload number changed after sealing; replay, the worker's
+// previous sealed message again, verbatim.
+void send_wire_fault(const std::string& fault, Cluster& cluster, const Message& sealed, const Message& previous,
+                     bool after, std::chrono::milliseconds patience) {
+  if (!is_wire_fault(fault) || (fault == "replay") != after) return;
+  Message extra;
+  if (fault == "forge") {
+    extra = sealed;
+    MessageAuthenticator(Digest{}, cluster.rank(), 0).seal(extra);
+  } else if (fault == "alter") {
+    extra = sealed;
+    extra.payload = sealed.payload.clone();
+    extra.payload[0] += 1;
+  } else if (fault == "replay") {
+    if (!previous.payload.defined()) return;
+    extra = previous;
+  }
+  cluster.send_sealed(0, extra, patience);
 }
 
 }  // namespace
@@ -61,13 +86,24 @@ RunResult run_worker(const PipelineSpec& spec, const Registry& registry, Cluster
                  byzantine ? (server_attacks ? " Byzantine (omniscient attack run by the server)" : " Byzantine") : "",
                  d);
 
+  try {
+    cluster.authenticate_with_server(patience);
+  } catch (const RejectedMessage& e) {
+    throw Error("worker " + std::to_string(w) + ": the authentication handshake failed: " + e.what());
+  }
+
   RunResult result;
   std::int64_t seq = 0;
   double compute_seconds = 0;
+  Message previous;  // the last message sent, sealed (for the replay fault of the tests)
   for (;;) {
     Message p;
     try {
       p = cluster.receive(0, patience, d);
+    } catch (const RejectedMessage& e) {
+      // Not from the server, or not as it sent it: never used. Keep waiting for the authentic one.
+      if (logger) logger->warn("worker {}: rejected {}", w, e.what());
+      continue;
     } catch (const Error& e) {
       throw Error("worker " + std::to_string(w) + " (rank " + std::to_string(cluster.rank()) +
                   "): lost the server (rank 0): " + e.what() +
@@ -77,6 +113,9 @@ RunResult run_worker(const PipelineSpec& spec, const Registry& registry, Cluster
       if (logger) logger->info("worker {}: the server ended the run after {} messages", w, seq);
       return result;
     }
+    if (p.header.kind == MessageKind::Challenge)
+      throw Error("worker " + std::to_string(w) + ": the server requires authentication and this process has it "
+                  "off; give it the run's key (PHALANX_KEY_FILE or engine.key_file) and engine.authentication: hmac");
     if (p.header.magic != kMagic || p.header.kind != MessageKind::Params || p.header.numel != d ||
         !p.payload.defined() || p.payload.scalar_type() != at::kFloat)
       throw Error("worker " + std::to_string(w) + ": the server sent a malformed parameter message (" +
@@ -108,9 +147,15 @@ RunResult run_worker(const PipelineSpec& spec, const Registry& registry, Cluster
     } else {
       m.payload = message.contiguous();
     }
-    apply_fault(faults.for_message(seq), m, spec.timeout, logger);
+    const std::string fault = faults.for_message(seq);
+    if (!is_wire_fault(fault)) apply_fault(fault, m, spec.timeout, logger);
+    else if (logger) logger->warn("worker: PHALANX_FAULT: '{}' at message {}", fault, seq);
     try {
-      cluster.send(0, m, patience);
+      const Message sealed = cluster.seal(0, std::move(m));
+      send_wire_fault(fault, cluster, sealed, previous, false, patience);
+      cluster.send_sealed(0, sealed, patience);
+      send_wire_fault(fault, cluster, sealed, previous, true, patience);
+      if (!faults.at.empty()) previous = Message{sealed.header, sealed.payload.clone()};
     } catch (const Error& e) {
       throw Error("worker " + std::to_string(w) + " (rank " + std::to_string(cluster.rank()) +
                   "): lost the server (rank 0) while sending: " + e.what() + ". This worker stops.");

@@ -170,12 +170,20 @@ PipelineSpec resolve_pipeline(const Value& root, const Registry& registry) {
             "distributed (phalanx launch): seconds a synchronous round waits for missing messages; a worker "
             "or server silent for 4x this is given up", 0.01),
        spec("distributed", ParamType::Bool, false,
-            "set by phalanx launch: the run used real processes (start such a config with phalanx launch)")},
+            "set by phalanx launch: the run used real processes (start such a config with phalanx launch)"),
+       spec("authentication", ParamType::String, "hmac",
+            "distributed: hmac (every process proves it holds the shared key; every message carries a MAC) or "
+            "off (a trusted, closed cluster only)", {}, {}, {"hmac", "off"}),
+       spec("key_file", ParamType::String, "",
+            "distributed: file holding the shared key (PHALANX_KEY_FILE, when set, wins); phalanx launch -n "
+            "makes its own")},
       engine_section, "engine", {"speed"});
   s.engine = engine.get_string("name");
   s.buffer = engine.get_int("buffer");
   s.timeout = engine.get_double("timeout");
   s.distributed = engine.get_bool("distributed");
+  s.authentication = engine.get_string("authentication");
+  s.key_file = engine.get_string("key_file");
   if (s.buffer > s.workers) engine.fail("buffer", "cannot exceed the number of workers (" + std::to_string(s.workers) + ")");
   Value speed_section = Value::map({});
   if (const Value* sp = engine_section.find("speed"))

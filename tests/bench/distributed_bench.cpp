@@ -5,7 +5,9 @@
 //           nothing else: the most a Gloo point-to-point loop can do.
 //   server: what serve_async does per arrival: ServerLinks (receiver/sender threads per worker, framed
 //           header + payload), check_gradient_message (size, dtype, index, finiteness), the optimizer
-//           plugin's apply, and a reply carrying a snapshot of the parameters.
+//           plugin's apply, and a reply carrying a snapshot of the parameters; engine.authentication off.
+//   mac:    the same with authentication on: the handshake, then an HMAC-SHA256 sealed by the sender and
+//           verified by the receiver on every message, both ways (docs/distributed.md, "Authentication").
 // Workers send a precomputed gradient, so only the server and the wire are measured. The phases alternate
 // `--repeats` times; the median of each is reported. Not run by ctest (see docs/BENCHMARKS.md).
 //
@@ -102,6 +104,7 @@ double raw_phase(Cluster& cluster, const Args& a) {
 double server_phase(Cluster& cluster, const Args& a, EnginePlugins& plugins, int tag) {
   const std::int64_t total = (a.updates / a.workers) * a.workers;
   if (cluster.rank() != 0) {
+    cluster.authenticate_with_server(std::chrono::seconds(60), tag);
     Message g;
     g.header.kind = MessageKind::Gradient;
     g.header.sender = cluster.rank();
@@ -110,6 +113,7 @@ double server_phase(Cluster& cluster, const Args& a, EnginePlugins& plugins, int
     g.payload = at::randn({a.d}).mul_(1e-3);
     for (;;) {
       Message p = cluster.receive(0, std::chrono::seconds(60), a.d, tag);
+      if (p.header.kind == MessageKind::Challenge) throw Error("handshake expected before the first message");
       if (p.header.kind == MessageKind::Stop) return 0;
       g.header.index = p.header.index;
       ++g.header.seq;
@@ -158,21 +162,28 @@ int role(const Args& a) {
   RunInfo info = run_info(pipeline, "");
   info.dimension = a.d;
   info.total_steps = a.updates;
-  std::vector<double> raw, server;
+  AuthSettings with_mac;
+  with_mac.enabled = true;
+  with_mac.key = "the benchmark's shared key, 32 b";
+  with_mac.source = "(benchmark)";
+  std::vector<double> raw, server, mac;
   for (int i = 0; i < a.repeats; ++i) {
     cluster.group().barrier()->wait();
     raw.push_back(raw_phase(cluster, a));
-    cluster.group().barrier()->wait();
-    EnginePlugins plugins = make_plugins(pipeline, registry, info, nullptr);
-    // Each repeat talks on its own tags: the receives the previous one aborted are still posted.
-    server.push_back(server_phase(cluster, a, plugins, 10 + 2 * i));
+    for (bool authenticated : {false, true}) {
+      cluster.group().barrier()->wait();
+      cluster.set_auth(authenticated ? with_mac : AuthSettings{});
+      EnginePlugins plugins = make_plugins(pipeline, registry, info, nullptr);
+      // Each phase talks on its own tags: the receives the previous one aborted are still posted.
+      (authenticated ? mac : server).push_back(server_phase(cluster, a, plugins, 10 + 4 * i + (authenticated ? 2 : 0)));
+    }
   }
   if (cluster.rank() != 0) return 0;
   auto median = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
   };
-  const double r = median(raw), s = median(server);
+  const double r = median(raw), s = median(server), m = median(mac);
   const double mb = 4.0 * static_cast<double>(a.d) / 1e6;
   std::cout << "d = " << a.d << " float32 (" << mb << " MB per message), " << a.workers
             << " workers, 127.0.0.1, optimizer " << a.optimizer << ", " << a.updates << " updates x " << a.repeats
@@ -181,7 +192,10 @@ int role(const Args& a) {
   for (double x : raw) std::cout << " " << x;
   std::cout << "\nserver loop (async):            " << s << " updates/s   (" << 2 * s * mb / 1000 << " GB/s)   runs:";
   for (double x : server) std::cout << " " << x;
+  std::cout << "\nserver loop, MACs on:           " << m << " updates/s   (" << 2 * m * mb / 1000 << " GB/s)   runs:";
+  for (double x : mac) std::cout << " " << x;
   std::cout << "\nserver loop / raw:              " << 100 * s / r << " %\n";
+  std::cout << "MACs on / off:                  " << 100 * m / s << " %\n";
   return 0;
 }
 

@@ -6,6 +6,10 @@
 #include <filesystem>
 #include <sstream>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "support.hpp"
 
 namespace phalanx::test {
@@ -62,6 +66,19 @@ int processes_mentioning(const std::string& text) {
     if (cmdline.find(text) != std::string::npos) ++n;
   }
   return n;
+}
+
+// A port the kernel just handed out as free (as `launch -n` finds its own).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  ::close(fd);
+  return ntohs(addr.sin_port);
 }
 
 std::string status_of(const std::string& dir) {
@@ -200,6 +217,58 @@ TEST(Distributed, InterruptStopsEveryProcessAndLeavesACheckpoint) {
   EXPECT_THAT(read_file(out + "/summary.json"), ::testing::HasSubstr("checkpoint.pt"));
   EXPECT_FALSE(read_file(out + "/checkpoint.pt").empty());
   EXPECT_EQ(processes_mentioning(out), 0) << "processes left behind";
+}
+
+TEST(Distributed, ForgedReplayedAndAlteredMessagesAreRejectedAndCounted) {
+  // Each faulty worker sends its true message too, so every round still completes on time.
+  const std::string dir = temp_dir("dist_wire"), cfg = config_file(dir);
+  for (const std::string engine : {"sync", "async"}) {
+    Outcome r = phalanx("launch -n 5 " + cfg + " --set engine.name=" + engine + " --set 'training.budget={steps: 40}'" +
+                            " --out " + dir + "/" + engine,
+                        "PHALANX_FAULT=2:forge@3,3:replay@4,4:alter@5");
+    EXPECT_EQ(r.code, 0) << r.output;
+    EXPECT_EQ(status_of(dir + "/" + engine), "ok") << engine;
+    EXPECT_DOUBLE_EQ(last_metric(dir + "/" + engine, "step"), 40) << engine;
+    EXPECT_EQ(last_metric(dir + "/" + engine, "rejected_messages"), 3) << engine;
+    EXPECT_EQ(last_metric(dir + "/" + engine, "missing_messages"), 0) << engine;
+    const std::string log = read_file(dir + "/" + engine + "/log.txt");
+    EXPECT_THAT(log, ::testing::HasSubstr("worker 1 (rank 2): it fails authentication (bad MAC")) << engine;  // forged
+    EXPECT_THAT(log, ::testing::HasSubstr("worker 3 (rank 4): it fails authentication (bad MAC")) << engine;  // altered
+    EXPECT_THAT(log, ::testing::HasSubstr("worker 2 (rank 3): it is replayed or out of order")) << engine;
+  }
+}
+
+TEST(Distributed, UninvitedProcessesAreRefusedAndTheRunCompletes) {
+  // Ranks 0-2 hold the run's key; rank 3 has another key and rank 4 none (authentication off). Both
+  // are refused at the handshake, leave with a clear message, and the two invited workers finish the run.
+  const std::string dir = temp_dir("dist_uninvited"), cfg = config_file(dir), out = dir + "/run";
+  write_file(dir + "/run.key", "the run's shared secret, 32 bytes");
+  write_file(dir + "/other.key", "somebody else's key, long enough");
+  ASSERT_EQ(run_command("chmod 600 " + dir + "/run.key " + dir + "/other.key", nullptr), 0);
+  std::string script = "export WORLD_SIZE=5 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) + "\n";
+  for (int rank = 0; rank < 5; ++rank) {
+    const std::string key = rank == 3 ? "PHALANX_KEY_FILE=" + dir + "/other.key"
+                                      : rank == 4 ? "PHALANX_KEY_FILE=" : "PHALANX_KEY_FILE=" + dir + "/run.key";
+    const std::string more = rank == 4 ? " --set engine.authentication=off" : "";
+    script += "RANK=" + std::to_string(rank) + " " + key + " timeout -k 5 60 " + PHALANX_BINARY + " launch " + cfg +
+              more + " --set 'training.budget={steps: 40}' --out " + out + " > " + dir + "/rank" + std::to_string(rank) + ".txt 2>&1 &\npid" +
+              std::to_string(rank) + "=$!\n";
+  }
+  for (int rank = 0; rank < 5; ++rank)
+    script += "wait $pid" + std::to_string(rank) + "; echo rank" + std::to_string(rank) + "=$?\n";
+  write_file(dir + "/uninvited.sh", script);
+  std::string output;
+  run_command("bash " + dir + "/uninvited.sh", &output);
+  EXPECT_THAT(output, ::testing::HasSubstr("rank0=0"));
+  EXPECT_THAT(output, ::testing::HasSubstr("rank1=0"));
+  EXPECT_THAT(output, ::testing::HasSubstr("rank3=1"));
+  EXPECT_THAT(output, ::testing::HasSubstr("rank4=1"));
+  EXPECT_EQ(status_of(out), "ok") << read_file(dir + "/rank0.txt");
+  EXPECT_DOUBLE_EQ(last_metric(out, "step"), 40);
+  EXPECT_EQ(last_metric(out, "rejected_messages"), 2);
+  EXPECT_THAT(read_file(dir + "/rank0.txt"), ::testing::HasSubstr("rank 3): it failed authentication"));
+  EXPECT_THAT(read_file(dir + "/rank3.txt"), ::testing::HasSubstr("the server refused this process"));
+  EXPECT_THAT(read_file(dir + "/rank4.txt"), ::testing::HasSubstr("the server requires authentication"));
 }
 
 TEST(Distributed, LaunchRefusesAProcessCountThatDoesNotFitTheConfig) {

@@ -27,6 +27,9 @@
 
 #include <spdlog/logger.h>
 
+#include "phalanx/core/distributed_auth.hpp"
+#include "phalanx/error.hpp"
+
 namespace c10d {
 class ProcessGroup;
 }  // namespace c10d
@@ -49,10 +52,14 @@ struct ClusterSpec {
 /// the environment keep the values of `defaults`.
 ClusterSpec cluster_from_environment(ClusterSpec defaults);
 
-enum class MessageKind : std::int64_t { Gradient = 1, Params = 2, Stop = 3 };
+// Challenge, Response, Welcome and Refused are the authentication handshake (docs/distributed.md).
+enum class MessageKind : std::int64_t {
+  Gradient = 1, Params = 2, Stop = 3, Challenge = 4, Response = 5, Welcome = 6, Refused = 7
+};
 
-constexpr std::int64_t kMagic = 0x50484c5802;  // "PHLX", protocol version 2
-constexpr std::size_t kHeaderLength = 9;
+constexpr std::int64_t kMagic = 0x50484c5803;  // "PHLX", protocol version 3
+constexpr std::size_t kHeaderLength = 14;      // 9 fields, the link sequence number, 4 words of MAC
+constexpr std::size_t kMacCoveredWords = 10;   // the MAC covers the header up to the link sequence number
 
 struct Header {
   std::int64_t magic = kMagic;
@@ -64,7 +71,13 @@ struct Header {
   std::int64_t dtype = 0;  // c10::ScalarType of the payload
   std::int64_t flags = 0;  // kFlagHonestCopy: a Byzantine worker's true message for a server-side attack
   double loss = 0;         // worker: its mini-batch loss (for train_loss), sent as the double's bits
+  std::int64_t link_seq = 0;               // set by MessageAuthenticator::seal: strictly increasing per link
+  std::array<std::uint8_t, 32> mac{};      // HMAC-SHA256 over words [0, kMacCoveredWords) and the payload
 };
+
+/// The header as it travels (kHeaderLength int64), and back.
+std::array<std::int64_t, kHeaderLength> header_words(const Header& h);
+Header header_from_words(const std::array<std::int64_t, kHeaderLength>& words);
 constexpr std::int64_t kFlagHonestCopy = 1;
 
 struct Message {
@@ -86,28 +99,51 @@ class BufferPool {
   std::vector<at::Tensor> buffers_;
 };
 
+/// A message that arrived but failed authentication (bad MAC, replayed, out of order): the link is intact.
+class RejectedMessage : public Error {
+ public:
+  using Error::Error;
+};
+
 /// The process group of one run: TCPStore rendezvous, then a Gloo mesh between all ranks.
 class Cluster {
  public:
   /// Blocks until every rank joined or `connect_timeout` passed (then throws Error saying who is missing).
-  Cluster(const ClusterSpec& spec, std::chrono::milliseconds connect_timeout);
+  /// With `auth` enabled, messages to and from a peer are sealed and verified once the handshake with that
+  /// peer is done (authenticate_with_server on a worker, ServerLinks on the server).
+  Cluster(const ClusterSpec& spec, std::chrono::milliseconds connect_timeout, AuthSettings auth = {});
   ~Cluster();
   int rank() const { return spec_.rank; }
   int size() const { return spec_.world_size; }
   c10d::ProcessGroup& group() { return *group_; }
+  const AuthSettings& auth() const { return auth_; }
+  /// Authentication for the handshakes that start after this call (the benchmark compares both settings).
+  void set_auth(AuthSettings auth) { auth_ = std::move(auth); }
 
-  /// Blocking send, bounded by `timeout`; throws Error (peer gone, timeout).
+  /// Worker: the handshake with the server (answers its challenge, checks its proof, derives the link's
+  /// key). Nothing when authentication is off. Throws Error naming the cause when the server refuses this
+  /// process or cannot prove it holds the key.
+  void authenticate_with_server(std::chrono::milliseconds timeout, int tag = 0);
+
+  /// Blocking send, bounded by `timeout`; throws Error (peer gone, timeout). Sealed when the link is
+  /// authenticated.
   void send(int to, const Message& m, std::chrono::milliseconds timeout, int tag = 0);
+  /// `m` numbered and MACed for `to` (unchanged on an unauthenticated link), and its sending as is.
+  Message seal(int to, Message m);
+  void send_sealed(int to, const Message& m, std::chrono::milliseconds timeout, int tag = 0);
   /// Blocking receive from `from`, bounded by `timeout`; payloads larger than `max_numel` elements are
-  /// refused (Error) without being read. Throws Error on timeout or a lost peer.
+  /// refused (Error) without being read. Throws Error on timeout or a lost peer, RejectedMessage when the
+  /// message fails authentication.
   Message receive(int from, std::chrono::milliseconds timeout, std::int64_t max_numel, int tag = 0);
 
   struct Impl;
 
  private:
   ClusterSpec spec_;
+  AuthSettings auth_;
   std::unique_ptr<Impl> impl_;
   c10d::ProcessGroup* group_ = nullptr;
+  std::vector<std::unique_ptr<MessageAuthenticator>> links_;  // by peer rank; set after its handshake
 };
 
 /// Server side: one receiver and one sender thread per worker, so the server loop only ever waits on a
@@ -118,8 +154,9 @@ class ServerLinks {
  public:
   struct Event {
     int rank = 0;
-    bool lost = false;    // the worker is gone (connection closed, silent too long, protocol broken)
-    std::string reason;   // for `lost`
+    bool lost = false;     // the worker is gone (connection closed, silent too long, protocol broken)
+    std::string reason;    // for `lost`
+    std::string rejected;  // non-empty: `message` (or the handshake) failed authentication; count, never use
     Message message;
   };
   ServerLinks(Cluster& cluster, std::int64_t max_numel, std::chrono::milliseconds silence_limit,
@@ -139,6 +176,10 @@ class ServerLinks {
   void receive_loop(int rank);
   void send_loop(int rank);
   void mark_lost(int rank, const std::string& reason);
+  void push_rejected(int rank, Message m, const std::string& why);
+  /// The server's half of the handshake with `rank`; "" when it proved itself, else why it is refused.
+  template <class Wait>
+  std::string handshake(int rank, Wait& wait);
 
   Cluster& cluster_;
   std::int64_t max_numel_;
@@ -148,6 +189,7 @@ class ServerLinks {
   std::vector<std::unique_ptr<BufferPool>> pools_;  // per worker, used by its receiver thread
   std::vector<std::unique_ptr<std::atomic<bool>>> alive_;
   std::vector<std::unique_ptr<Link>> links_;
+  std::vector<std::unique_ptr<MessageAuthenticator>> macs_;  // by rank; set by its receiver after the handshake
   std::mutex mutex_;
   std::condition_variable ready_;
   std::deque<Event> events_;

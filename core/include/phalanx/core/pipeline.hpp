@@ -55,6 +55,8 @@ struct PipelineSpec {
   std::int64_t buffer = 1;  // async: arrivals aggregated together (1: apply each arrival)
   double timeout = 30.0;    // distributed: seconds a sync round waits; 4x this silence drops a peer
   bool distributed = false;  // set by `phalanx launch`, so reports tell real runs from simulated ones
+  std::string authentication = "hmac";  // distributed: hmac (shared key, a MAC per message) | off
+  std::string key_file;                 // distributed: the shared key (PHALANX_KEY_FILE wins)
   SpeedSpec speed;
 
   PluginChoice data, model, optimizer, aggregator, attack;
