@@ -13,7 +13,7 @@ namespace {
 std::string headers_hash() {
   namespace fs = std::filesystem;
   std::vector<fs::path> files;
-  for (const auto& e : fs::recursive_directory_iterator(std::string(PHALANX_SOURCE_DIR) + "/sdk/include"))
+  for (const auto& e : fs::recursive_directory_iterator(test::source_dir() + "/sdk/include"))
     if (e.is_regular_file()) files.push_back(e.path());
   std::sort(files.begin(), files.end());
   std::uint64_t h = 1469598103934665603ULL;  // FNV-1a over names and contents
@@ -26,7 +26,7 @@ std::string headers_hash() {
 }
 
 TEST(SdkAbi, HeadersMatchTheRecordedHashOfThisAbiVersion) {
-  std::ifstream in(std::string(PHALANX_SOURCE_DIR) + "/tests/sdk_abi_hashes.txt");
+  std::ifstream in(test::source_dir() + "/tests/sdk_abi_hashes.txt");
   ASSERT_TRUE(in) << "tests/sdk_abi_hashes.txt is missing";
   std::string recorded;
   int version = 0;

@@ -33,7 +33,7 @@ struct Outcome {
 
 Outcome phalanx(const std::string& args, const std::string& env = "", int limit_s = 90) {
   Outcome r;
-  r.code = run_command(env + " timeout -k 5 " + std::to_string(limit_s) + " " + PHALANX_BINARY + " " + args, &r.output);
+  r.code = run_command(env + " timeout -k 5 " + std::to_string(limit_s) + " " + test::phalanx_binary() + " " + args, &r.output);
   return r;
 }
 
@@ -188,7 +188,7 @@ TEST(Distributed, InterruptStopsEveryProcessAndLeavesACheckpoint) {
   const std::string dir = temp_dir("dist_interrupt"), cfg = config_file(dir), out = dir + "/run";
   // A long run, interrupted once it has written a metrics row.
   write_file(dir + "/interrupt.sh",
-             "timeout -k 5 90 " + std::string(PHALANX_BINARY) + " launch -n 5 " + cfg +
+             "timeout -k 5 90 " + test::phalanx_binary() + " launch -n 5 " + cfg +
                  " --set engine.name=async --set 'training.budget={steps: 1000000}' --set training.eval_every=50 --out " +
                  out + " &\npid=$!\nfor i in $(seq 600); do\n  [ \"$(wc -l < " + out +
                  "/metrics.csv 2>/dev/null || echo 0)\" -ge 2 ] && break\n  sleep 0.1\ndone\nkill -INT $pid\nwait $pid\n"
