@@ -16,6 +16,10 @@ function(phalanx_add_plugin target)
     CXX_VISIBILITY_PRESET hidden
     VISIBILITY_INLINES_HIDDEN ON
     CXX_STANDARD 17)
+  # Inside the phalanx source tree only: the built-in plugins' shared precompiled header.
+  if(TARGET phalanx_plugin_pch)
+    target_precompile_headers(${target} REUSE_FROM phalanx_plugin_pch)
+  endif()
   if(ARG_OUTPUT_DIRECTORY)
     set_target_properties(${target} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${ARG_OUTPUT_DIRECTORY})
   endif()

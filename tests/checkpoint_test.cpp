@@ -281,7 +281,7 @@ training: {batch_size: 16, budget: {steps: 1500}, eval_every: 13}
 void kill_resume_and_compare(const char* config, int stop, const std::string& name) {
   const std::string dir = temp_dir(name), cfg = dir + "/run.yaml";
   write_file(cfg, config);
-  const std::string bin = PHALANX_BINARY;
+  const std::string bin = test::phalanx_binary();
   // The reference: the same config and seed, never interrupted.
   Process whole = spawn({bin, "run", cfg, "--out", dir + "/whole"}, dir + "/whole.log");
   ASSERT_EQ(wait_for(whole), 0) << read_file(dir + "/whole.log");
@@ -337,7 +337,7 @@ TEST(KilledRun, ResumeRefusesWhatItCannotContinue) {
   small.replace(small.find("steps: 600"), 10, "steps: 30");
   write_file(cfg, small);
   std::string out;
-  const std::string bin = PHALANX_BINARY;
+  const std::string bin = test::phalanx_binary();
   EXPECT_EQ(run_command(bin + " run " + cfg + " --out " + dir + "/done", &out), 0) << out;
   EXPECT_NE(run_command(bin + " run --resume " + dir + "/done", &out), 0);
   EXPECT_THAT(out, ::testing::HasSubstr("already ended (status ok"));

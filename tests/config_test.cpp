@@ -140,7 +140,7 @@ TEST(Config, QuotedNumbersStayStrings) {
 
 TEST(Config, ShippedConfigsAreValid) {
   for (const char* name : {"quickstart.yaml"}) {
-    Value root = core::load_yaml_file(std::string(PHALANX_SOURCE_DIR) + "/configs/" + name);
+    Value root = core::load_yaml_file(test::source_dir() + "/configs/" + name);
     EXPECT_NO_THROW(core::resolve_pipeline(root, builtin_registry())) << name;
   }
 }

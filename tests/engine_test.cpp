@@ -124,7 +124,7 @@ TEST(SyncEngine, LearnsTheSyntheticTaskWithoutAttack) {
 const core::Registry& registry_with_nan_attack() {
   static core::Registry* r = [] {
     auto* reg = new core::Registry();
-    reg->load_directory(PHALANX_BUILTIN_PLUGIN_DIR);
+    reg->load_directory(test::builtin_plugin_dir());
     reg->register_inline("test_attacks", [](void* registrar) {
       struct NonFinite : Attack {
         at::Tensor craft(const AttackRound& round) override {
@@ -187,7 +187,7 @@ TEST(SyncEngine, UnwritableOutputFolderIsAClearError) {
 
 std::string phalanx(const std::string& args, int* code) {
   std::string out;
-  *code = run_command(std::string(PHALANX_BINARY) + " " + args, &out);
+  *code = run_command(test::phalanx_binary() + " " + args, &out);
   return out;
 }
 
@@ -258,8 +258,8 @@ TEST(Cli, PluginPathFromEnvironmentIsSearched) {
   std::string out = phalanx("plugins aggregator", &code);
   EXPECT_THAT(out, ::testing::Not(::testing::HasSubstr("throws_on_create")));
   out.clear();
-  code = run_command("PHALANX_PLUGIN_PATH=/nonexistent:" + std::string(PHALANX_TEST_PLUGIN_DIR) + " " +
-                         PHALANX_BINARY + " plugins aggregator",
+  code = run_command("PHALANX_PLUGIN_PATH=/nonexistent:" + test::test_plugin_dir() + " " +
+                         test::phalanx_binary() + " plugins aggregator",
                      &out);
   // The test folder holds plugins the loader must refuse: the first refusal is reported, naming the file.
   EXPECT_EQ(code, 2);

@@ -24,7 +24,7 @@ using ::testing::HasSubstr;
 
 std::vector<fs::path> regressions(const std::string& harness) {
   std::vector<fs::path> out;
-  for (const auto& e : fs::directory_iterator(fs::path(PHALANX_SOURCE_DIR) / "tests/fuzz/regressions" / harness))
+  for (const auto& e : fs::directory_iterator(fs::path(test::source_dir()) / "tests/fuzz/regressions" / harness))
     out.push_back(e.path());
   std::sort(out.begin(), out.end());
   return out;

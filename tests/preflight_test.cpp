@@ -108,7 +108,7 @@ attack: bitflip
 training: {batch_size: 16, budget: {steps: 3}, eval_every: 3}
 )");
   std::string out;
-  const int code = run_command(std::string(PHALANX_BINARY) + " run " + dir + "/big.yaml --out " + dir + "/run", &out);
+  const int code = run_command(test::phalanx_binary() + " run " + dir + "/big.yaml --out " + dir + "/run", &out);
   ASSERT_EQ(code, 0) << out;
   const std::string log = read_file(dir + "/run/log.txt");
   const double estimate = static_cast<double>(logged(log, "estimate_bytes"));

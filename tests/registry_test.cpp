@@ -11,7 +11,7 @@
 namespace phalanx::test {
 namespace {
 
-const std::string kTestPlugins = PHALANX_TEST_PLUGIN_DIR;
+const std::string kTestPlugins = test::test_plugin_dir();
 
 TEST(Loader, RefusesWrongAbiVersionNamingFileAndBothVersions) {
   core::Registry r;
@@ -65,7 +65,7 @@ TEST(Loader, AThrowingRegisterFunctionRegistersNothing) {
 
 TEST(Loader, ADuplicateNameRegistersNothingOfThatLibrary) {
   core::Registry r;
-  r.load_library(std::string(PHALANX_BUILTIN_PLUGIN_DIR) + "/aggregators_mean.so");
+  r.load_library(test::builtin_plugin_dir() + "/aggregators_mean.so");
   EXPECT_ERROR_WITH(r.load_library(kTestPlugins + "/test_duplicate_register.so"), "duplicate aggregator 'mean'",
                     "test_duplicate_register.so");
   EXPECT_FALSE(r.contains(core::Kind::Aggregator, "registered_before_failure"));
@@ -104,14 +104,14 @@ TEST(Loader, LoadsEveryBuiltinKind) {
 
 TEST(Loader, LoadingTheSameFileTwiceIsHarmless) {
   core::Registry r;
-  r.load_library(std::string(PHALANX_BUILTIN_PLUGIN_DIR) + "/aggregators_mean.so");
-  r.load_library(std::string(PHALANX_BUILTIN_PLUGIN_DIR) + "/aggregators_mean.so");
+  r.load_library(test::builtin_plugin_dir() + "/aggregators_mean.so");
+  r.load_library(test::builtin_plugin_dir() + "/aggregators_mean.so");
   EXPECT_EQ(r.loaded_files().size(), 1u);
 }
 
 TEST(Registry, DuplicateNameNamesBothLibraries) {
   core::Registry r;
-  r.load_library(std::string(PHALANX_BUILTIN_PLUGIN_DIR) + "/aggregators_mean.so");
+  r.load_library(test::builtin_plugin_dir() + "/aggregators_mean.so");
   EXPECT_ERROR_WITH(r.load_library(kTestPlugins + "/test_duplicate_mean.so"), "duplicate aggregator 'mean'",
                     "aggregators_mean.so", "test_duplicate_mean.so");
 }
@@ -159,7 +159,7 @@ TEST(Registry, ObjectsKeepTheirLibraryAlive) {
   std::shared_ptr<Aggregator> agg;
   {
     core::Registry r;
-    r.load_library(std::string(PHALANX_BUILTIN_PLUGIN_DIR) + "/aggregators_mean.so");
+    r.load_library(test::builtin_plugin_dir() + "/aggregators_mean.so");
     auto ctx = make_context(2, 0);
     agg = r.make_aggregator("mean", r.validate(core::Kind::Aggregator, "mean", Value::map({}), "aggregator"), *ctx);
   }  // registry gone; the aggregator's code must still be mapped

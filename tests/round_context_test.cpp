@@ -31,8 +31,8 @@ training: {batch_size: 8, budget: {steps: 3}, eval_every: 3}
 const core::Registry& probe_registry() {
   static core::Registry* r = [] {
     auto* registry = new core::Registry();
-    registry->load_directory(PHALANX_BUILTIN_PLUGIN_DIR);
-    registry->load_library(std::string(PHALANX_TEST_PLUGIN_DIR) + "/test_context_probe.so");
+    registry->load_directory(test::builtin_plugin_dir());
+    registry->load_library(test::test_plugin_dir() + "/test_context_probe.so");
     return registry;
   }();
   return *r;

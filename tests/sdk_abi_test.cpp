@@ -15,7 +15,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const fs::path kSdkHeaders = fs::path(PHALANX_SOURCE_DIR) / "sdk" / "include" / "phalanx";
+const fs::path kSdkHeaders = fs::path(test::source_dir()) / "sdk" / "include" / "phalanx";
 
 bool is_helper(const fs::path& file) {
   const auto relative = fs::relative(file, kSdkHeaders);
@@ -43,7 +43,7 @@ std::string contract_hash() {
 }
 
 TEST(SdkAbi, ContractHeadersMatchTheRecordedHashOfThisAbiVersion) {
-  std::ifstream in(std::string(PHALANX_SOURCE_DIR) + "/tests/sdk_abi_hashes.txt");
+  std::ifstream in(test::source_dir() + "/tests/sdk_abi_hashes.txt");
   ASSERT_TRUE(in) << "tests/sdk_abi_hashes.txt is missing";
   std::string recorded;
   int version = 0;

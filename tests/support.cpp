@@ -12,6 +12,11 @@
 
 namespace phalanx::test {
 
+std::string source_dir() { return PHALANX_SOURCE_DIR; }
+std::string phalanx_binary() { return PHALANX_BINARY; }
+std::string builtin_plugin_dir() { return PHALANX_BUILTIN_PLUGIN_DIR; }
+std::string test_plugin_dir() { return PHALANX_TEST_PLUGIN_DIR; }
+
 const core::Registry& builtin_registry() {
   static core::Registry* registry = [] {
     auto* r = new core::Registry();  // never destroyed: plugins stay loaded for the whole test binary

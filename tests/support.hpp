@@ -18,6 +18,13 @@
 
 namespace phalanx::test {
 
+// Where this build's files are. Only support.cpp is compiled with these paths, so the other test sources
+// are the same in every clone and ccache and the precompiled header serve them all.
+std::string source_dir();          // the repository root
+std::string phalanx_binary();      // the `phalanx` executable of this build
+std::string builtin_plugin_dir();  // the built-in plugins of this build
+std::string test_plugin_dir();     // the deliberately broken plugins of tests/plugins
+
 /// A registry holding every built-in plugin of this build (loaded through the real loader).
 const core::Registry& builtin_registry();
 

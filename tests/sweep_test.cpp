@@ -72,7 +72,7 @@ TEST(Sweep, BadSeedsAndGridAreClear) {
 }
 
 int phalanx(const std::string& args, std::string* out) {
-  return run_command(std::string(PHALANX_BINARY) + " " + args, out);
+  return run_command(test::phalanx_binary() + " " + args, out);
 }
 
 TEST(Sweep, RunsInParallelResumesAndReports) {

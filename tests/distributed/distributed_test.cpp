@@ -37,7 +37,7 @@ struct Outcome {
 
 Outcome phalanx(const std::string& args, const std::string& env = "", int limit_s = 90) {
   Outcome r;
-  r.code = run_command(env + " timeout -k 5 " + std::to_string(limit_s) + " " + PHALANX_BINARY + " " + args, &r.output);
+  r.code = run_command(env + " timeout -k 5 " + std::to_string(limit_s) + " " + test::phalanx_binary() + " " + args, &r.output);
   return r;
 }
 
@@ -205,7 +205,7 @@ TEST(Distributed, InterruptStopsEveryProcessAndLeavesACheckpoint) {
   const std::string dir = temp_dir("dist_interrupt"), cfg = config_file(dir), out = dir + "/run";
   // A long run, interrupted once it has written a metrics row.
   write_file(dir + "/interrupt.sh",
-             "timeout -k 5 90 " + std::string(PHALANX_BINARY) + " launch -n 5 " + cfg +
+             "timeout -k 5 90 " + test::phalanx_binary() + " launch -n 5 " + cfg +
                  " --set engine.name=async --set 'training.budget={steps: 1000000}' --set training.eval_every=50 --out " +
                  out + " &\npid=$!\nfor i in $(seq 600); do\n  [ \"$(wc -l < " + out +
                  "/metrics.csv 2>/dev/null || echo 0)\" -ge 2 ] && break\n  sleep 0.1\ndone\nkill -INT $pid\nwait $pid\n"
@@ -250,7 +250,7 @@ TEST(Distributed, UninvitedProcessesAreRefusedAndTheRunCompletes) {
     const std::string key = rank == 3 ? "PHALANX_KEY_FILE=" + dir + "/other.key"
                                       : rank == 4 ? "PHALANX_KEY_FILE=" : "PHALANX_KEY_FILE=" + dir + "/run.key";
     const std::string more = rank == 4 ? " --set engine.authentication=off" : "";
-    script += "RANK=" + std::to_string(rank) + " " + key + " timeout -k 5 60 " + PHALANX_BINARY + " launch " + cfg +
+    script += "RANK=" + std::to_string(rank) + " " + key + " timeout -k 5 60 " + test::phalanx_binary() + " launch " + cfg +
               more + " --set 'training.budget={steps: 40}' --out " + out + " > " + dir + "/rank" + std::to_string(rank) + ".txt 2>&1 &\npid" +
               std::to_string(rank) + "=$!\n";
   }

@@ -1,0 +1,2 @@
+// The one source of the object library that compiles the built-in plugins' precompiled header
+// (cmake/Precompiled.cmake); it has no code of its own.
