@@ -1,0 +1,89 @@
+// The aggregators that have a public reference implementation (caf, smea, monna: ByzFL; dnc, signguard,
+// clippedclustering: fedlib, which current Blades imports) against values computed with that code, unmodified,
+// on fixed inputs. tests/reference/*.py regenerate every number here; where the reference draws random numbers,
+// the script hands it the draws the plugin makes (torch's CPU generator seeded with the plugin's seed, 1 in these
+// tests). Where a plugin's definition deliberately differs from the reference, the test says which and why.
+#include <cmath>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "support.hpp"
+
+namespace phalanx::test {
+namespace {
+
+at::Tensor matrix(std::int64_t n, std::int64_t d, const std::vector<float>& values) {
+  return at::tensor(values, at::kFloat).reshape({n, d});
+}
+
+/// EXPECT `got` within rtol of `want` element by element (plus a small absolute floor near zero).
+void expect_close(const at::Tensor& got, const std::vector<float>& want, double rtol = 1e-5) {
+  ASSERT_EQ(got.numel(), static_cast<std::int64_t>(want.size()));
+  for (std::size_t i = 0; i < want.size(); ++i)
+    EXPECT_NEAR(got[i].item<float>(), want[i], rtol * std::abs(want[i]) + 1e-6) << "index " << i;
+}
+
+const at::Tensor& byzfl_example() {
+  static const at::Tensor x = matrix(3, 3, {1, 2, 3, 4, 5, 6, 7, 8, 9});
+  return x;
+}
+
+// ---- smea -------------------------------------------------------------------------------------------------
+
+// n = 7, d = 5, f = 2; row 6 shifted by +3 (tests/reference/byzfl_reference.py, "smea").
+at::Tensor smea_rows() {
+  return matrix(7, 5, {0.034192767, 1.35974753, 1.22472107, -0.510307074, -0.29796952, -0.527384222,
+                       0.569726348, -0.0560644381, 0.746885598, -1.84732485, 1.56654882, -0.0964321569,
+                       0.680378437, -0.136566341, -0.379098564, 0.463110149, 0.824513555, -0.202529877,
+                       -0.15278618, 0.685698628, -0.870340645, -1.51438355, 0.394981861, -0.670565844,
+                       -1.92034054, -0.814053655, -0.467597544, -1.1932025, -1.49246383, 0.0366378278,
+                       3.89724928, 2.76686792, 2.25640398, 3.38499382, 3.7172358});
+}
+
+TEST(SmeaReference, ExactModeMatchesABruteForceWithEigvalsh) {
+  // numpy.linalg.eigvalsh over all 21 subsets: the best is rows 0, 1, 2, 3, 5.
+  expect_close(make_aggregator("smea", "{}", 7, 2)->aggregate(smea_rows()),
+               {0.144482773, 0.437991546, 0.09066054, -0.309047565, -0.360411295});
+}
+
+TEST(SmeaReference, OnePowerStepMatchesByzflWithTheSameStartVectors) {
+  // The plugin's first start vector is the script's first injected draw.
+  at::Tensor first = at::randn({5}, make_generator(1), at::TensorOptions().dtype(at::kDouble));
+  EXPECT_NEAR(first[0].item<double>(), 0.661352172, 1e-8);
+  EXPECT_NEAR(first[2].item<double>(), 0.0616772582, 1e-8);
+  // ByzFL's SMEA (one power step) with the plugin's draws picks another subset than the exact argmin above.
+  expect_close(make_aggregator("smea", "{power_iters: 1}", 7, 2)->aggregate(smea_rows()),
+               {0.133225375, 0.228634344, 0.408297411, -0.144667968, -0.751806968});
+  // ByzFL's documented example: with these draws it returns the worst subset's mean (4, 5, 6); the exact
+  // answer is (2.5, 3.5, 4.5), the first of two tied subsets.
+  expect_close(make_aggregator("smea", "{power_iters: 1}", 3, 1)->aggregate(byzfl_example()), {4, 5, 6});
+  expect_close(make_aggregator("smea", "{}", 3, 1)->aggregate(byzfl_example()), {2.5, 3.5, 4.5});
+}
+
+TEST(SmeaReference, ResumedGeneratorDrawsTheSameStartVectors) {
+  auto first = make_aggregator("smea", "{power_iters: 1}", 7, 2);
+  first->aggregate(smea_rows());
+  State saved = first->save_state();
+  at::Tensor next = first->aggregate(smea_rows() * 2);
+  auto resumed = make_aggregator("smea", "{power_iters: 1}", 7, 2);
+  resumed->load_state(saved);
+  EXPECT_TRUE(at::equal(resumed->aggregate(smea_rows() * 2), next));
+}
+
+TEST(SmeaReference, NonFiniteRowIsDroppedAndCountsAsOneOfTheF) {
+  // f = 3 with one NaN row: f' = 2 over the same 7 rows.
+  at::Tensor x = at::cat({matrix(1, 5, {kNaN, 0, 0, 0, 0}), smea_rows()});
+  expect_close(make_aggregator("smea", "{}", 8, 3)->aggregate(x),
+               {0.144482773, 0.437991546, 0.09066054, -0.309047565, -0.360411295});
+}
+
+TEST(SmeaReference, RefusesTooManySubsetsNamingMaxSubsets) {
+  EXPECT_ERROR_WITH(make_aggregator("smea", "{}", 64, 10), "aggregator.max_subsets", "C(n, f)", "n = 64",
+                    "f = 10", "max_subsets = 1000000");
+  EXPECT_ERROR_WITH(make_aggregator("smea", "{max_subsets: 20}", 5, 2)->aggregate(smea_rows()), "max_subsets = 20");
+  EXPECT_ERROR_WITH(make_aggregator("smea", "{}", 4, 2), "aggregator.f", "n > 2f");
+}
+
+}  // namespace
+}  // namespace phalanx::test
