@@ -85,5 +85,55 @@ TEST(SmeaReference, RefusesTooManySubsetsNamingMaxSubsets) {
   EXPECT_ERROR_WITH(make_aggregator("smea", "{}", 4, 2), "aggregator.f", "n > 2f");
 }
 
+// ---- caf --------------------------------------------------------------------------------------------------
+
+// n = 7, d = 5, f = 2; row 5 shifted by +5, row 6 by -2.5 (tests/reference/byzfl_reference.py, "caf").
+at::Tensor caf_rows() {
+  return matrix(7, 5, {0.35877341, 1.51067734, -1.7863313, 1.68661356, -0.0473172106, -0.799978614, -0.8029567,
+                       -1.08281648, -0.223645359, 0.83388418, 0.584063709, 0.638285995, -1.69480836, -1.57096207,
+                       1.55380321, 0.968885362, 2.18321395, 1.20981586, -1.02439129, 1.28527248, 0.628394246,
+                       0.21482493, -0.819873333, 0.00278022187, -0.146998703, 5.89253509, 5.12449694, 6.58474588,
+                       4.22551423, 5.47110257, -2.00115761, -3.36433852, -3.68126607, -1.48642051, -1.9825595});
+}
+
+TEST(CafReference, MaxTauOverAllRowsMatchesByzflWithTheSameStartVectors) {
+  // ByzFL's CAF: tau_max over all rows, one power step; 7 passes, so 7 start vectors.
+  expect_close(make_aggregator("caf", "{tau_max_over: all}", 7, 2)->aggregate(caf_rows()),
+               {0.205493597, 0.479223565, -1.02894455, -0.307271136, 0.52971703});
+}
+
+TEST(CafReference, ActiveAndExactModesMatchByzflsLoopWithThatLineChanged) {
+  // The script's transcription of ByzFL's loop, checked there against ByzFL in ByzFL's own mode, with tau_max
+  // taken over the rows still weighted and/or the exact top eigenpair (numpy.linalg.eigh).
+  expect_close(make_aggregator("caf", "{}", 7, 2)->aggregate(caf_rows()),
+               {0.331457221, 0.50906768, -0.54380924, -0.588563815, 0.763656676});
+  expect_close(make_aggregator("caf", "{power_iters: 0}", 7, 2)->aggregate(caf_rows()),
+               {0.317471756, 0.667276804, -0.968474757, -0.170655302, 0.653121393});
+  expect_close(make_aggregator("caf", "{power_iters: 0, tau_max_over: all}", 7, 2)->aggregate(caf_rows()),
+               {0.247272861, 0.478450979, -1.11671278, -0.168069943, 0.586098768});
+}
+
+TEST(CafReference, ByzflsDocumentedExampleInEveryMode) {
+  for (const char* params : {"{}", "{tau_max_over: all}", "{power_iters: 0}", "{power_iters: 3}"}) {
+    SCOPED_TRACE(params);
+    expect_close(make_aggregator("caf", params, 3, 1)->aggregate(byzfl_example()), {4, 5, 6});
+  }
+}
+
+TEST(CafReference, ResumedGeneratorDrawsTheSameStartVectors) {
+  auto first = make_aggregator("caf", "{}", 7, 2);
+  first->aggregate(caf_rows());
+  State saved = first->save_state();
+  at::Tensor next = first->aggregate(caf_rows() * 2);
+  auto resumed = make_aggregator("caf", "{}", 7, 2);
+  resumed->load_state(saved);
+  EXPECT_TRUE(at::equal(resumed->aggregate(caf_rows() * 2), next));
+}
+
+TEST(CafReference, ZeroFGivesTheMeanAndTooLargeFIsRefused) {
+  expect_close(make_aggregator("caf", "{f: 0}", 3, 1)->aggregate(byzfl_example()), {4, 5, 6});
+  EXPECT_ERROR_WITH(make_aggregator("caf", "{}", 4, 2), "aggregator.f", "n > 2f");
+}
+
 }  // namespace
 }  // namespace phalanx::test
