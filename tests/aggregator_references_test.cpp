@@ -135,5 +135,43 @@ TEST(CafReference, ZeroFGivesTheMeanAndTooLargeFIsRefused) {
   EXPECT_ERROR_WITH(make_aggregator("caf", "{}", 4, 2), "aggregator.f", "n > 2f");
 }
 
+// ---- monna ------------------------------------------------------------------------------------------------
+
+// n = 7, d = 4, row 6 shifted by +4; distinct distances (tests/reference/byzfl_reference.py, "monna").
+at::Tensor monna_rows() {
+  return matrix(7, 4, {-0.395301282, 0.263914883, 0.607128263, -0.972159803, 0.767664254, 0.25505811, 0.782979846,
+                       0.272418231, 1.16200817, -0.93775636, 1.77609968, 1.20238984, -0.599957824, 0.660166323,
+                       0.444767386, -1.74576354, 0.595216274, -0.585399091, -0.25001353, -0.602386415, -0.428084016,
+                       0.0717347041, 0.0967191234, -1.55915189, 3.73129398, 2.6551888, 2.72922218, 3.6530464});
+}
+
+TEST(MonnaReference, MatchesByzfl) {
+  expect_close(make_aggregator("monna", "{}", 7, 2)->aggregate(monna_rows()),
+               {-0.0120925188, 0.133094986, 0.336316217, -0.921408683});
+  expect_close(make_aggregator("monna", "{f: 3, trusted: 2}", 7, 3)->aggregate(monna_rows()),
+               {0.532396853, -0.251045614, 0.729048565, -0.0249345377});
+  // ByzFL's documented example, MoNNA(f = 1, idx = 1): rows 0 and 2 tie, the lower index is kept.
+  expect_close(make_aggregator("monna", "{trusted: 1}", 3, 1)->aggregate(byzfl_example()), {2.5, 3.5, 4.5});
+}
+
+TEST(MonnaReference, NonFiniteRowIsDroppedAndABadTrustedRowIsAnError) {
+  // f = 3 with one NaN row: f' = 2 over the same 7 rows.
+  at::Tensor x = at::cat({monna_rows(), matrix(1, 4, {kNaN, 0, 0, 0})});
+  expect_close(make_aggregator("monna", "{}", 8, 3)->aggregate(x),
+               {-0.0120925188, 0.133094986, 0.336316217, -0.921408683});
+  at::Tensor bad = monna_rows();
+  bad[0][1] = kInf;
+  EXPECT_ERROR_WITH(make_aggregator("monna", "{}", 7, 2)->aggregate(bad), "aggregator 'monna'", "trusted row 0",
+                    "NaN or Inf");
+  EXPECT_ERROR_WITH(make_aggregator("monna", "{trusted: 4}", 7, 2)->aggregate(monna_rows().narrow(0, 0, 3)),
+                    "trusted row 4 does not exist");
+}
+
+TEST(MonnaReference, RefusesATrustedRowOutsideTheHonestWorkers) {
+  EXPECT_ERROR_WITH(make_aggregator("monna", "{trusted: 7}", 7, 2), "aggregator.trusted", "0..6");
+  EXPECT_ERROR_WITH(make_aggregator("monna", "{trusted: 5}", 7, 2), "aggregator.trusted", "Byzantine worker");
+  EXPECT_ERROR_WITH(make_aggregator("monna", "{}", 4, 2), "aggregator.f", "n > 2f");
+}
+
 }  // namespace
 }  // namespace phalanx::test
