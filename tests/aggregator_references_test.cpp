@@ -173,5 +173,59 @@ TEST(MonnaReference, RefusesATrustedRowOutsideTheHonestWorkers) {
   EXPECT_ERROR_WITH(make_aggregator("monna", "{}", 4, 2), "aggregator.f", "n > 2f");
 }
 
+// ---- dnc --------------------------------------------------------------------------------------------------
+
+// n = 7, d = 12; row 5 shifted by +3, the first half of row 6 by -4 (tests/reference/fedlib_reference.py, "dnc").
+at::Tensor dnc_rows() {
+  return matrix(7, 12, {-1.23166502, 0.267118961, -0.00692612352, 0.501535296, -1.32672834, 1.10776818,
+                        0.0937548801, -1.17081809, -1.35824037, -1.30656397, -0.717615306, 1.18562138,
+                        0.894533753, -0.544047832, -0.546587944, 1.92958772, 0.902788579, -0.803390563,
+                        -0.149711967, -0.430291593, 0.151541457, 0.879149854, -0.274891466, 0.369281024,
+                        0.568265438, 0.783507645, -0.630434096, -0.221796453, 1.97235346, -0.185968056,
+                        0.0299130939, 0.440948248, -0.577260554, -0.38974759, 1.67822802, 1.29645598,
+                        -1.10343742, 0.0651657954, -1.28942966, -1.53174758, 0.00273647252, 1.52455425,
+                        -0.0818261355, 1.47020102, -1.05685043, 0.136268288, 0.0809459463, 0.0861959681,
+                        0.993400097, 0.573378742, -0.549020588, -1.35127711, -0.553810298, -0.0205854587,
+                        -0.550670683, -1.52508044, -1.76363194, 0.8112818, 0.256431162, -0.585558116,
+                        3.44081569, 3.49441838, 2.78649116, 2.57285476, 4.14881611, 3.85323977, 4.43252945,
+                        4.01220798, 3.25840783, 2.55086613, 2.65735888, 2.40543151, -3.93474531,
+                        -3.79082561, -2.83341217, -2.65240574, -4.01800966, -3.61004114, -1.17550015,
+                        -0.677687645, -1.08625686, 0.126703978, -0.538106918, -0.774098933});
+}
+
+TEST(DncReference, AllCoordinatesMatchFedlib) {
+  // d <= sub_dim: every iteration sees every coordinate, so the result is deterministic.
+  expect_close(make_aggregator("dnc", "{}", 7, 2)->aggregate(dnc_rows()),
+               {0.0242193695, 0.229024649, -0.604479671, -0.134739622, 0.199467957, 0.324475676,
+                -0.131708175, -0.243008181, -0.920888305, 0.0260776766, 0.204619676, 0.470399231});
+  expect_close(make_aggregator("dnc", "{filter_frac: 0.5}", 7, 2)->aggregate(dnc_rows()),
+               {-0.635608137, -0.440950394, -0.975968421, -0.554350674, -0.50344491, -0.331277132,
+                -0.30567351, -0.315454751, -0.94844985, 0.0428487249, 0.0808319002, 0.262982875});
+}
+
+TEST(DncReference, RandomCoordinateSubsetsMatchFedlibWithTheSamePermutations) {
+  // One coordinate per iteration, two iterations: the kept sets differ from the full-coordinate ones above.
+  expect_close(make_aggregator("dnc", "{sub_dim: 1, niters: 2}", 7, 2)->aggregate(dnc_rows()),
+               {0.338190466, 0.219501078, -0.753868043, -0.293808341, 0.581017077, 0.128652543,
+                -0.188073918, -0.0110557079, -0.811550379, 0.359238088, 0.435178399, 0.29159373});
+}
+
+TEST(DncReference, ResumedGeneratorDrawsTheSamePermutations) {
+  auto first = make_aggregator("dnc", "{sub_dim: 1, niters: 2}", 7, 2);
+  first->aggregate(dnc_rows());
+  State saved = first->save_state();
+  at::Tensor next = first->aggregate(dnc_rows().flip(0));
+  auto resumed = make_aggregator("dnc", "{sub_dim: 1, niters: 2}", 7, 2);
+  resumed->load_state(saved);
+  EXPECT_TRUE(at::equal(resumed->aggregate(dnc_rows().flip(0)), next));
+}
+
+TEST(DncReference, NonFiniteRowIsDroppedAndCountsAsOneOfTheF) {
+  at::Tensor x = at::cat({dnc_rows(), at::full({1, 12}, kNaN)});
+  expect_close(make_aggregator("dnc", "{f: 3}", 8, 3)->aggregate(x),
+               {0.0242193695, 0.229024649, -0.604479671, -0.134739622, 0.199467957, 0.324475676,
+                -0.131708175, -0.243008181, -0.920888305, 0.0260776766, 0.204619676, 0.470399231});
+}
+
 }  // namespace
 }  // namespace phalanx::test
