@@ -227,5 +227,68 @@ TEST(DncReference, NonFiniteRowIsDroppedAndCountsAsOneOfTheF) {
                 -0.131708175, -0.243008181, -0.920888305, 0.0260776766, 0.204619676, 0.470399231});
 }
 
+// ---- signguard --------------------------------------------------------------------------------------------
+
+// n = 7, d = 20: rows 0-4 mostly positive, rows 5-6 mostly negative, three zeros in row 2; every norm within
+// 0.93 and 1.15 times the median, so fedlib's clipping before the norm filter changes nothing
+// (tests/reference/fedlib_reference.py, "signguard").
+at::Tensor signguard_rows() {
+  return matrix(7, 20, {-1.44244123, 0.807138383, 0.754906654, -0.72261852, -1.28620422, 0.716708064,
+                        1.30572653, 1.23265815, -0.921774745, 0.991833568, 1.40924084, 1.29097211,
+                        -0.653807282, 1.24899173, -0.90300864, 1.49140716, 0.711607754, 0.910475612,
+                        1.44328761, 1.08020329, 1.23575068, 1.10475099, 0.73134023, 0.554544568,
+                        -0.595046222, -0.860131323, 0.592076302, 0.669911921, -0.985891283, 0.855181634,
+                        1.06214309, 0.843296826, 1.05605757, 1.14296508, -1.35432851, 0.533516109,
+                        1.25076473, -0.873689234, 0.749220133, 0.611527562, 0, 0, 0, 0.810525119,
+                        1.48236692, 1.02695954, 1.39490819, 0.590494215, 0.556526959, 0.939013362,
+                        -0.522470355, 0.807122588, 0.530036807, -1.318578, 0.580887735, 1.05330956,
+                        1.46852124, 0.970537484, -0.810276449, -1.35643601, 1.23944545, -0.637493849,
+                        0.931122184, 0.856624424, 1.30370975, 0.990662038, 0.919784248, 0.920175076,
+                        1.2227385, 1.47463417, -1.13642192, 0.925731599, 1.11895061, 1.49859536,
+                        1.40032709, 0.593789339, 0.741638303, -1.04365492, 0.97741282, 0.927947402,
+                        -0.827690482, 1.32555234, -1.02283013, 0.546770215, 1.07358813, 1.48522747,
+                        0.873994052, 0.881921649, 1.34638119, 1.09124279, 1.03366613, 0.685587049,
+                        1.05660272, 0.662731409, 1.06961858, 1.28074348, 0.57959944, 1.26629484,
+                        1.31733966, 0.578824282, -1.32963526, -0.556439042, -1.43924022, 0.827892244,
+                        -0.840479791, -0.867482066, -0.78406024, -0.587960184, -1.06647611, -0.58426702,
+                        -0.897103608, -0.638523281, -1.1214608, -0.738797724, -0.585714102, -0.516904414,
+                        -1.3148433, -0.831019461, -1.32327235, -1.40148842, -0.551907003, -0.664201915,
+                        -0.596300006, 0.673027933, -0.753112078, 0.699564338, -0.66754818, -1.33766532,
+                        -1.3957628, -1.30657375, 1.3750906, -1.02199078, -0.635839462, -0.639838159,
+                        -0.86310631, -0.551365852, -0.878856778, -0.849296808, -0.802121222, -0.884414613});
+}
+
+TEST(SignguardReference, MatchesFedlibWhereBothNormFiltersAgree) {
+  // fedlib's clip factor M / (nu + 1e-6) differs from M / nu by about 1e-6 relative here.
+  expect_close(make_aggregator("signguard", "{}", 7, 2)->aggregate(signguard_rows()),
+               {0.0645809919, 0.492834419, 0.25554356, 0.401824951, 0.385688305, 0.611017227, 0.951907277,
+                0.795384705, 0.221902326, 0.998323739, 0.341323912, 0.848204017, 0.599469364, 0.574175179,
+                0.136965171, 0.921110451, 0.908286691, 0.225470021, 0.658711791, 0.313006252});
+  expect_close(make_aggregator("signguard", "{agg: median}", 7, 2)->aggregate(signguard_rows()),
+               {0, 0.703913629, 0.658361852, 0.554544568, 0.993862629, 0.8882761, 0.824723601, 0.816429496,
+                0.556526959, 0.939013362, 0.956905305, 0.83005631, 0.978138566, 1.08925843, 0.580887735,
+                1.05330956, 0.664989233, 0.794035137, 0.876396239, 0.611527562}, 1e-4);
+}
+
+TEST(SignguardReference, ARowAboveRTimesTheMedianNormIsDroppedNotClipped) {
+  // Four copies of h and one row with h's signs but 10 times its norm. The paper's filter (and this plugin)
+  // drops that row; fedlib clips it to the median norm first, so it would average it in.
+  at::Tensor h = at::tensor({0.3f, -0.2f, 0.5f, 0.1f});
+  at::Tensor far = at::tensor({4.0f, -1.0f, 2.0f, 3.0f});
+  far = far * (10.0f * h.norm() / far.norm());
+  at::Tensor x = at::cat({h.unsqueeze(0).repeat({4, 1}), far.unsqueeze(0)});
+  EXPECT_TRUE(at::allclose(make_aggregator("signguard", "{}", 5, 1)->aggregate(x), h, 1e-6, 1e-7));
+}
+
+TEST(SignguardReference, RandomSignBlockAndSeedsResumeFromTheSavedGenerator) {
+  auto first = make_aggregator("signguard", "{sign_fraction: 0.3}", 7, 2);
+  first->aggregate(signguard_rows());
+  State saved = first->save_state();
+  at::Tensor next = first->aggregate(signguard_rows().flip(1));
+  auto resumed = make_aggregator("signguard", "{sign_fraction: 0.3}", 7, 2);
+  resumed->load_state(saved);
+  EXPECT_TRUE(at::equal(resumed->aggregate(signguard_rows().flip(1)), next));
+}
+
 }  // namespace
 }  // namespace phalanx::test
