@@ -290,5 +290,55 @@ TEST(SignguardReference, RandomSignBlockAndSeedsResumeFromTheSavedGenerator) {
   EXPECT_TRUE(at::equal(resumed->aggregate(signguard_rows().flip(1)), next));
 }
 
+// ---- clippedclustering ------------------------------------------------------------------------------------
+
+TEST(ClippedclusteringReference, FedlibsUnitTest) {
+  // fedlib/aggregators/tests/test_clippedclustering.py: the first call on these rows.
+  expect_close(make_aggregator("clippedclustering", "{}", 4, 1)->aggregate(rows({{1, 2, 3}, {-1, 4, -1}, {2, 2, 3}, {3, 1, 3}})),
+               {1.95961654, 1.65320551, 2.95961642}, 1e-4);
+}
+
+// n = 7, d = 6: rows 0-4 shifted by +1, rows 5-6 by -1, row 6 scaled by 5 (tests/reference/fedlib_reference.py).
+at::Tensor clustering_rows() {
+  return matrix(7, 6, {0.433236241, -0.0565742254, 2.06207991, -0.129352212, -0.779405355, 1.65495622,
+                        1.84125113, 0.0508897901, 0.434669673, 3.77972722, -0.0174384117, 0.494210899,
+                        2.17875624, 1.74540615, 2.61180401, 1.81775582, 0.592321038, 1.11844003,
+                        0.449872315, 1.80575693, 1.50835633, -0.230798125, 1.4845283, 0.180661857,
+                        1.0721904, 0.618979692, 1.28305161, -1.5956068, 1.4443965, -0.423225641,
+                        0.172044516, -2.18247771, -1.51796377, -1.71008468, -0.74274981, 0.059238553,
+                        -3.93384099, -5.11143112, -4.17674923, -5.52320433, -4.72630072, -8.68699455});
+}
+
+TEST(ClippedclusteringReference, MatchesFedlibOverTwoCallsSharingTheNormHistory) {
+  auto aggregator = make_aggregator("clippedclustering", "{}", 7, 2);
+  expect_close(aggregator->aggregate(clustering_rows()), {0.99320668, 0.738360345, 1.42162585, 0.454110533,
+                                                          0.514437377, 0.522660792});
+  // Second call on the rows times 3: the median of all 14 norms seen sets the clipping threshold.
+  expect_close(aggregator->aggregate(clustering_rows() * 3),
+               {2.72827482, 2.09621978, 4.06926823, 1.02449691, 1.49659133, 1.47067964});
+  expect_close(make_aggregator("clippedclustering", "{linkage: single, agg: median}", 7, 2)->aggregate(clustering_rows()),
+               {1.0721904, 0.618979692, 1.50835633, -0.129352212, 0.435993344, 0.377654493});
+}
+
+TEST(ClippedclusteringReference, NormHistoryIsSavedAndRestored) {
+  auto first = make_aggregator("clippedclustering", "{}", 7, 2);
+  first->aggregate(clustering_rows());
+  State saved = first->save_state();
+  auto resumed = make_aggregator("clippedclustering", "{}", 7, 2);
+  resumed->load_state(saved);
+  at::Tensor out = resumed->aggregate(clustering_rows() * 3);
+  expect_close(out, {2.72827482, 2.09621978, 4.06926823, 1.02449691, 1.49659133, 1.47067964});
+  // A fresh instance has no history: its threshold comes from this call's norms only, a different result.
+  at::Tensor fresh = make_aggregator("clippedclustering", "{}", 7, 2)->aggregate(clustering_rows() * 3);
+  EXPECT_FALSE(at::allclose(fresh, out));
+}
+
+TEST(ClippedclusteringReference, NonFiniteRowsAreDroppedAndTheirNormsNotRecorded) {
+  auto aggregator = make_aggregator("clippedclustering", "{}", 8, 2);
+  aggregator->aggregate(at::cat({clustering_rows(), at::full({1, 6}, kNaN)}));
+  expect_close(aggregator->aggregate(clustering_rows() * 3),
+               {2.72827482, 2.09621978, 4.06926823, 1.02449691, 1.49659133, 1.47067964});
+}
+
 }  // namespace
 }  // namespace phalanx::test
