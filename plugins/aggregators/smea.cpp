@@ -17,12 +17,13 @@
 // start vector u ~ N(0, I_d) drawn for each subset in subset order, P power steps w = sum_i <z_i, u> z_i,
 // lambda = ||w||, u <- w / lambda. Only the first projections <x_i, u> touch d coordinates; the later steps
 // run on B_S. Why the default differs from ByzFL's P = 1: one power step underestimates lambda_max by a
-// random amount, so the pick varies between calls and often misses the argmin (on ByzFL's own documented
-// example, rows (1,2,3), (4,5,6), (7,8,9) with f = 1, about half the calls return another subset's mean; see
-// tests/aggregator_round2_test.cpp), and a start vector drawn per subset index makes the result depend on
-// the order of the rows. The exact mode is deterministic, independent of the row order (up to exact ties)
-// and cheaper at large d. The start vectors come from a generator seeded with this plugin's own seed
-// (Context::seed()); its position is saved by save_state() so a resumed run draws the same vectors.
+// random amount, so the pick varies with the start vectors and can miss the argmin (on ByzFL's own documented
+// example, rows (1,2,3), (4,5,6), (7,8,9) with f = 1, the start vectors of tests/aggregator_references_test.cpp
+// give the worst subset's mean (4,5,6) where the exact answer is (2.5,3.5,4.5)), and a start vector drawn per
+// subset index makes the result depend on the order of the rows. The exact mode is deterministic, independent of
+// the row order (up to exact ties) and cheaper at large d. The start vectors come from a generator seeded with
+// this plugin's own seed (Context::seed()); its position is saved by save_state() so a resumed run draws the
+// same vectors.
 //
 // The search visits C(n, f) subsets, so it is refused (an error naming max_subsets) when C(n, f) exceeds
 // max_subsets. Rows holding NaN or Inf are dropped first; each counts as one of the f Byzantine rows (f' =
