@@ -294,7 +294,8 @@ TEST(SignguardReference, RandomSignBlockAndSeedsResumeFromTheSavedGenerator) {
 
 TEST(ClippedclusteringReference, FedlibsUnitTest) {
   // fedlib/aggregators/tests/test_clippedclustering.py: the first call on these rows.
-  expect_close(make_aggregator("clippedclustering", "{}", 4, 1)->aggregate(rows({{1, 2, 3}, {-1, 4, -1}, {2, 2, 3}, {3, 1, 3}})),
+  at::Tensor x = rows({{1, 2, 3}, {-1, 4, -1}, {2, 2, 3}, {3, 1, 3}});
+  expect_close(make_aggregator("clippedclustering", "{}", 4, 1)->aggregate(x),
                {1.95961654, 1.65320551, 2.95961642}, 1e-4);
 }
 
@@ -316,7 +317,8 @@ TEST(ClippedclusteringReference, MatchesFedlibOverTwoCallsSharingTheNormHistory)
   // Second call on the rows times 3: the median of all 14 norms seen sets the clipping threshold.
   expect_close(aggregator->aggregate(clustering_rows() * 3),
                {2.72827482, 2.09621978, 4.06926823, 1.02449691, 1.49659133, 1.47067964});
-  expect_close(make_aggregator("clippedclustering", "{linkage: single, agg: median}", 7, 2)->aggregate(clustering_rows()),
+  auto single_median = make_aggregator("clippedclustering", "{linkage: single, agg: median}", 7, 2);
+  expect_close(single_median->aggregate(clustering_rows()),
                {1.0721904, 0.618979692, 1.50835633, -0.129352212, 0.435993344, 0.377654493});
 }
 

@@ -24,7 +24,8 @@
 //
 // tau_max_over = active (the default) takes max tau over the rows still weighted (c_i > 0); all takes it over
 // every row, as ByzFL does. With all, a far outlier already at weight 0 keeps the largest tau, so the live
-// weights shrink by tiny factors and the loop can run for very many passes; with active each pass zeroes at least one live row, so there are at most n passes. With all the
+// weights shrink by tiny factors and the loop can run for very many passes; with active each pass zeroes at
+// least one live row, so there are at most n passes. With all the
 // loop stops after max_passes passes and returns the best mean so far.
 //
 // Rows holding NaN or Inf are dropped first; each counts as one of the f Byzantine rows (f' = max(0, f -

@@ -121,7 +121,8 @@ class ClippedClustering : public Aggregator {
     if (n == 0) throw Error("aggregator 'clippedclustering': every message contains NaN or Inf; nothing to aggregate");
     at::Tensor dist = pairwise_squared_distances(x).contiguous();
     std::vector<double> norm(static_cast<std::size_t>(n));
-    for (std::int64_t i = 0; i < n; ++i) history_.add(norm[i] = std::sqrt(squared_norm(x.data_ptr<float>() + i * d, d)));
+    const float* data = x.data_ptr<float>();
+    for (std::int64_t i = 0; i < n; ++i) history_.add(norm[i] = std::sqrt(squared_norm(data + i * d, d)));
     const double tau = std::min(history_.median(), max_tau_);
     std::vector<float> scale(static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < n; ++i) scale[i] = static_cast<float>(norm[i] > tau ? tau / (norm[i] + 1e-6) : 1.0);

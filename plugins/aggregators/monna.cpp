@@ -58,7 +58,8 @@ class MeanAroundTrustedRow : public Aggregator {
       throw Error("aggregator 'monna': the trusted row " + std::to_string(trusted_) + " contains NaN or Inf");
     const auto n = static_cast<std::int64_t>(finite.size());
     const std::int64_t f = std::min(std::max<std::int64_t>(0, f_ - (rows - n)), (n - 1) / 2);
-    std::stable_sort(finite.begin(), finite.end(), [&](std::int64_t a, std::int64_t b) { return distance[a] < distance[b]; });
+    std::stable_sort(finite.begin(), finite.end(),
+                     [&](std::int64_t a, std::int64_t b) { return distance[a] < distance[b]; });
     finite.resize(static_cast<std::size_t>(n - f));
     std::sort(finite.begin(), finite.end());  // sum in row order
     return x.index_select(0, at::tensor(finite, at::kLong)).mean(0).to(inputs.scalar_type());

@@ -144,7 +144,7 @@ class SignGuard : public Aggregator {
     std::int64_t width = d, start = 0;
     if (sign_fraction_ < 1.0) {
       width = std::max<std::int64_t>(1, static_cast<std::int64_t>(std::floor(sign_fraction_ * static_cast<double>(d))));
-      if (width < d) start = at::randint(d - width, {1}, generator_, at::TensorOptions().dtype(at::kLong)).item<std::int64_t>();
+      if (width < d) start = draw_below(d - width);
     }
     sign_features_cache_.assign(static_cast<std::size_t>(n), Point{0.0, 0.0, 0.0});
     for (std::int64_t i = 0; i < n; ++i) {
@@ -160,12 +160,17 @@ class SignGuard : public Aggregator {
     return sign_features_cache_;
   }
 
+  // Uniform in {0, ..., bound - 1}.
+  std::int64_t draw_below(std::int64_t bound) {
+    return at::randint(bound, {1}, generator_, at::TensorOptions().dtype(at::kLong)).item<std::int64_t>();
+  }
+
   // The labels of the best of n_init 2-means runs from k-means++ seeds.
   std::vector<int> cluster_signs(const std::vector<Point>& points) {
     const auto n = static_cast<std::int64_t>(points.size());
     TwoClusters best;
     for (std::int64_t run = 0; run < n_init_; ++run) {
-      const std::int64_t first = at::randint(n, {1}, generator_, at::TensorOptions().dtype(at::kLong)).item<std::int64_t>();
+      const std::int64_t first = draw_below(n);
       std::vector<double> weight(static_cast<std::size_t>(n));
       double total = 0.0;
       for (std::int64_t i = 0; i < n; ++i) total += weight[i] = squared_gap(points[i], points[first]);

@@ -229,7 +229,8 @@ PHALANX_PLUGIN("smea", "1.0") {
                           std::to_string(n) + " is too many. The largest f for n = " + std::to_string(n) + " is " +
                           std::to_string((n - 1) / 2) + ".");
         }
-        if (f > 0 && binomial_capped(n, f, max_subsets) > max_subsets) p.fail("max_subsets", too_many_subsets(n, f, max_subsets));
+        if (f > 0 && binomial_capped(n, f, max_subsets) > max_subsets)
+          p.fail("max_subsets", too_many_subsets(n, f, max_subsets));
         return std::make_unique<SmallestMaxEigenvalueAveraging>(f, p.get_int("power_iters"), max_subsets, c.seed());
       });
 }
