@@ -8,6 +8,9 @@
 //
 // `mean` is not robust and is expected not to be: where the robust rules must stay finite or bounded, the
 // tests check instead that mean refuses non-finite rows with a clear error and that one huge row moves it.
+//
+// `monna` trusts one row by definition (row 0 with its default parameters, an honest worker's in every run
+// since Byzantine workers are the last b): the tests keep that row honest and permute only the others.
 #include <limits>
 #include <vector>
 
@@ -60,6 +63,9 @@ class AggregatorConformance : public ::testing::TestWithParam<std::string> {
 
   bool robust() const { return GetParam() != "mean"; }
 
+  /// The first row a test may make Byzantine or move: 1 for a rule that trusts row 0, else 0.
+  std::int64_t first_free_row() const { return GetParam() == "monna" ? 1 : 0; }
+
   /// n honest-looking rows: small Gaussian gradients.
   at::Tensor honest(std::uint64_t seed, std::int64_t rows = 0) const {
     return at::randn({rows > 0 ? rows : n_, kDim}, make_generator(seed)).mul_(0.01);
@@ -75,8 +81,10 @@ TEST_P(AggregatorConformance, PermutationInvariant) {
   SCOPED_TRACE(setting());
   at::Tensor x = honest(5);
   at::Tensor reference = make()->aggregate(x);
-  at::Tensor reversed = at::arange(n_ - 1, -1, -1, at::kLong);
-  at::Tensor shuffled = at::randperm(n_, make_generator(9), at::kLong);
+  const std::int64_t fixed = first_free_row();
+  at::Tensor kept = at::arange(fixed, at::kLong);
+  at::Tensor reversed = at::cat({kept, at::arange(n_ - 1, fixed - 1, -1, at::kLong)});
+  at::Tensor shuffled = at::cat({kept, at::randperm(n_ - fixed, make_generator(9), at::kLong).add_(fixed)});
   for (const at::Tensor& order : {reversed, shuffled}) {
     at::Tensor permuted = make()->aggregate(x.index_select(0, order));
     EXPECT_TRUE(at::allclose(reference, permuted, 1e-5, 1e-6))
@@ -110,7 +118,7 @@ TEST_P(AggregatorConformance, FiniteWithUpToFNonFiniteRows) {
   mixed[3] = -kInf;
   mixed[7] = kNaN;
   const std::vector<at::Tensor> bad_rows{at::full({kDim}, kNaN), mixed};
-  const std::vector<std::int64_t> positions{0, n_ / 2};
+  const std::vector<std::int64_t> positions{first_free_row(), n_ / 2};
   for (std::int64_t bad = 1; bad <= kF; ++bad) {
     at::Tensor x = honest(10 + bad);
     for (std::int64_t i = 0; i < bad; ++i) x[positions[i]].copy_(bad_rows[i]);
@@ -131,7 +139,7 @@ TEST_P(AggregatorConformance, BoundedWhenFRowsAreHuge) {
   // opposite signs) must not drag a robust rule anywhere near them.
   for (float second : {1e20f, -1e20f}) {
     at::Tensor x = honest(20);
-    x[0].fill_(1e20f);
+    x[first_free_row()].fill_(1e20f);
     x[n_ - 1].fill_(second);
     at::Tensor out = make()->aggregate(x);
     SCOPED_TRACE("huge rows 1e20 and " + std::to_string(second));
