@@ -1,5 +1,11 @@
 // Helpers the SDK gives plugin authors: name suggestions, non-finite row checks, pairwise distances.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include "phalanx/coordinate_sort.hpp"
 #include "phalanx/distances.hpp"
@@ -136,6 +142,86 @@ TEST(Distances, KrumOrderPutsNonFiniteRowsLast) {
   EXPECT_TRUE(at::equal(krum_order(d, 1), at::tensor({2, 1, 3, 0}, at::kLong)));
   EXPECT_TRUE(at::equal(krum_order(at::zeros({1, 1}, at::kDouble), 1), at::tensor({0}, at::kLong)));
   EXPECT_ERROR_WITH(krum_order(d, 4), "4 neighbours among 4 rows");
+}
+
+// ---- float32 Gram matrix with float64 re-checks (PairwiseDistances) ------------------------------------
+
+// Squared distances from float64 differences: what the float64 path computes.
+at::Tensor float64_distances(const at::Tensor& rows) {
+  at::Tensor wide = rows.to(at::kDouble);
+  return (wide.unsqueeze(1) - wide.unsqueeze(0)).pow(2).sum(2);
+}
+
+// Adversarial near-ties: rows c + u_i far from the origin (|c| = 100 per coordinate, |u| ~ 1), where the
+// float32 Gram matrix cannot tell distances apart, with the u_i in pairs u and -u (equal Krum scores), one
+// coordinate of some rows moved by `ulps` float32 steps so that scores differ by about 1e-9 of their value.
+at::Tensor near_tie_rows(std::int64_t pairs, std::int64_t d, std::int64_t seed, std::int64_t ulps) {
+  at::Generator gen = at::detail::createCPUGenerator(static_cast<std::uint64_t>(seed));
+  at::Tensor u = at::randn({pairs, d}, gen);
+  at::Tensor rows = at::cat({u, u.neg()}).add_(100.0f);
+  float* x = rows.data_ptr<float>();
+  for (std::int64_t i = 0; i < rows.size(0); i += 3)
+    for (std::int64_t s = 0; s < ulps; ++s) x[i * d + (i % d)] = std::nextafter(x[i * d + (i % d)], 1e30f);
+  return rows;
+}
+
+TEST(PairwiseDistances, BoundsHoldAndNearTiesAreDecidedInFloat64) {
+  for (std::int64_t seed = 0; seed < 6; ++seed) {
+    at::Tensor rows = near_tie_rows(8, 1000, seed, seed % 3);
+    at::Tensor reference = float64_distances(rows);
+    PairwiseDistances fast(rows);
+    const std::int64_t n = rows.size(0);
+    std::vector<std::int64_t> all(static_cast<std::size_t>(n));
+    std::iota(all.begin(), all.end(), 0);
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t j = 0; j < n; ++j)
+        EXPECT_LE(std::abs(fast.value(i, j) - reference[i][j].item<double>()), fast.error(i, j) * (1 + 1e-9) + 1e-9)
+            << i << ", " << j;
+    for (std::int64_t k : {1, 5, 13}) {
+      // Krum's winner and Multi-Krum's set of m rows: those of the float64 distances.
+      const at::Tensor expected = krum_order(reference, k);
+      for (std::int64_t m : {1, 4, 9}) {
+        PairwiseDistances d(rows);
+        std::vector<std::int64_t> got = krum_order(d, all, k, m);
+        std::vector<std::int64_t> want(expected.data_ptr<std::int64_t>(), expected.data_ptr<std::int64_t>() + m);
+        got.resize(static_cast<std::size_t>(m));
+        std::sort(got.begin(), got.end());
+        std::sort(want.begin(), want.end());
+        EXPECT_EQ(got, want) << "seed " << seed << ", k " << k << ", m " << m;
+        EXPECT_GT(d.entries_made_exact(), 0);  // the float32 bounds alone could not decide
+      }
+      // NNM's neighbourhoods: the k nearest of every row, as sets.
+      PairwiseDistances d(rows);
+      at::Tensor ref = reference.clone();
+      ref.fill_diagonal_(-1.0);
+      at::Tensor want = std::get<1>(ref.topk(k, 1, false, false));
+      EXPECT_TRUE(at::equal(std::get<0>(nearest_rows(d, k).sort(1)), std::get<0>(want.sort(1))))
+          << "seed " << seed << ", k " << k;
+    }
+  }
+}
+
+TEST(PairwiseDistances, WellSeparatedRowsNeedNoFloat64Pass) {
+  // Rows at distinct distances from a cluster: the float32 bounds decide alone, which is the fast path.
+  at::Generator gen = at::detail::createCPUGenerator(3);
+  at::Tensor rows = at::randn({16, 4096}, gen).mul_(at::arange(1, 17, at::kFloat).unsqueeze(1));
+  PairwiseDistances d(rows);
+  std::vector<std::int64_t> all(16);
+  std::iota(all.begin(), all.end(), 0);
+  const at::Tensor expected = krum_order(float64_distances(rows), 11);
+  EXPECT_EQ(krum_order(d, all, 11, 1)[0], expected[0].item<std::int64_t>());
+  nearest_rows(d, 11);
+  EXPECT_EQ(d.entries_made_exact(), 0);
+}
+
+TEST(PairwiseDistances, OverflowingAndNonFiniteRows) {
+  // 1e30 squared overflows float32 but not float64: that block is summed in float64; NaN rows are +inf away.
+  at::Tensor rows = at::tensor({1e30f, 0.f, 0.f, 1e30f, NAN, 1.f, 0.f, 0.f}).reshape({4, 2});
+  PairwiseDistances d(rows);
+  EXPECT_TRUE(d.finite(0) && d.finite(1) && !d.finite(2) && d.finite(3));
+  EXPECT_NEAR(d.value(0, 1) / 2e60, 1.0, 1e-6);
+  EXPECT_TRUE(std::isinf(d.value(2, 0)) && std::isinf(d.value(3, 2)));
+  EXPECT_EQ(d.finite_rows(), (std::vector<std::int64_t>{0, 1, 3}));
 }
 
 // Column 0: 14, 0, 3, 1, 2 (sorted 0 1 2 3 14: median 2, mean 4, trimmed mean with trim 1 = 2).

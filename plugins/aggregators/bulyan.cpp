@@ -6,8 +6,9 @@
 //   2. per coordinate j, with S the theta chosen rows and med[j] their coordinate-wise median:
 //      out[j] = (1/beta) * sum of the beta = theta - 2f values S_i[j] closest to med[j]
 //
-// Needs n >= 4f + 3, refused otherwise. The distances come from one Gram matrix
-// (phalanx::pairwise_squared_distances) and ranked by phalanx::krum_order, not from per-pair loops; the
+// Needs n >= 4f + 3, refused otherwise. The distances come from one float32 Gram matrix with error bounds
+// (phalanx::PairwiseDistances) and are ranked by phalanx::krum_order, which recomputes in float64 the rows
+// too close to a winner for the bounds to decide (so every winner is the float64 one); the
 // second stage is phalanx::coordinate_mean_closest_to (the SDK's sorting network), and the median of an
 // even count is the mean of the two middle values.
 //
@@ -33,7 +34,6 @@
 #include "phalanx/coordinate_sort.hpp"
 #include "phalanx/distances.hpp"
 #include "phalanx/plugin.hpp"
-#include "phalanx/tensor_checks.hpp"
 
 namespace {
 
@@ -44,29 +44,26 @@ class Bulyan : public Aggregator {
   explicit Bulyan(std::int64_t f) : f_(f) {}
 
   at::Tensor aggregate(const at::Tensor& inputs) override {
-    at::Tensor index = finite_row_mask(inputs).nonzero().squeeze(1);
-    const std::int64_t n = index.numel();
+    PairwiseDistances distances(inputs);
+    const std::vector<std::int64_t> index = distances.finite_rows();
+    const auto n = static_cast<std::int64_t>(index.size());
     if (n == 0) throw Error("aggregator 'bulyan': every message contains NaN or Inf; nothing to aggregate");
     const std::int64_t f =
         std::min(std::max<std::int64_t>(0, f_ - (inputs.size(0) - n)), n >= 3 ? (n - 3) / 4 : std::int64_t{0});
     const std::int64_t theta = n - 2 * f, beta = theta - 2 * f;
 
-    // 1. theta rows by repeated Krum on the (small) distance matrix.
-    at::Tensor dist = pairwise_squared_distances(inputs).index_select(0, index).index_select(1, index);
-    std::vector<std::int64_t> remaining(n), chosen;
-    std::iota(remaining.begin(), remaining.end(), 0);
+    // 1. theta rows by repeated Krum on the (small) distance matrix; each winner is the float64 one.
+    std::vector<std::int64_t> remaining = index, chosen;
     while (static_cast<std::int64_t>(chosen.size()) < theta) {
-      const std::int64_t r = static_cast<std::int64_t>(remaining.size());
+      const auto r = static_cast<std::int64_t>(remaining.size());
       std::int64_t pick = 0;
-      if (r > 1) {
-        at::Tensor at_remaining = at::tensor(remaining, at::kLong);
-        at::Tensor sub = dist.index_select(0, at_remaining).index_select(1, at_remaining);
-        pick = krum_order(sub, std::clamp<std::int64_t>(r - f - 2, 1, r - 1))[0].item<std::int64_t>();
-      }
-      chosen.push_back(remaining[pick]);
+      if (r > 1) pick = krum_order(distances, remaining, std::clamp<std::int64_t>(r - f - 2, 1, r - 1), 1)[0];
+      chosen.push_back(remaining[static_cast<std::size_t>(pick)]);
       remaining.erase(remaining.begin() + pick);
     }
-    at::Tensor selected = inputs.index_select(0, index.index_select(0, at::tensor(chosen, at::kLong)));
+    // The second stage sorts every column, so the order of the chosen rows does not change the result.
+    std::sort(chosen.begin(), chosen.end());
+    at::Tensor selected = inputs.index_select(0, at::tensor(chosen, at::kLong));
 
     // 2. per coordinate, the beta values closest to the median of the selection.
     return coordinate_mean_closest_to(selected, beta, ColumnCentre::Median);

@@ -10,8 +10,8 @@
 //
 // The paper starts from the mean; this plugin starts from the coordinate-wise median instead,
 // because one row of size 1e20 drags the mean so far that a handful of Weiszfeld steps cannot come back,
-// while the median starts among the honest rows. A row so far away that its distance overflows gets weight
-// 0, which is the limit of 1/distance.
+// while the median starts among the honest rows. Distances are summed in float64 (a finite float32 row cannot
+// overflow them); a weight that underflows is 0, the limit of 1/distance.
 //
 // Rows holding NaN or Inf are ignored. The geometric median tolerates any minority of Byzantine rows, so the
 // rule has no f.
@@ -27,6 +27,7 @@
 
 #include "phalanx/coordinate_sort.hpp"
 #include "phalanx/plugin.hpp"
+#include "phalanx/row_math.hpp"
 #include "phalanx/tensor_checks.hpp"
 
 namespace {
@@ -44,7 +45,7 @@ class GeometricMedian : public Aggregator {
     at::Tensor z = coordinate_median(rows);
     double previous = 0.0;
     for (std::int64_t t = 0; t < iterations_; ++t) {
-      at::Tensor distance = (rows - z).norm(2, /*dim=*/1).to(at::kDouble);  // [n]; +inf where it overflows
+      at::Tensor distance = distances_to(rows, z);  // [n] float64
       const double objective = distance.sum().item<double>();
       if (t > 0 && std::isfinite(objective) && std::abs(previous - objective) <= tolerance_ * objective) break;
       previous = objective;
@@ -58,6 +59,19 @@ class GeometricMedian : public Aggregator {
   }
 
  private:
+  // ||x_i - z|| for every row, one pass over the rows with float64 sums (phalanx::squared_distance) rather
+  // than a [n, d] tensor of differences.
+  static at::Tensor distances_to(const at::Tensor& rows, const at::Tensor& z) {
+    if (rows.scalar_type() != at::kFloat || z.scalar_type() != at::kFloat)
+      return (rows - z).norm(2, /*dim=*/1).to(at::kDouble);
+    const at::Tensor x = rows.contiguous(), centre = z.contiguous();
+    const std::int64_t n = x.size(0), d = x.size(1);
+    at::Tensor out = at::empty({n}, at::kDouble);
+    for (std::int64_t i = 0; i < n; ++i)
+      out.data_ptr<double>()[i] = std::sqrt(squared_distance(x.data_ptr<float>() + i * d, centre.data_ptr<float>(), d));
+    return out;
+  }
+
   std::int64_t iterations_;
   double nu_;
   double tolerance_;

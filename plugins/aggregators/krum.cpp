@@ -4,8 +4,9 @@
 //   score(i) = sum of ||x_i - x_j||^2 over the k = n - f - 2 rows x_j (j != i) nearest to x_i
 //   out      = x_{i*} with i* = argmin_i score(i)
 //
-// Needs n >= 2f + 3, refused otherwise. The distances come from one Gram matrix
-// (phalanx::pairwise_squared_distances), ranked by phalanx::krum_order, not from per-pair loops.
+// Needs n >= 2f + 3, refused otherwise. The distances come from one float32 Gram matrix with error bounds
+// (phalanx::PairwiseDistances), ranked by phalanx::krum_order, which recomputes in float64 the rows whose
+// scores are too close to the winner's for the bounds to decide, so the winner is the float64 one.
 //
 // Rows holding NaN or Inf are dropped first (they are infinitely far from every other row, so they never
 // win and are never a finite row's neighbour); each one dropped is one of the f Byzantine rows, so the
@@ -20,12 +21,12 @@
 // | f         | number of Byzantine workers | Byzantine rows the rule must tolerate |
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include <ATen/ATen.h>
 
 #include "phalanx/distances.hpp"
 #include "phalanx/plugin.hpp"
-#include "phalanx/tensor_checks.hpp"
 
 namespace {
 
@@ -36,15 +37,15 @@ class Krum : public Aggregator {
   explicit Krum(std::int64_t f) : f_(f) {}
 
   at::Tensor aggregate(const at::Tensor& inputs) override {
-    at::Tensor index = finite_row_mask(inputs).nonzero().squeeze(1);
-    const std::int64_t n = index.numel();
+    PairwiseDistances distances(inputs);
+    const std::vector<std::int64_t> index = distances.finite_rows();
+    const auto n = static_cast<std::int64_t>(index.size());
     if (n == 0) throw Error("aggregator 'krum': every message contains NaN or Inf; nothing to aggregate");
-    if (n == 1) return inputs[index[0].item<std::int64_t>()].clone();
+    if (n == 1) return inputs[index[0]].clone();
     const std::int64_t f = std::max<std::int64_t>(0, f_ - (inputs.size(0) - n));
     const std::int64_t k = std::clamp<std::int64_t>(n - f - 2, 1, n - 1);
-    at::Tensor dist = pairwise_squared_distances(inputs).index_select(0, index).index_select(1, index);
-    const std::int64_t best = krum_order(dist, k)[0].item<std::int64_t>();
-    return inputs[index[best].item<std::int64_t>()].clone();
+    const std::int64_t best = krum_order(distances, index, k, /*certain=*/1)[0];
+    return inputs[index[static_cast<std::size_t>(best)]].clone();
   }
 
  private:

@@ -5,8 +5,10 @@
 //   score(i) = sum of ||x_i - x_j||^2 over the k = n - f - 2 rows x_j (j != i) nearest to x_i
 //   out      = (1/m) sum of the m rows with the lowest scores        (m = n - f by default)
 //
-// Needs n >= 2f + 3 and 1 <= m <= n - f, refused otherwise. m = 1 is Krum. The distances come from one Gram
-// matrix (phalanx::pairwise_squared_distances), ranked by phalanx::krum_order, not from per-pair loops.
+// Needs n >= 2f + 3 and 1 <= m <= n - f, refused otherwise. m = 1 is Krum. The distances come from one
+// float32 Gram matrix with error bounds (phalanx::PairwiseDistances), ranked by phalanx::krum_order, which
+// recomputes in float64 the rows too close to the m-th for the bounds to decide, so the m rows averaged are
+// the float64 ones; they are summed in row order, without copying them first.
 //
 // Rows holding NaN or Inf are dropped first (infinitely far from every other row, they would score worst);
 // each one dropped is one of the f Byzantine rows, so the remaining n' rows use f' = max(0, f - dropped),
@@ -23,12 +25,13 @@
 #include <algorithm>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <ATen/ATen.h>
 
 #include "phalanx/distances.hpp"
 #include "phalanx/plugin.hpp"
-#include "phalanx/tensor_checks.hpp"
+#include "phalanx/row_math.hpp"
 
 namespace {
 
@@ -39,17 +42,20 @@ class MultiKrum : public Aggregator {
   MultiKrum(std::int64_t f, std::optional<std::int64_t> m) : f_(f), m_(m) {}
 
   at::Tensor aggregate(const at::Tensor& inputs) override {
-    at::Tensor index = finite_row_mask(inputs).nonzero().squeeze(1);
-    const std::int64_t n = index.numel();
+    PairwiseDistances distances(inputs);
+    const std::vector<std::int64_t> index = distances.finite_rows();
+    const auto n = static_cast<std::int64_t>(index.size());
     if (n == 0) throw Error("aggregator 'multikrum': every message contains NaN or Inf; nothing to aggregate");
-    if (n == 1) return inputs[index[0].item<std::int64_t>()].clone();
+    if (n == 1) return inputs[index[0]].clone();
     const std::int64_t f = std::min(std::max<std::int64_t>(0, f_ - (inputs.size(0) - n)), n - 1);
     const std::int64_t k = std::clamp<std::int64_t>(n - f - 2, 1, n - 1);
-    at::Tensor dist = pairwise_squared_distances(inputs).index_select(0, index).index_select(1, index);
     const std::int64_t m = std::clamp<std::int64_t>(m_.value_or(n - f), 1, n);
-    at::Tensor best = krum_order(dist, k).narrow(0, 0, m);
-    at::Tensor chosen = index.index_select(0, best);
-    return inputs.index_select(0, chosen).mean(0);
+    // Only which m rows are averaged matters; their order among themselves does not.
+    std::vector<std::int64_t> order = krum_order(distances, index, k, /*certain=*/m);
+    std::vector<std::int64_t> chosen(static_cast<std::size_t>(m));
+    for (std::int64_t p = 0; p < m; ++p) chosen[static_cast<std::size_t>(p)] = index[static_cast<std::size_t>(order[static_cast<std::size_t>(p)])];
+    std::sort(chosen.begin(), chosen.end());
+    return mean_of_rows(inputs, chosen);
   }
 
  private:

@@ -4,8 +4,10 @@
 //
 //   y_i = (1 / (n - f)) sum_{j in N_i} x_j,   N_i = the n - f rows closest to x_i in Euclidean distance
 //
-// Computed without per-pair loops: one pairwise squared-distance matrix (phalanx::pairwise_squared_distances,
-// one BLAS product), topk for the neighbourhoods, and the mixing as one [n, n] x [n, d] matrix product.
+// Computed without per-pair loops: one float32 Gram matrix with error bounds (phalanx::PairwiseDistances),
+// the neighbourhoods by phalanx::nearest_rows (which recomputes in float64 a row whose k-th and (k+1)-th
+// nearest the bounds cannot separate, so every neighbourhood is the float64 one), and the mixing as one
+// [n, n] x [n, d] matrix product.
 //
 // Non-finite rows (NaN/Inf): they are infinitely far from every other row, so with at most f of them every
 // finite row's n - f nearest rows are all finite and its y_i is exactly the rule above. A non-finite row
@@ -17,14 +19,12 @@
 // |-----------|---------|--------------------------------------------------|
 // | f         | auto    | rows to tolerate (auto: number of Byzantine workers); n - f rows are mixed |
 #include <string>
-#include <tuple>
 
 #include <ATen/ATen.h>
 
 #include "phalanx/distances.hpp"
 #include "phalanx/plugin.hpp"
 #include "phalanx/row_math.hpp"
-#include "phalanx/tensor_checks.hpp"
 
 namespace {
 
@@ -41,11 +41,11 @@ class NearestNeighbourMixing : public PreAggregator {
       throw Error("pre-aggregator 'nnm': f = " + std::to_string(f_) + " but it receives only " + std::to_string(n) +
                   " rows (n - f must be >= 1); lower f, or move nnm before a pre-aggregator that reduces the rows");
     const std::int64_t k = n - f_;
-    at::Tensor finite = finite_row_mask(inputs);
-    at::Tensor distances = pairwise_squared_distances(inputs);  // [n, n] float64, +inf to and from bad rows
+    PairwiseDistances distances(inputs);  // +inf to and from bad rows
+    at::Tensor finite = at::empty({n}, at::kBool);
+    for (std::int64_t i = 0; i < n; ++i) finite.data_ptr<bool>()[i] = distances.finite(i);
     // Every row is its own nearest neighbour, even when another row is an exact duplicate of it.
-    distances.fill_diagonal_(-1.0);
-    at::Tensor nearest = std::get<1>(distances.topk(k, /*dim=*/1, /*largest=*/false, /*sorted=*/false));  // [n, k]
+    at::Tensor nearest = nearest_rows(distances, k);  // [n, k]
     // Weight 1/(number of finite neighbours) on each finite neighbour: 1/(n-f) whenever <= f rows are bad.
     at::Tensor weights = finite.index_select(0, nearest.reshape({-1})).reshape({n, k}).to(inputs.scalar_type());
     weights.div_(weights.sum(1, /*keepdim=*/true).clamp_min_(1.0));

@@ -1,5 +1,6 @@
 #include "phalanx/row_math.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include <ATen/ATen.h>
@@ -57,6 +58,33 @@ void scale_row_streaming(const float* x, float scale, float* out, std::int64_t d
   _mm_sfence();
 #endif
   for (; j < d; ++j) out[j] = x[j] * scale;
+}
+
+namespace {
+
+__attribute__((target_clones("avx2", "default"))) void add_to_sums(const float* row, double* sum, std::int64_t width) {
+  for (std::int64_t j = 0; j < width; ++j) sum[j] += static_cast<double>(row[j]);
+}
+
+}  // namespace
+
+at::Tensor mean_of_rows(const at::Tensor& rows, const std::vector<std::int64_t>& chosen) {
+  if (rows.scalar_type() != at::kFloat || !rows.is_contiguous() || chosen.empty())
+    return rows.index_select(0, at::tensor(chosen, at::kLong)).mean(0);
+  const std::int64_t d = rows.size(1);
+  at::Tensor out = at::empty({d}, at::kFloat);
+  const float* x = rows.data_ptr<float>();
+  float* o = out.data_ptr<float>();
+  const double scale = 1.0 / static_cast<double>(chosen.size());
+  constexpr std::int64_t kBlock = 2048;  // 16 KB of float64 sums stay in L1
+  double sum[kBlock];
+  for (std::int64_t start = 0; start < d; start += kBlock) {
+    const std::int64_t width = std::min(kBlock, d - start);
+    std::fill(sum, sum + width, 0.0);
+    for (std::int64_t i : chosen) add_to_sums(x + i * d + start, sum, width);
+    for (std::int64_t j = 0; j < width; ++j) o[start + j] = static_cast<float>(sum[j] * scale);
+  }
+  return out;
 }
 
 at::Tensor OutputBuffer::get(at::IntArrayRef sizes) {

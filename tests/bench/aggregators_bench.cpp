@@ -4,12 +4,17 @@
 //
 //   ./build/bin/phalanx_bench [--benchmark_filter=cm] [--benchmark_min_time=0.5]
 //
+// gm also runs as gm-steps1 and gm-steps9 (1 and 9 Weiszfeld steps, no early stop): the difference / 8 is
+// the cost of one step.
+//
 // f is the largest number that every rule accepts at that n: floor((n - 3) / 4) (Bulyan's limit).
 #include <benchmark/benchmark.h>
 
 #include <chrono>
 #include <cstring>
 #include <iostream>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -42,6 +47,7 @@ struct Case {
   core::Kind kind;
   std::string name;
   std::int64_t n, d;
+  std::vector<std::pair<std::string, Value>> params = {};  // beyond the defaults
 };
 
 void run_case(benchmark::State& state, const core::Registry* registry, Case c) {
@@ -57,6 +63,7 @@ void run_case(benchmark::State& state, const core::Registry* registry, Case c) {
     Value given = Value::map({});
     for (const auto& spec : registry->find(c.kind, c.name).info.params)
       if (spec.default_value.is_null() && spec.name == "c") given.set("c", Value(1.0));
+    for (const auto& [key, value] : c.params) given.set(key, value);
     Params params = registry->validate(c.kind, c.name, given, core::kind_name(c.kind));
     // One untimed call first, as in training, where a rule runs every round: the timed calls are the
     // steady state (rules that reuse an output buffer allocate it in the first round).
@@ -97,6 +104,13 @@ int main(int argc, char** argv) {
                               std::to_string(d);
           benchmark::RegisterBenchmark(label.c_str(), run_case, &registry, c)->Unit(benchmark::kMillisecond)->UseRealTime();
         }
+  // gm's cost per Weiszfeld step: (time of 9 steps - time of 1 step) / 8, both without early stopping.
+  for (std::int64_t steps : {1, 9})
+    for (std::int64_t n : {8, 64}) {
+      Case c{core::Kind::Aggregator, "gm", n, 1'000'000, {{"iterations", Value(steps)}, {"tolerance", Value(0.0)}}};
+      std::string label = "aggregator/gm-steps" + std::to_string(steps) + "/n" + std::to_string(n) + "/d1000000";
+      benchmark::RegisterBenchmark(label.c_str(), run_case, &registry, c)->Unit(benchmark::kMillisecond)->UseRealTime();
+    }
   // Report the ratio to the bound beside every row.
   class BoundReporter : public benchmark::ConsoleReporter {
    public:

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -27,5 +29,68 @@ PHALANX_EXPORT at::Tensor pairwise_squared_distances(const at::Tensor& rows);
 /// rows, not on their order. A row whose distances are +inf (a NaN/Inf row) scores +inf and comes last.
 /// Needs 1 <= neighbours <= r - 1 when r >= 2; a single row gives [0].
 PHALANX_EXPORT at::Tensor krum_order(const at::Tensor& distances, std::int64_t neighbours);
+
+/// Squared Euclidean distances between the rows of an [n, d] tensor, each known within a bound, made exact
+/// (float64) row by row only where a decision needs it (docs/BENCHMARKS.md, "krum, multikrum, bulyan, nnm").
+///
+/// Built from a float32 Gram matrix (BLAS) summed in float64 over blocks of kBlockColumns columns. A float32
+/// sum of W products is within gamma_W = W u / (1 - W u) (u = 2^-24) of sum |x_l y_l|, whatever the order
+/// the BLAS adds them in, so with the norms N_i read off the same diagonal every estimate D_ij is within
+///   error(i, j) = gamma_W (sqrt N_i + sqrt N_j)^2 (plus margins for the float64 sums and for underflow)
+/// of the true distance. make_exact recomputes chosen entries in float64 from the differences x_i - x_j
+/// (phalanx::squared_distance), all of them in one pass over the columns; their error is then 0 for the
+/// callers' purposes. A block whose
+/// float32 product overflows is summed in float64 instead, and rows holding NaN or Inf are +inf away from
+/// every other row (error 0), as in pairwise_squared_distances. Inputs that are not float32 take the
+/// float64 path for every entry.
+class PHALANX_EXPORT PairwiseDistances {
+ public:
+  static constexpr std::int64_t kBlockColumns = 256;
+
+  explicit PairwiseDistances(const at::Tensor& rows);
+
+  std::int64_t size() const { return n_; }
+  double value(std::int64_t i, std::int64_t j) const { return value_[static_cast<std::size_t>(i * n_ + j)]; }
+  double error(std::int64_t i, std::int64_t j) const { return error_[static_cast<std::size_t>(i * n_ + j)]; }
+  /// False when row i holds NaN or Inf.
+  bool finite(std::int64_t i) const { return finite_[static_cast<std::size_t>(i)] != 0; }
+  /// The rows without NaN or Inf, in order.
+  std::vector<std::int64_t> finite_rows() const;
+  /// True when every distance from row i is exact.
+  bool exact(std::int64_t i) const { return inexact_[static_cast<std::size_t>(i)] == 0; }
+  /// Recomputes the distances between the given pairs of rows (either order) in float64, in one pass over
+  /// the columns; pairs already exact are skipped.
+  void make_exact(const std::vector<std::pair<std::int64_t, std::int64_t>>& pairs);
+  /// Every distance from each of `rows`.
+  void make_rows_exact(const std::vector<std::int64_t>& rows);
+  /// How many distances make_exact recomputed so far (for tests and benchmarks).
+  std::int64_t entries_made_exact() const { return made_exact_; }
+  /// [r, r] float64 matrix of the current values between the rows `subset`.
+  at::Tensor matrix(const std::vector<std::int64_t>& subset) const;
+
+ private:
+  void build_from_float_gram();
+  void build_exact();
+
+  at::Tensor rows_;
+  std::int64_t n_ = 0;
+  std::int64_t made_exact_ = 0;
+  std::vector<double> value_, error_;
+  std::vector<char> finite_;
+  std::vector<std::int64_t> inexact_;  // per row: distances from it that are not exact yet
+};
+
+/// Krum order (as krum_order above) of the rows `subset` of `distances`, as positions into `subset`, best
+/// first. The first `certain` positions hold the rows the exact distances put there (as a set: their order
+/// among themselves may differ; with certain = 1, the winner): while the score interval of a row among them
+/// overlaps that of a row placed after them, both are made exact and the order recomputed.
+PHALANX_EXPORT std::vector<std::int64_t> krum_order(PairwiseDistances& distances,
+                                                    const std::vector<std::int64_t>& subset,
+                                                    std::int64_t neighbours, std::int64_t certain);
+
+/// [n, k] int64: for every row i, the k rows nearest to it, itself first among equals (its distance counts
+/// as -1), in no particular order, as at::topk on the exact distances would choose them. Where the error
+/// bounds do not separate a row's k nearest from the others, the distances in the overlap are made exact.
+PHALANX_EXPORT at::Tensor nearest_rows(PairwiseDistances& distances, std::int64_t k);
 
 }  // namespace phalanx

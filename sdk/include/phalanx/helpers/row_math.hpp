@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -22,6 +23,10 @@ PHALANX_EXPORT double squared_distance(const float* x, const float* y, std::int6
 /// out[j] = x[j] * scale for j < d, written around the cache (streaming stores): the result is larger than
 /// the cache and is read next by someone else, so caching it would only evict the input.
 PHALANX_EXPORT void scale_row_streaming(const float* x, float scale, float* out, std::int64_t d);
+
+/// [d] float32 mean of the rows `chosen` of `rows` ([n, d]), summed in float64 block by block in the order
+/// given, without copying the rows first (index_select would write and read back m x d values).
+PHALANX_EXPORT at::Tensor mean_of_rows(const at::Tensor& rows, const std::vector<std::int64_t>& chosen);
 
 /// A float32 tensor a rule returns every round, allocated once: get() hands back the previous round's
 /// tensor when nobody holds it (or a view of it) any more and the shape is unchanged, else a new one. Its
