@@ -305,7 +305,11 @@ void MetricsTracker::add_train_loss(double loss) {
 
 void MetricsTracker::add_honest_comparison(const at::Tensor& aggregate, const at::Tensor& honest_rows) {
   if (honest_rows.size(0) == 0) return;
-  const at::Tensor mean = honest_rows.to(at::kDouble).mean(0);
+  // Summed in float64 row by row: converting all h x d rows to float64 first would double the run's peak
+  // memory (the message matrix is the largest thing a run holds).
+  at::Tensor mean = at::zeros({honest_rows.size(1)}, at::kDouble);
+  for (std::int64_t r = 0; r < honest_rows.size(0); ++r) mean.add_(honest_rows[r]);
+  mean.div_(static_cast<double>(honest_rows.size(0)));
   const at::Tensor update = aggregate.to(at::kDouble);
   const double mean_norm = mean.norm().item<double>(), update_norm = update.norm().item<double>();
   // Both follow METHODS.md's conventions: cos is 0 when either norm is 0; the relative deviation of an

@@ -240,7 +240,8 @@ TEST(Distributed, ForgedReplayedAndAlteredMessagesAreRejectedAndCounted) {
 
 TEST(Distributed, UninvitedProcessesAreRefusedAndTheRunCompletes) {
   // Ranks 0-2 hold the run's key; rank 3 has another key and rank 4 none (authentication off). Both
-  // are refused at the handshake, leave with a clear message, and the two invited workers finish the run.
+  // are refused at the handshake, leave with a clear message and exit 3 (a failed run), and the two invited
+  // workers finish the run.
   const std::string dir = temp_dir("dist_uninvited"), cfg = config_file(dir), out = dir + "/run";
   write_file(dir + "/run.key", "the run's shared secret, 32 bytes");
   write_file(dir + "/other.key", "somebody else's key, long enough");
@@ -261,8 +262,8 @@ TEST(Distributed, UninvitedProcessesAreRefusedAndTheRunCompletes) {
   run_command("bash " + dir + "/uninvited.sh", &output);
   EXPECT_THAT(output, ::testing::HasSubstr("rank0=0"));
   EXPECT_THAT(output, ::testing::HasSubstr("rank1=0"));
-  EXPECT_THAT(output, ::testing::HasSubstr("rank3=1"));
-  EXPECT_THAT(output, ::testing::HasSubstr("rank4=1"));
+  EXPECT_THAT(output, ::testing::HasSubstr("rank3=3"));
+  EXPECT_THAT(output, ::testing::HasSubstr("rank4=3"));
   EXPECT_EQ(status_of(out), "ok") << read_file(dir + "/rank0.txt");
   EXPECT_DOUBLE_EQ(last_metric(out, "step"), 40);
   EXPECT_EQ(last_metric(out, "rejected_messages"), 2);
