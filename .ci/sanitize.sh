@@ -24,7 +24,7 @@ cmake --build "$build" -j2 --target phalanx_tests phalanx_hostile_tests phalanx_
 # multi-process distributed runs, and the installed-SDK example build. The preflight's accuracy test
 # compares an estimate with the measured RSS, which ASan's shadow memory inflates by design.
 slow_end_to_end='^(KilledRun\.(Sync|Async|Sigterm)|Sweep\.(RunsInParallel|FailedRuns)|Cli\.(EndToEnd|Compare)'
-slow_end_to_end+='|distributed\.Distributed\.(SyncRun|AsyncRun|AsyncBuffered|SyncRounds|WorkersLeave|Interrupt|Uninvited)'
+slow_end_to_end+='|distributed\.Distributed\.(SyncRun|AsyncRun|AsyncBuffered|SyncRound|WorkersLeave|Interrupt|Uninvited)'
 slow_end_to_end+='|example_plugin_against_installed_sdk'
 slow_end_to_end+='|Preflight\.EstimateIsWithinAFactorOfTheMeasuredPeak)'
 set -o pipefail
