@@ -28,16 +28,6 @@ core::PipelineSpec spec(const std::string& yaml, const std::vector<std::string>&
   return core::resolve_pipeline(root, builtin_registry());
 }
 
-std::string metrics_without_wall_time(const std::string& dir) {
-  std::string out;
-  std::stringstream in(read_file(dir + "/metrics.jsonl"));
-  for (std::string line; std::getline(in, line);) {
-    auto start = line.find("\"wall_time\"");
-    out += line.substr(0, start) + line.substr(line.find(',', start) + 1) + "\n";
-  }
-  return out;
-}
-
 TEST(AsyncEngine, SameSeedGivesIdenticalMetrics) {
   const std::string a = temp_dir("async_det_a"), b = temp_dir("async_det_b");
   core::run_async(spec(kAsync), builtin_registry(), a, nullptr);

@@ -29,19 +29,6 @@ core::PipelineSpec spec_of(const std::string& yaml, const core::Registry& r = bu
   return core::resolve_pipeline(core::parse_yaml(yaml, "test.yaml"), r);
 }
 
-// metrics.jsonl without the wall_time field, which is the only thing allowed to differ between runs.
-std::string metrics_without_wall_time(const std::string& dir) {
-  std::string text = read_file(dir + "/metrics.jsonl"), out;
-  std::stringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto start = line.find("\"wall_time\"");
-    auto end = line.find(',', start);
-    out += line.substr(0, start) + line.substr(end + 1) + "\n";
-  }
-  return out;
-}
-
 TEST(SyncEngine, SameSeedGivesIdenticalMetrics) {
   const std::string a = temp_dir("det_a"), b = temp_dir("det_b");
   core::run_sync(spec_of(kSmall), builtin_registry(), a, nullptr);

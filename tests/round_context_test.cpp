@@ -178,16 +178,6 @@ TEST(DefenceOracle, LeavesCenteredClippingsCentreAndBucketingsGeneratorUnchanged
   EXPECT_ERROR_WITH(oracle.evaluate(at::randn({5, 5})), "defence oracle takes [6, d]");
 }
 
-std::string metrics_without_wall_time(const std::string& dir) {
-  std::string out;
-  std::stringstream in(read_file(dir + "/metrics.jsonl"));
-  for (std::string line; std::getline(in, line);) {
-    auto start = line.find("\"wall_time\"");
-    out += line.substr(0, start) + line.substr(line.find(',', start) + 1) + "\n";
-  }
-  return out;
-}
-
 TEST(DefenceOracle, AnAttackQueryingItChangesNothingInSyncAndAsyncRuns) {
   for (const std::string engine : {"sync", "async"}) {
     const std::string a = temp_dir("oracle_none_" + engine), b = temp_dir("oracle_probe_" + engine);

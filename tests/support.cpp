@@ -71,6 +71,16 @@ std::string read_file(const std::string& path) {
   return s.str();
 }
 
+std::string metrics_without_wall_time(const std::string& dir) {
+  std::string out;
+  std::stringstream in(read_file(dir + "/metrics.jsonl"));
+  for (std::string line; std::getline(in, line);) {
+    const auto start = line.find("\"wall_time\"");
+    out += line.substr(0, start) + line.substr(line.find(',', start) + 1) + "\n";
+  }
+  return out;
+}
+
 void write_file(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;

@@ -51,6 +51,10 @@ inline const float kInf = std::numeric_limits<float>::infinity();
 std::string temp_dir(const std::string& name);
 
 std::string read_file(const std::string& path);
+
+/// DIR/metrics.jsonl without the wall_time field, the only thing allowed to differ between two runs of one
+/// config and seed.
+std::string metrics_without_wall_time(const std::string& dir);
 void write_file(const std::string& path, const std::string& text);
 
 /// Runs a shell command, returns its exit code and (stdout+stderr) output.
