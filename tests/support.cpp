@@ -8,7 +8,7 @@
 
 #include <ATen/ATen.h>
 
-#include "phalanx/core/config.hpp"
+#include "phalanx/core/config/config.hpp"
 
 namespace phalanx::test {
 

@@ -11,8 +11,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "phalanx/core/registry.hpp"
-#include "phalanx/core/run_output.hpp"
+#include "phalanx/core/plugins/registry.hpp"
+#include "phalanx/core/run/run_output.hpp"
 #include "phalanx/aggregator.hpp"
 #include "phalanx/error.hpp"
 

@@ -13,19 +13,19 @@
 #include <spdlog/spdlog.h>
 
 #include "phalanx/abi.hpp"
-#include "phalanx/core/compare.hpp"
-#include "phalanx/core/config.hpp"
-#include "phalanx/core/distributed.hpp"
-#include "phalanx/core/memory_guard.hpp"
-#include "phalanx/core/pipeline.hpp"
-#include "phalanx/core/preflight.hpp"
-#include "phalanx/core/registry.hpp"
-#include "phalanx/core/run_failure.hpp"
-#include "phalanx/core/report.hpp"
-#include "phalanx/core/run_control.hpp"
-#include "phalanx/core/stop_signal.hpp"
-#include "phalanx/core/sweep.hpp"
-#include "phalanx/core/sync_engine.hpp"
+#include "phalanx/core/experiment/compare.hpp"
+#include "phalanx/core/config/config.hpp"
+#include "phalanx/core/distributed/distributed.hpp"
+#include "phalanx/core/run/memory_guard.hpp"
+#include "phalanx/core/config/pipeline.hpp"
+#include "phalanx/core/engine/preflight.hpp"
+#include "phalanx/core/plugins/registry.hpp"
+#include "phalanx/core/engine/run_failure.hpp"
+#include "phalanx/core/experiment/report.hpp"
+#include "phalanx/core/run/run_control.hpp"
+#include "phalanx/core/run/stop_signal.hpp"
+#include "phalanx/core/experiment/sweep.hpp"
+#include "phalanx/core/engine.hpp"
 
 #include <boost/dll/runtime_symbol_info.hpp>
 #include "phalanx/error.hpp"
@@ -340,9 +340,9 @@ int report_run(const RunResult& r, const std::string& out) {
   if (r.has_last)
     std::cout << "final: step " << r.last.step << ", test accuracy " << 100 * r.last.test_accuracy
               << " %, test loss " << r.last.test_loss << " (outputs in " << out << ")\n";
-  if (r.status != "ok") std::cout << r.status << ": " << r.message << "\n";
-  if (r.status == "interrupted") return 128 + stop_signal();
-  return r.status == "ok" ? 0 : kExitRunFailed;
+  if (r.status != RunStatus::ok) std::cout << r.status << ": " << r.message << "\n";
+  if (r.status == RunStatus::interrupted) return 128 + stop_signal();
+  return r.status == RunStatus::ok ? 0 : kExitRunFailed;
 }
 
 // A run whose LibTorch error became status "failed" (run_failure.hpp) has no summary.json from its engine.
@@ -350,7 +350,7 @@ RunResult run_one(const PipelineSpec& spec, const Registry& registry, const std:
                   std::shared_ptr<spdlog::logger> logger, const RunControl& control) {
   RunResult r = run_reporting_failures([&] { return run_pipeline(spec, registry, dir, logger, control); }, registry,
                                        logger.get());
-  if (r.status == "failed") write_failure_summary(dir, r.message);
+  if (r.status == RunStatus::failed) write_failure_summary(dir, r.message);
   return r;
 }
 
@@ -405,7 +405,7 @@ int cmd_launch(const Options& o) {
   try {
     r = run_reporting_failures([&] { return run_distributed(spec, registry, cluster, server ? out : "", logger); },
                                registry, logger.get());
-    if (server && r.status == "failed") write_failure_summary(out, r.message);
+    if (server && r.status == RunStatus::failed) write_failure_summary(out, r.message);
   } catch (const Error& e) {
     if (server) {
       write_failure_summary(out, e.what());
@@ -419,13 +419,13 @@ int cmd_launch(const Options& o) {
   if (server && r.has_last)
     std::cout << "final: step " << r.last.step << ", test accuracy " << 100 * r.last.test_accuracy << " %, test loss "
               << r.last.test_loss << " (outputs in " << out << ")\n";
-  if (r.status != "ok") std::cout << r.status << ": " << r.message << "\n";
-  if (r.status == "interrupted") return 128 + stop_signal();
-  return r.status == "ok" ? 0 : kExitRunFailed;
+  if (r.status != RunStatus::ok) std::cout << r.status << ": " << r.message << "\n";
+  if (r.status == RunStatus::interrupted) return 128 + stop_signal();
+  return r.status == RunStatus::ok ? 0 : kExitRunFailed;
 }
 
 // The preflight's estimate, and after the run the measured peak, in log.txt (`phalanx validate` prints the
-// estimate's items); the byte counts are for docs/reliability.md's accuracy table and tests/preflight_test.cpp.
+// estimate's items); the byte counts are for docs/reliability.md's accuracy table and tests/core/preflight_test.cpp.
 void log_estimate(spdlog::logger& logger, const MemoryEstimate& estimate, const MemoryLimit& limit) {
   logger.info("memory: the preflight estimates {} at the peak ({}); the process holds {} before the run "
               "(estimate_bytes={} start_rss_bytes={})",
@@ -445,12 +445,10 @@ int cmd_resume(const Options& o, RunControl control) {
   const std::string dir = o.resume, config = dir + "/config.yaml";
   if (!fs::is_directory(dir)) throw Error("cannot resume '" + dir + "': no such run folder");
   if (!fs::exists(config)) throw Error("cannot resume '" + dir + "': it has no config.yaml, so it is not a run folder");
-  std::ifstream summary(dir + "/summary.json");
-  std::stringstream text;
-  text << summary.rdbuf();
-  for (const char* done : {"ok", "diverged"})
-    if (text.str().find("\"status\": \"" + std::string(done) + "\"") != std::string::npos)
-      throw Error("cannot resume '" + dir + "': the run already ended (status " + done + " in summary.json)");
+  const std::optional<RunStatus> status = read_summary_status(dir);
+  if (status == RunStatus::ok || status == RunStatus::diverged)
+    throw Error("cannot resume '" + dir + "': the run already ended (status " + to_string(*status) +
+                " in summary.json)");
   Value root = load_yaml_file(config);
   Registry registry;
   load_plugins(registry, o, &root);
@@ -517,7 +515,7 @@ int cmd_run(const Options& o) {
     try {
       r.result = run_one(specs[i], registry, dir, logger, control);
       log_peak_memory(*logger);
-      if (r.result.status != "ok") ++failures;
+      if (r.result.status != RunStatus::ok) ++failures;
     } catch (const Error& e) {
       write_failure_summary(dir, e.what());
       if (variants.size() == 1) throw;
@@ -549,7 +547,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (argc >= 2 && std::string(argv[1]) == "--version") {
-      std::cout << "phalanx 0.1.0 (SDK ABI " << PHALANX_SDK_ABI_VERSION << ", " << PHALANX_BUILD_FINGERPRINT << ")\n";
+      std::cout << "phalanx " PHALANX_VERSION " (SDK ABI " << PHALANX_SDK_ABI_VERSION << ", " << PHALANX_BUILD_FINGERPRINT << ")\n";
       return 0;
     }
     Options o = parse(argc, argv);

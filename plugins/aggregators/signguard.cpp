@@ -21,7 +21,7 @@
 // which current Blades imports) first clips every row to M, so the upper bound R never removes anything, and
 // clips with M / (nu_i + 1e-6); its KMeans is scikit-learn's (greedy k-means++ with local trials, random_state
 // 0). Here R filters the raw norms, as the paper's Algorithm 1 does, so a row with a huge norm is dropped rather
-// than clipped and averaged. On inputs where every norm is <= R M both agree (tests/aggregator_references_test.cpp).
+// than clipped and averaged. On inputs where every norm is <= R M both agree (tests/plugins/aggregator_references_test.cpp).
 // The authors' code (JianXu95/SignGuard) clusters with MeanShift and uses a random 10% block: sign_fraction 0.1
 // gives the block.
 //

@@ -18,7 +18,7 @@
 // lambda = ||w||, u <- w / lambda. Only the first projections <x_i, u> touch d coordinates; the later steps
 // run on B_S. Why the default differs from ByzFL's P = 1: one power step underestimates lambda_max by a
 // random amount, so the pick varies with the start vectors and can miss the argmin (on ByzFL's own documented
-// example, rows (1,2,3), (4,5,6), (7,8,9) with f = 1, the start vectors of tests/aggregator_references_test.cpp
+// example, rows (1,2,3), (4,5,6), (7,8,9) with f = 1, the start vectors of tests/plugins/aggregator_references_test.cpp
 // give the worst subset's mean (4,5,6) where the exact answer is (2.5,3.5,4.5)), and a start vector drawn per
 // subset index makes the result depend on the order of the rows. The exact mode is deterministic, independent of
 // the row order (up to exact ties) and cheaper at large d. The start vectors come from a generator seeded with

@@ -24,7 +24,7 @@
 // Invariant 2 forces this (it weighs a gradient of iteration j by one power of beta more than SSGDm's w
 // does). Equal iterates with gradients taken at SSGDm's own w would need w -= eta (1 - beta^s)/(1 - beta) g
 // on arrival and "w -= u; u *= beta" at the closure, which breaks invariant 2 and, since fresh gradients
-// would then wait for the closure, invariant 4. tests/async_optimizer_test.cpp checks the relation above.
+// would then wait for the closure, invariant 4. tests/plugins/async_optimizer_test.cpp checks the relation above.
 //
 // The paper closes an iteration every K arrivals; that count is the **(ours)** option iteration_every.
 // Under the synchronous engine (Arrival::worker == -1) the aggregate of a round is one whole iteration:

@@ -19,9 +19,9 @@
 
 #include <ATen/ATen.h>
 
-#include "phalanx/core/registry.hpp"
-#include "phalanx/core/run_output.hpp"
-#include "phalanx/core/threads.hpp"
+#include "phalanx/core/plugins/registry.hpp"
+#include "phalanx/core/run/run_output.hpp"
+#include "phalanx/core/engine/threads.hpp"
 #include "phalanx/error.hpp"
 
 namespace {

@@ -29,11 +29,11 @@
 
 #include <boost/dll/runtime_symbol_info.hpp>
 
-#include "phalanx/core/config.hpp"
-#include "phalanx/core/distributed.hpp"
-#include "phalanx/core/engine_parts.hpp"
-#include "phalanx/core/pipeline.hpp"
-#include "phalanx/core/registry.hpp"
+#include "phalanx/core/config/config.hpp"
+#include "phalanx/core/distributed/distributed.hpp"
+#include "phalanx/core/engine/engine_parts.hpp"
+#include "phalanx/core/config/pipeline.hpp"
+#include "phalanx/core/plugins/registry.hpp"
 #include "phalanx/error.hpp"
 
 using namespace phalanx;

@@ -8,7 +8,7 @@
 
 #include <ATen/ATen.h>
 
-#include "phalanx/core/distributed_channel.hpp"
+#include "phalanx/core/distributed/channel.hpp"
 
 namespace {
 

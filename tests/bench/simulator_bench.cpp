@@ -17,11 +17,11 @@
 #include <utility>
 #include <vector>
 
-#include "phalanx/core/config.hpp"
-#include "phalanx/core/pipeline.hpp"
-#include "phalanx/core/registry.hpp"
-#include "phalanx/core/sync_engine.hpp"
-#include "phalanx/core/threads.hpp"
+#include "phalanx/core/config/config.hpp"
+#include "phalanx/core/config/pipeline.hpp"
+#include "phalanx/core/plugins/registry.hpp"
+#include "phalanx/core/engine/sync_engine.hpp"
+#include "phalanx/core/engine/threads.hpp"
 #include "phalanx/error.hpp"
 
 namespace {
@@ -61,7 +61,7 @@ void run_case(benchmark::State& state, const core::Registry* registry, Case c) {
     core::PipelineSpec spec = core::resolve_pipeline(core::parse_yaml(config_for(c), "bench.yaml"), *registry);
     for (auto _ : state) {
       core::RunResult result = core::run_pipeline(spec, *registry, "", nullptr);
-      if (result.status != "ok") throw Error("run ended '" + result.status + "': " + result.message);
+      if (result.status != core::RunStatus::ok) throw Error("run ended '" + std::string(core::to_string(result.status)) + "': " + result.message);
       sum.compute += result.time.compute;
       sum.aggregation += result.time.aggregation;
       sum.update += result.time.update;

@@ -1,4 +1,4 @@
-// Fuzzes the config loader the way `phalanx validate` uses it: YAML file -> Value tree (core/src/config.cpp),
+// Fuzzes the config loader the way `phalanx validate` uses it: YAML file -> Value tree (core/src/config/config.cpp),
 // `--set` overrides, compare/sweep/seeds expansion (sweep.cpp, compare.cpp) and validation into a
 // PipelineSpec (pipeline.cpp, the registry's parameter checks). The input is the config text; bytes after
 // the first NUL are `--set` assignments, one per line.
@@ -11,10 +11,10 @@
 #include <memory>
 
 #include "fuzz_support.hpp"
-#include "phalanx/core/config.hpp"
-#include "phalanx/core/pipeline.hpp"
-#include "phalanx/core/registry.hpp"
-#include "phalanx/core/sweep.hpp"
+#include "phalanx/core/config/config.hpp"
+#include "phalanx/core/config/pipeline.hpp"
+#include "phalanx/core/plugins/registry.hpp"
+#include "phalanx/core/experiment/sweep.hpp"
 
 namespace {
 

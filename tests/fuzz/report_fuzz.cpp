@@ -1,4 +1,4 @@
-// Fuzzes `phalanx report` (core/src/report.cpp): it reads run folders written by phalanx, but a user may
+// Fuzzes `phalanx report` (core/src/experiment/report.cpp): it reads run folders written by phalanx, but a user may
 // point it at folders that were edited, copied half-way or written by another version. The input holds
 // up to two run folders' files separated by NUL bytes: config.yaml, summary.json, metrics.csv of run a,
 // then the same of run b. Plots are off (no gnuplot processes); the markdown table is built in full.
@@ -6,7 +6,7 @@
 #include <filesystem>
 
 #include "fuzz_support.hpp"
-#include "phalanx/core/report.hpp"
+#include "phalanx/core/experiment/report.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace phalanx;

@@ -1,11 +1,11 @@
-// Fuzzes the trace file of the `trace` speed model (engine.speed.file, core/src/speed_trace.cpp). The
+// Fuzzes the trace file of the `trace` speed model (engine.speed.file, core/src/engine/speed_trace.cpp). The
 // engine's SpeedModel takes trace[k][pos % trace[k].size()], so besides "no crash" a trace that parses
 // must give every line at least one positive finite time.
 #include <cmath>
 #include <cstdint>
 
 #include "fuzz_support.hpp"
-#include "phalanx/core/speed_trace.hpp"
+#include "phalanx/core/engine/speed_trace.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace phalanx;

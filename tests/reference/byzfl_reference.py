@@ -1,4 +1,4 @@
-"""Reference outputs of ByzFL's caf, smea and monna for tests/aggregator_references_test.cpp.
+"""Reference outputs of ByzFL's caf, smea and monna for tests/plugins/aggregator_references_test.cpp.
 
 Runs ByzFL's own classes, unmodified, on fixed small inputs. Where ByzFL draws random start vectors
 (numpy.random.randn), the draws are replaced by the ones the phalanx plugin makes: torch's CPU generator

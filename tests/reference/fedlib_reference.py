@@ -1,4 +1,4 @@
-"""Reference outputs of fedlib's DnC, Signguard and Clippedclustering for tests/aggregator_references_test.cpp.
+"""Reference outputs of fedlib's DnC, Signguard and Clippedclustering for tests/plugins/aggregator_references_test.cpp.
 
 Current Blades (lishenghui/blades) takes its aggregators from fedlib (fedlib/fedlib); this runs fedlib's own
 classes, unmodified, on fixed small inputs. fedlib/utils/torch_utils.py imports ray only for type names and

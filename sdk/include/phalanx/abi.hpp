@@ -14,7 +14,7 @@
 
 /// The contract headers (everything in sdk/include/phalanx except helpers/) define the ABI. Bump this when
 /// one of them changes (docs/plugins.md, "When to bump the ABI version", says exactly when);
-/// tests/sdk_abi_test.cpp fails if they change without a bump. The entry symbol's name carries the
+/// tests/sdk/sdk_abi_test.cpp fails if they change without a bump. The entry symbol's name carries the
 /// version, so a library built against another version is refused before its handshake is even read.
 #define PHALANX_SDK_ABI_VERSION 2
 

@@ -1,0 +1,216 @@
+// Pieces both simulation engines are built from: the plugins of a run with their contexts, each worker's
+// stream of mini-batches, worker speed models, shape checks and the metrics bookkeeping.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <spdlog/logger.h>
+
+#include "phalanx/core/run/checkpoint.hpp"
+#include "phalanx/core/engine/flat_model.hpp"
+#include "phalanx/core/config/pipeline.hpp"
+#include "phalanx/core/plugins/registry.hpp"
+#include "phalanx/core/run/run_output.hpp"
+#include "phalanx/core/engine/worker_pool.hpp"
+#include "phalanx/data.hpp"
+#include "phalanx/round.hpp"
+
+namespace phalanx::core {
+
+struct RunResult;
+
+/// How errors name each plugin of a run (plugin_label: kind, name and library).
+struct PluginLabels {
+  std::string optimizer, aggregator, attack;
+  std::vector<std::string> preaggregators;
+};
+
+/// The plugins of one run, each with its own Context. Objects created by a plugin are destroyed before
+/// the plugin that created them (worker rules before the optimizer).
+struct EnginePlugins {
+  std::vector<std::unique_ptr<RunContext>> contexts;
+  std::shared_ptr<Optimizer> optimizer;
+  std::vector<std::unique_ptr<WorkerRule>> worker_rules;
+  std::shared_ptr<Aggregator> aggregator;
+  std::vector<std::shared_ptr<PreAggregator>> preaggregators;
+  std::shared_ptr<Attack> attack;
+  PluginLabels labels;
+
+  EnginePlugins() = default;
+  EnginePlugins(EnginePlugins&&) = default;
+  ~EnginePlugins() { worker_rules.clear(); }
+};
+
+RunInfo run_info(const PipelineSpec& spec, const std::string& out_dir);
+EnginePlugins make_plugins(const PipelineSpec& spec, const Registry& registry, const RunInfo& info,
+                           std::shared_ptr<spdlog::logger> logger);
+/// Loads and checks the data set.
+Dataset load_data(const PipelineSpec& spec, const Registry& registry, const RunInfo& info,
+                  std::shared_ptr<spdlog::logger> logger);
+/// Builds the model after seeding LibTorch's generator from the run seed.
+std::unique_ptr<FlatModel> build_model(const PipelineSpec& spec, const Registry& registry, const RunInfo& info,
+                                       const Dataset& data, std::shared_ptr<spdlog::logger> logger);
+
+/// Throws an Error naming `who` unless `t` is a float32 tensor of exactly `shape`.
+void require_shape(const at::Tensor& t, at::IntArrayRef shape, const std::string& who);
+
+/// Aggregates `rows` with the pre-aggregators and the aggregator, checking every shape. `round` is what the
+/// server knows of the round (phalanx/round.hpp; round_parts.hpp builds it).
+at::Tensor aggregate_rows(const PipelineSpec& spec, EnginePlugins& plugins, at::Tensor rows,
+                          RoundContext round = RoundContext());
+
+/// One worker's view of its partition: an endless sequence of mini-batches, reshuffled every pass.
+class BatchStream {
+ public:
+  BatchStream(at::Tensor indices, std::uint64_t seed);
+  at::Tensor next(std::int64_t batch);
+  /// Its position (shuffle order, cursor, generator) under `prefix`, for checkpoints (run_checkpoint.cpp).
+  void save(Checkpoint& checkpoint, const std::string& prefix) const;
+  void load(const Checkpoint& checkpoint, const std::string& prefix);
+
+ private:
+  void reshuffle();
+  at::Tensor indices_;
+  std::mt19937_64 rng_;
+  std::vector<std::int64_t> order_;
+  std::size_t cursor_ = 0;
+};
+
+std::vector<BatchStream> make_streams(const PipelineSpec& spec, const Dataset& data);
+
+/// What every engine sets up before its first step: thread count, the run folder (config.yaml written),
+/// the data, each worker's batch stream and the model.
+struct RunSetup {
+  std::unique_ptr<RunOutput> output;  // null when not writing
+  RunInfo info;                       // dimension filled in
+  Dataset data;
+  std::vector<BatchStream> streams;
+  std::unique_ptr<FlatModel> model;
+};
+/// `resume_rows` >= 0 continues an existing run folder instead: its metrics files are cut back to that many
+/// rows (those a checkpoint knows of) and config.yaml is left as it is.
+RunSetup prepare_run(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
+                     std::shared_ptr<spdlog::logger> logger, std::int64_t resume_rows = -1);
+
+
+/// Simulated compute time of each worker's next gradient (engine.speed).
+class SpeedModel {
+ public:
+  SpeedModel(const SpeedSpec& spec, std::int64_t workers, std::uint64_t seed);
+  /// Time worker `k` needs for its next gradient (> 0).
+  double next(std::int64_t k);
+  void save(Checkpoint& checkpoint, const std::string& prefix) const;
+  void load(const Checkpoint& checkpoint, const std::string& prefix);
+
+ private:
+  SpeedSpec spec_;
+  std::vector<double> base_;                // per-worker mean time
+  std::vector<std::vector<double>> trace_;  // per-worker times from the trace file, cycled
+  std::vector<std::size_t> trace_pos_;
+  std::mt19937_64 rng_;
+};
+
+/// Training-loss and staleness accumulators between evaluations, and the evaluation itself.
+/// Adds the wall time of its scope to `seconds` (for RunResult::time).
+class ScopedTimer {
+ public:
+  explicit ScopedTimer(double& seconds) : seconds_(seconds) {}
+  ~ScopedTimer() { seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+  ScopedTimer(const ScopedTimer&) = delete;
+  ScopedTimer& operator=(const ScopedTimer&) = delete;
+
+ private:
+  double& seconds_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+};
+
+class MetricsTracker {
+ public:
+  MetricsTracker(const PipelineSpec& spec, const Dataset& data, FlatModel& model, RunOutput* output,
+                 std::shared_ptr<spdlog::logger> logger, std::int64_t total_steps);
+  void add_train_loss(double loss);
+  void add_staleness(std::int64_t staleness);
+  void add_nonfinite(std::int64_t count) { nonfinite_ += count; }
+  void add_rejected(std::int64_t count) { rejected_ += count; }
+  void add_missing(std::int64_t count) { missing_ += count; }
+  /// Compares an aggregate with the mean of the honest rows it was computed from (simulation only).
+  void add_honest_comparison(const at::Tensor& aggregate, const at::Tensor& honest_rows);
+  /// Evaluates the model's current parameters and writes one row.
+  void evaluate(std::int64_t step, std::int64_t gradients, double samples, double lr, double sim_time,
+                RunResult& result);
+  /// The sums between evaluations and the wall time so far, for checkpoints.
+  void save(Checkpoint& checkpoint, const std::string& prefix) const;
+  void load(const Checkpoint& checkpoint, const std::string& prefix);
+
+ private:
+  const PipelineSpec& spec_;
+  const Dataset& data_;
+  FlatModel& model_;
+  RunOutput* output_;
+  std::shared_ptr<spdlog::logger> logger_;
+  std::int64_t total_steps_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  double loss_sum_ = 0;
+  std::int64_t loss_count_ = 0;
+  double staleness_sum_ = 0;
+  std::int64_t staleness_count_ = 0, staleness_max_ = 0;
+  std::int64_t nonfinite_ = 0;
+  std::int64_t rejected_ = 0, missing_ = 0;
+  double deviation_sum_ = 0, cosine_sum_ = 0;
+  std::int64_t comparisons_ = 0;
+};
+
+/// After an evaluation: finite but huge parameters (a 1e38 bit-flip through the mean) overflow the test loss
+/// without ever becoming Inf themselves; such a run had ended "ok" with test_loss inf (issue 6). Marks
+/// `result` "diverged" and returns true when the last evaluation's test loss is not finite.
+bool diverged_on_test_loss(RunResult& result, std::int64_t step);
+
+/// One worker's mini-batch gradient at the model's current parameters: draws the batch from `stream`,
+/// poisons the labels of a Byzantine worker, records an honest worker's loss in `metrics` (when given: a
+/// distributed worker leaves the metrics to the server), adds weight decay and times forward/backward into
+/// `compute_seconds`. Returns the loss and the gradient.
+/// One worker's share of a round: its mini-batch (drawn in worker order before any gradient is computed,
+/// so the draws never depend on which thread computes what) and what its gradient task produces.
+struct WorkerTask {
+  std::int64_t worker = 0;
+  std::int64_t iteration = 0;  // the index the worker rule is told (the step, or the parameters' index)
+  at::Tensor x, y;
+  double loss = 0;
+  at::Tensor message;
+  double gradient_seconds = 0, rule_seconds = 0;  // thread time in forward/backward and in the rest
+};
+
+/// Draws worker `worker`'s next mini-batch from `stream` and poisons a Byzantine worker's labels.
+WorkerTask draw_batch(const PipelineSpec& spec, EnginePlugins& plugins, const Dataset& data, BatchStream& stream,
+                      std::int64_t worker, std::int64_t iteration);
+
+/// The models the gradient threads compute with: slot 0 is `model`, the others are replicas sharing its
+/// parameters (built by the model plugin, with LibTorch's global generator left as it was). A model whose
+/// forward pass changes state (BatchNorm's running statistics) gets no replica: its workers then run one
+/// after another, because the order in which they update that state changes the result.
+std::vector<std::unique_ptr<FlatModel>> build_replicas(const PipelineSpec& spec, const Registry& registry,
+                                                        const RunInfo& info, const Dataset& data, FlatModel& model,
+                                                        int threads, std::shared_ptr<spdlog::logger> logger);
+
+/// Computes every task's gradient, weight decay and worker-rule message on `pool` (slot s uses models[s], or
+/// models[0] when there are fewer models than slots: then one at a time) and checks each message's shape.
+/// With `rows` ([tasks, d]) each message is copied into rows[i] by the thread that computed it; without, it
+/// is left in tasks[i].message.
+/// Each task's result depends only on its own inputs, so the messages are the same for any thread count.
+/// The phase's wall time is split into `time.compute` and `time.worker_rules` in proportion to the threads'
+/// time in forward/backward and in the rest.
+void compute_messages(const PipelineSpec& spec, EnginePlugins& plugins, WorkerPool& pool,
+                      const std::vector<FlatModel*>& models, std::vector<WorkerTask>& tasks, TimeBreakdown& time,
+                      at::Tensor rows = at::Tensor());
+
+std::pair<double, at::Tensor> worker_gradient(const PipelineSpec& spec, EnginePlugins& plugins, const Dataset& data,
+                                              FlatModel& model, BatchStream& stream, bool byzantine,
+                                              MetricsTracker* metrics, double& compute_seconds);
+
+}  // namespace phalanx::core

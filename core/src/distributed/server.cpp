@@ -1,0 +1,519 @@
+// The parameter server of the distributed mode (rank 0) and the pieces both roles share.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <csignal>
+#include <cstdlib>
+#include <optional>
+#include <sstream>
+
+#include <ATen/ATen.h>
+
+#include "phalanx/core/distributed/distributed.hpp"
+#include "phalanx/core/distributed/checkpoint.hpp"
+#include "phalanx/core/engine/engine_parts.hpp"
+#include "phalanx/core/plugins/plugin_guard.hpp"
+#include "phalanx/core/engine/round_parts.hpp"
+#include "phalanx/core/run/stop_signal.hpp"
+#include "phalanx/core/engine/training_parts.hpp"
+#include "phalanx/error.hpp"
+#include "phalanx/tensor_checks.hpp"
+
+namespace phalanx::core {
+
+RunResult run_worker(const PipelineSpec& spec, const Registry& registry, Cluster& cluster,
+                     std::shared_ptr<spdlog::logger> logger);
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::chrono::milliseconds seconds(double s) { return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000)); }
+
+}  // namespace
+
+std::string check_gradient_message(const Message& m, int rank, std::int64_t d, std::int64_t expected,
+                                   std::int64_t current, bool may_carry_honest_copy) {
+  const Header& h = m.header;
+  if (h.kind != MessageKind::Gradient) return "is not a gradient message (kind " + std::to_string(static_cast<std::int64_t>(h.kind)) + ")";
+  if (h.sender != rank) return "claims to come from rank " + std::to_string(h.sender);
+  if (h.dtype != static_cast<std::int64_t>(at::kFloat) || !m.payload.defined() ||
+      m.payload.scalar_type() != at::kFloat)
+    return "has dtype code " + std::to_string(h.dtype) + ", expected float32";
+  if (h.numel != d || m.payload.numel() != d)
+    return "has " + std::to_string(h.numel) + " elements, expected d = " + std::to_string(d);
+  if (h.index < 0 || h.index > current)
+    return "claims iteration index " + std::to_string(h.index) + ", outside [0, " + std::to_string(current) + "]";
+  if (h.index != expected)
+    return "claims iteration index " + std::to_string(h.index) + " but was sent the parameters of index " +
+           std::to_string(expected);
+  if ((h.flags & ~kFlagHonestCopy) != 0 || ((h.flags & kFlagHonestCopy) && !may_carry_honest_copy))
+    return "has unknown flags " + std::to_string(h.flags);
+  // A Byzantine worker's true message, sent for the server-side attack, is the attack's input, not an update.
+  if (!(h.flags & kFlagHonestCopy) && count_nonfinite_rows(m.payload.unsqueeze(0)) > 0) return "holds NaN or Inf";
+  return "";
+}
+
+Message params_message(std::int64_t index, std::int64_t seq, const at::Tensor& params, BufferPool* pool) {
+  Message m;
+  m.header.kind = MessageKind::Params;
+  m.header.sender = 0;
+  m.header.index = index;
+  m.header.seq = seq;
+  m.header.numel = params.numel();
+  m.header.dtype = static_cast<std::int64_t>(at::kFloat);
+  // A snapshot: the server keeps updating its own copy in place.
+  m.payload = pool ? pool->take(params.numel(), at::kFloat).copy_(params) : params.clone();
+  return m;
+}
+
+namespace {
+
+/// The server loop's bookkeeping shared by both protocols.
+struct Server {
+  const PipelineSpec& spec;
+  RunSetup& run;
+  EnginePlugins& plugins;
+  ServerLinks& links;
+  MetricsTracker& metrics;
+  std::shared_ptr<spdlog::logger> logger;
+  Faults faults;
+  Clock::time_point started = Clock::now();
+  BufferPool snapshots{static_cast<std::size_t>(2 * spec.workers + 4)};
+  std::int64_t d = 0, h = 0, n = 0;
+  std::vector<std::int64_t> rejected_by_worker;
+
+  double elapsed() const { return std::chrono::duration<double>(Clock::now() - started).count(); }
+
+  void reject(int rank, const Message& m, const std::string& why) {
+    metrics.add_rejected(1);
+    if (m.payload.defined() && m.payload.scalar_type() == at::kFloat && m.payload.dim() == 1 &&
+        count_nonfinite_rows(m.payload.unsqueeze(0)) > 0)
+      metrics.add_nonfinite(1);
+    if (logger && rejected_by_worker[rank]++ < 5)
+      logger->warn("server: rejected message {} of worker {} (rank {}): it {}", m.header.seq, rank - 1, rank, why);
+  }
+
+  void lost(const ServerLinks::Event& e) {
+    metrics.add_missing(1);
+    if (logger)
+      logger->warn("server: worker {} (rank {}) is gone ({}); {} worker(s) left", e.rank - 1, e.rank, e.reason,
+                   links.alive_count());
+  }
+
+  void maybe_crash(std::int64_t update) {
+    if (faults.for_message(update) == "crash") {
+      if (logger) logger->warn("server: PHALANX_FAULT: crashing at update {}", update);
+      std::raise(SIGKILL);
+    }
+  }
+};
+
+RunResult serve_sync(Server& s, std::int64_t total_steps) {
+  const PipelineSpec& spec = s.spec;
+  FlatModel& model = *s.run.model;
+  at::Tensor& params = model.params();
+  RunResult result;
+  result.total_steps = total_steps;
+  const bool omniscient = s.spec.byzantine > 0 && s.plugins.attack->omniscient();
+  std::int64_t honest_messages = 0, messages_total = 0;
+  double lr = learning_rate(spec.schedule, spec.lr, 0, total_steps);
+  at::Tensor rows = at::empty({s.n, s.d}, at::kFloat);
+  const RoundContextSource round_source(spec, s.run.data);  // server_data is refused in this mode
+  // A worker is sent the parameters of a round only once it has answered the previous one, and at once
+  // when a late answer arrives: a worker that fell behind joins the current round instead of computing
+  // on parameters that are a round old again and again.
+  std::vector<char> idle(s.n, 1);
+  std::int64_t step = 0;
+  for (; step < total_steps; ++step) {
+    if (stop_requested()) break;
+    lr = learning_rate(spec.schedule, spec.lr, step, total_steps);
+    s.maybe_crash(step);
+    const Message broadcast = params_message(step, step, params, &s.snapshots);
+    for (int r = 1; r <= s.n; ++r)
+      if (idle[r - 1]) {
+        s.links.post(r, broadcast);
+        idle[r - 1] = 0;
+      }
+
+    std::vector<char> have(s.n, 0);
+    std::vector<char> honest_copy(s.n, 0);
+    std::int64_t got = 0;
+    const auto deadline = Clock::now() + seconds(spec.timeout);
+    for (;;) {
+      std::int64_t waiting = 0;
+      for (int r = 1; r <= s.n; ++r) waiting += (!have[r - 1] && s.links.alive(r)) ? 1 : 0;
+      if (waiting == 0 || Clock::now() >= deadline || stop_requested()) break;
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      auto e = s.links.next(std::min(left, std::chrono::milliseconds(100)));
+      if (!e) continue;
+      if (e->lost) {
+        if (s.logger) s.logger->warn("server: worker {} (rank {}) is gone ({})", e->rank - 1, e->rank, e->reason);
+        continue;
+      }
+      const Message& m = e->message;
+      const std::int64_t w = e->rank - 1;
+      if (!e->rejected.empty()) {
+        // Possibly the worker's own message, altered on the way: it then waits, so send it the next round.
+        idle[w] = 1;
+        s.reject(e->rank, m, e->rejected);
+        continue;
+      }
+      if (m.header.kind == MessageKind::Gradient && m.header.index < step && m.header.index >= 0) {
+        if (s.logger) s.logger->info("server: late message of worker {} for round {} dropped", w, m.header.index);
+        s.links.post(e->rank, broadcast);  // counted as missing in its own round already; join this one
+        continue;
+      }
+      idle[w] = 1;
+      std::string why = have[w] ? "is a second message in round " + std::to_string(step)
+                                : check_gradient_message(m, e->rank, s.d, step, step, omniscient && w >= s.h);
+      if (!why.empty()) {
+        s.reject(e->rank, m, why);
+        continue;
+      }
+      rows[w].copy_(m.payload);
+      if (w < s.h) s.metrics.add_train_loss(m.header.loss);
+      have[w] = 1;
+      honest_copy[w] = (m.header.flags & kFlagHonestCopy) ? 1 : 0;
+      ++got;
+    }
+    if (stop_requested()) break;
+    const std::int64_t missing = s.n - got;
+    if (missing > 0) {
+      s.metrics.add_missing(missing);
+      if (s.logger) {
+        std::string who;
+        for (std::int64_t w = 0; w < s.n; ++w)
+          if (!have[w]) who += (who.empty() ? "" : ", ") + std::to_string(w);
+        s.logger->warn("server: round {} proceeds with {} of {} messages (missing worker(s) {})", step, got, s.n, who);
+      }
+    }
+    if (s.links.alive_count() == 0 && got == 0) {
+      result.status = RunStatus::failed;
+      result.message = "every worker is gone at round " + std::to_string(step) + "; see the workers' logs";
+      break;
+    }
+    if (got > 0) {
+      std::vector<std::int64_t> honest_idx, byz_idx;  // positions among the used rows
+      std::vector<std::int64_t> used;
+      for (std::int64_t w = 0; w < s.n; ++w) {
+        if (!have[w]) continue;
+        (w >= s.h && honest_copy[w] ? byz_idx : honest_idx).push_back(static_cast<std::int64_t>(used.size()));
+        used.push_back(w);
+        if (w < s.h) ++honest_messages;
+        ++messages_total;
+      }
+      at::Tensor batch = rows.index_select(0, at::tensor(used, at::kLong));
+      const RoundContext context =
+          round_source.context(step, used, std::vector<std::int64_t>(used.size(), 0), model);
+      if (!byz_idx.empty()) {
+        // An omniscient attack needs the honest messages of the round: the server, which has them, plays
+        // the colluding adversary for the Byzantine ranks (docs/distributed.md).
+        at::Tensor hi = at::tensor(honest_idx, at::kLong), bi = at::tensor(byz_idx, at::kLong);
+        AttackRound round{batch.index_select(0, hi), batch.index_select(0, bi), step};
+        std::optional<EngineDefenceOracle> oracle;
+        if (!honest_idx.empty()) {
+          oracle.emplace(spec, s.plugins, context, at::cat({hi, bi}));
+          round.defence = &*oracle;
+        }
+        at::Tensor crafted = guard_plugin(s.plugins.labels.attack, [&] { return s.plugins.attack->craft(round); });
+        require_shape(crafted, {static_cast<std::int64_t>(byz_idx.size()), s.d}, "attack '" + spec.attack.name + "'");
+        batch.index_copy_(0, bi, crafted);
+        s.metrics.add_nonfinite(count_nonfinite_rows(crafted));
+      }
+      at::Tensor update;
+      try {
+        ScopedTimer timer(result.time.aggregation);
+        update = aggregate_rows(spec, s.plugins, batch, context);
+      } catch (const Error& e) {
+        result.status = RunStatus::failed;
+        result.message = "round " + std::to_string(step) + " with " + std::to_string(got) + " of " +
+                         std::to_string(s.n) + " messages: " + e.what();
+        break;
+      }
+      if (!at::isfinite(update).all().item<bool>()) {
+        result.status = RunStatus::diverged;
+        result.message = "aggregator '" + spec.aggregator.name + "' produced a non-finite update at step " +
+                         std::to_string(step) + "; the run stopped (the model would be poisoned)";
+        break;
+      }
+      Arrival arrival;
+      arrival.computed_at = step;
+      arrival.current = step;
+      arrival.sim_time = s.elapsed();
+      {
+        ScopedTimer timer(result.time.update);
+        guard_plugin(s.plugins.labels.optimizer, [&] { s.plugins.optimizer->apply(params, update, arrival, lr); });
+      }
+      s.metrics.add_staleness(0);
+      if (count_nonfinite_rows(params.unsqueeze(0)) > 0) {
+        result.status = RunStatus::diverged;
+        result.message = "parameters became non-finite at step " + std::to_string(step) +
+                         "; lower optimizer.lr or use a robust aggregator";
+        break;
+      }
+    }
+    if ((step + 1) % spec.eval_every == 0 || step + 1 == total_steps) {
+      s.metrics.evaluate(step + 1, honest_messages * spec.batch_size,
+                         static_cast<double>(messages_total * spec.batch_size), lr, s.elapsed(), result);
+      if (diverged_on_test_loss(result, step + 1)) break;
+    }
+  }
+  if (stop_requested() && result.status == RunStatus::ok) {
+    result.status = RunStatus::interrupted;
+    result.message = "stopped by a signal at step " + std::to_string(step) + " of " + std::to_string(total_steps);
+    s.metrics.evaluate(step, honest_messages * spec.batch_size, static_cast<double>(messages_total * spec.batch_size),
+                       lr, s.elapsed(), result);
+  }
+  return result;
+}
+
+RunResult serve_async(Server& s, std::int64_t total_steps, std::int64_t total_arrivals) {
+  const PipelineSpec& spec = s.spec;
+  FlatModel& model = *s.run.model;
+  RunResult result;
+  result.total_steps = total_steps;
+  // The server's parameters; model.params() is where evaluations happen.
+  at::Tensor server = model.params().clone();
+  std::int64_t updates = 0, arrivals = 0, honest_arrivals = 0, received = 0, seq = 0;
+  auto current_index = [&] {
+    const std::int64_t own = s.plugins.optimizer->iteration();
+    return own >= 0 ? own : updates;
+  };
+  const bool omniscient = spec.byzantine > 0 && s.plugins.attack->omniscient();
+  std::vector<std::int64_t> pulled(s.n, 0);
+  auto reply = [&](int rank) {
+    pulled[rank - 1] = current_index();
+    s.links.post(rank, params_message(pulled[rank - 1], seq++,
+                                      s.plugins.optimizer->params_for_worker(server, rank - 1), &s.snapshots));
+  };
+  for (int r = 1; r <= s.n; ++r) reply(r);
+
+  at::Tensor buffer = at::empty({spec.buffer, s.d}, at::kFloat);
+  std::vector<std::int64_t> buffer_workers;
+  std::vector<char> buffer_copy;
+  at::Tensor last_honest = at::zeros({1, s.d});
+  double lr = learning_rate(spec.schedule, spec.lr, 0, total_steps);
+  auto attack_rows = [&](at::Tensor rows, const std::vector<std::int64_t>& workers, const std::vector<char>& copy) {
+    std::vector<std::int64_t> honest_idx, byz_idx;
+    for (std::size_t i = 0; i < workers.size(); ++i) (copy[i] ? byz_idx : honest_idx).push_back(i);
+    if (byz_idx.empty()) return;
+    at::Tensor hi = at::tensor(honest_idx, at::kLong), bi = at::tensor(byz_idx, at::kLong);
+    AttackRound round{honest_idx.empty() ? last_honest : rows.index_select(0, hi), rows.index_select(0, bi), updates};
+    at::Tensor crafted = guard_plugin(s.plugins.labels.attack, [&] { return s.plugins.attack->craft(round); });
+    require_shape(crafted, {static_cast<std::int64_t>(byz_idx.size()), s.d}, "attack '" + spec.attack.name + "'");
+    rows.index_copy_(0, bi, crafted);
+  };
+
+  while (updates < total_steps) {
+    if (stop_requested()) break;
+    if (s.links.alive_count() == 0) {
+      result.status = RunStatus::failed;
+      result.message = "every worker is gone after " + std::to_string(updates) + " updates; see the workers' logs";
+      break;
+    }
+    if (received > 4 * total_arrivals + 100) {
+      result.status = RunStatus::failed;
+      result.message = "almost every message was refused; the run cannot make progress";
+      break;
+    }
+    auto e = s.links.next(std::chrono::milliseconds(100));
+    if (!e) continue;
+    if (e->lost) {
+      s.lost(*e);
+      continue;
+    }
+    ++received;
+    if (!e->rejected.empty()) {
+      // No reply: a forged message must not make the server hand out extra work (docs/distributed.md).
+      s.reject(e->rank, e->message, e->rejected);
+      continue;
+    }
+    const Message& m = e->message;
+    const int rank = e->rank;
+    const std::int64_t k = rank - 1;
+    const std::string why = check_gradient_message(m, rank, s.d, pulled[k], current_index(), omniscient && k >= s.h);
+    if (!why.empty()) {
+      s.reject(rank, m, why);
+      reply(rank);  // the worker is still there: give it fresh parameters to go on with
+      continue;
+    }
+    ++arrivals;
+    if (k < s.h) {
+      ++honest_arrivals;
+      s.metrics.add_train_loss(m.header.loss);
+      last_honest.copy_(m.payload.unsqueeze(0));
+    }
+    lr = learning_rate(spec.schedule, spec.lr, updates, total_steps);
+    const bool copy = (m.header.flags & kFlagHonestCopy) != 0;
+    bool applied = false;
+    if (spec.buffer == 1) {
+      at::Tensor message = m.payload.unsqueeze(0);
+      if (copy) {
+        message = message.clone();
+        attack_rows(message, {k}, {1});
+      }
+      if (count_nonfinite_rows(message)) {  // only an attack crafted by the server can get here
+        s.metrics.add_nonfinite(1);
+      } else {
+        Arrival arrival{k, pulled[k], current_index(), s.elapsed()};
+        s.metrics.add_staleness(arrival.staleness());
+        ScopedTimer timer(result.time.update);
+        guard_plugin(s.plugins.labels.optimizer, [&] { s.plugins.optimizer->apply(server, message[0], arrival, lr); });
+        applied = true;
+      }
+    } else {
+      buffer[static_cast<std::int64_t>(buffer_workers.size())].copy_(m.payload);
+      buffer_workers.push_back(k);
+      buffer_copy.push_back(copy ? 1 : 0);
+      s.metrics.add_staleness(current_index() - pulled[k]);
+      if (static_cast<std::int64_t>(buffer_workers.size()) == spec.buffer) {
+        at::Tensor rows = buffer.clone();
+        attack_rows(rows, buffer_workers, buffer_copy);
+        s.metrics.add_nonfinite(count_nonfinite_rows(rows));
+        at::Tensor update = [&] {
+          ScopedTimer timer(result.time.aggregation);
+          return aggregate_rows(spec, s.plugins, rows);
+        }();
+        if (!at::isfinite(update).all().item<bool>()) {
+          result.status = RunStatus::diverged;
+          result.message = "aggregator '" + spec.aggregator.name + "' produced a non-finite update at update " +
+                           std::to_string(updates);
+          break;
+        }
+        Arrival arrival{-1, current_index(), current_index(), s.elapsed()};
+        {
+          ScopedTimer timer(result.time.update);
+          guard_plugin(s.plugins.labels.optimizer, [&] { s.plugins.optimizer->apply(server, update, arrival, lr); });
+        }
+        buffer_workers.clear();
+        buffer_copy.clear();
+        applied = true;
+      }
+    }
+    if (applied) {
+      ++updates;
+      s.maybe_crash(updates);
+      if (count_nonfinite_rows(server.unsqueeze(0)) > 0) {
+        result.status = RunStatus::diverged;
+        result.message = "parameters became non-finite at update " + std::to_string(updates) +
+                         "; lower optimizer.lr or use a robust aggregator";
+        break;
+      }
+      if (updates % spec.eval_every == 0 || updates == total_steps) {
+        model.params().copy_(server);
+        s.metrics.evaluate(updates, honest_arrivals * spec.batch_size, static_cast<double>(arrivals * spec.batch_size),
+                           lr, s.elapsed(), result);
+        if (diverged_on_test_loss(result, updates)) break;
+      }
+    }
+    if (updates < total_steps) reply(rank);
+  }
+  model.params().copy_(server);
+  if (stop_requested() && result.status == RunStatus::ok && updates < total_steps) {
+    result.status = RunStatus::interrupted;
+    result.message = "stopped by a signal at update " + std::to_string(updates) + " of " + std::to_string(total_steps);
+    s.metrics.evaluate(updates, honest_arrivals * spec.batch_size, static_cast<double>(arrivals * spec.batch_size), lr,
+                       s.elapsed(), result);
+  }
+  return result;
+}
+
+RunResult run_server(const PipelineSpec& spec, const Registry& registry, Cluster& cluster, const std::string& out_dir,
+                     std::shared_ptr<spdlog::logger> logger) {
+  RunSetup run = prepare_run(spec, registry, out_dir, logger);
+  const std::int64_t d = run.model->dimension();
+  const std::int64_t total_steps = distributed_total_steps(spec, run.data.train_x.size(0));
+  run.info.total_steps = total_steps;
+  EnginePlugins plugins = make_plugins(spec, registry, run.info, logger);
+  if (logger)
+    logger->info("run '{}' (distributed {}): server on rank 0, {} worker processes ({} Byzantine), model {} with "
+                 "d = {}, {} steps of batch {}, timeout {} s", spec.name, spec.engine, spec.workers, spec.byzantine,
+                 spec.model.name, d, total_steps, spec.batch_size, spec.timeout);
+  RunResult result;
+  result.total_steps = total_steps;
+  MetricsTracker metrics(spec, run.data, *run.model, run.output.get(), logger, total_steps);
+  // Payloads larger than this are refused unread; 2d lets a wrong-size message be read and rejected.
+  ServerLinks links(cluster, 2 * d + 1024, seconds(4 * spec.timeout), logger);
+  Server s{spec, run, plugins, links, metrics, logger, Faults::from_environment(0)};
+  s.d = d;
+  s.n = spec.workers;
+  s.h = spec.honest();
+  s.rejected_by_worker.assign(spec.workers + 1, 0);
+  try {
+    if (spec.engine == "async") {
+      const std::int64_t total_arrivals = spec.budget.unit == "steps"
+                                              ? spec.budget.amount * spec.buffer
+                                              : budget_steps(spec.budget, run.data.train_x.size(0), 1, 1, spec.batch_size);
+      result = serve_async(s, total_steps, total_arrivals);
+    } else {
+      result = serve_sync(s, total_steps);
+    }
+  } catch (const Error& e) {
+    result.status = RunStatus::failed;
+    result.message = e.what();
+  }
+  links.shutdown(seconds(std::min(spec.timeout, 10.0)));
+  if (result.status == RunStatus::interrupted && run.output) {
+    const std::string file = save_checkpoint(run.output->dir(), run.model->params(), plugins);
+    result.message += "; checkpoint in " + file;
+  }
+  if (result.status != RunStatus::ok && logger) logger->warn("{}", result.message);
+  // compute_s stays 0: the gradients are computed in the worker processes; engine_s is the server's
+  // waiting for and exchanging messages.
+  result.time.total = s.elapsed();
+  if (run.output)
+    run.output->write_summary(result.status, result.message, result.has_last ? &result.last : nullptr, total_steps,
+                              &result.time);
+  return result;
+}
+
+}  // namespace
+
+std::int64_t distributed_total_steps(const PipelineSpec& spec, std::int64_t train_size) {
+  if (spec.engine != "async")
+    return budget_steps(spec.budget, train_size, spec.workers, spec.honest(), spec.batch_size);
+  const std::int64_t total_arrivals = spec.budget.unit == "steps"
+                                          ? static_cast<std::int64_t>(spec.budget.amount) * spec.buffer
+                                          : budget_steps(spec.budget, train_size, 1, 1, spec.batch_size);
+  return std::max<std::int64_t>(1, total_arrivals / spec.buffer);
+}
+
+Faults Faults::from_environment(int rank) {
+  Faults f;
+  const char* v = std::getenv("PHALANX_FAULT");
+  if (!v) return f;
+  std::stringstream items(v);
+  for (std::string item; std::getline(items, item, ',');) {
+    const auto colon = item.find(':'), at_sign = item.find('@');
+    if (colon == std::string::npos || at_sign == std::string::npos || at_sign < colon)
+      throw Error("PHALANX_FAULT: '" + item + "' is not RANK:KIND@N");
+    if (std::stoi(item.substr(0, colon)) != rank) continue;
+    f.at.emplace_back(std::stoll(item.substr(at_sign + 1)), item.substr(colon + 1, at_sign - colon - 1));
+  }
+  return f;
+}
+
+std::string Faults::for_message(std::int64_t n) const {
+  for (const auto& [when, kind] : at)
+    if (when == n) return kind;
+  return "";
+}
+
+RunResult run_distributed(const PipelineSpec& spec, const Registry& registry, const ClusterSpec& cluster_spec,
+                          const std::string& out_dir, std::shared_ptr<spdlog::logger> logger) {
+  if (cluster_spec.world_size != spec.workers + 1)
+    throw Error("the config has workers.count = " + std::to_string(spec.workers) + " but WORLD_SIZE is " +
+                std::to_string(cluster_spec.world_size) + ": a distributed run needs workers.count + 1 processes "
+                "(one server, rank 0, and one per worker); use `phalanx launch -n " +
+                std::to_string(spec.workers + 1) + "` or --set workers.count=" +
+                std::to_string(cluster_spec.world_size - 1));
+  std::signal(SIGPIPE, SIG_IGN);  // a peer that died must surface as an error, not kill this process
+  Cluster cluster(cluster_spec, seconds(std::max(60.0, 4 * spec.timeout)), authentication_from(spec));
+  if (logger) logger->info("rank {} of {}: connected through {}:{}", cluster.rank(), cluster.size(),
+                           cluster_spec.master_addr, cluster_spec.master_port);
+  if (cluster.rank() == 0) return run_server(spec, registry, cluster, out_dir, logger);
+  return run_worker(spec, registry, cluster, logger);
+}
+
+}  // namespace phalanx::core

@@ -1,0 +1,370 @@
+#include "phalanx/core/engine/engine_parts.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "phalanx/core/plugins/plugin_guard.hpp"
+#include "phalanx/core/engine/run_failure.hpp"
+#include "phalanx/core/engine/speed_trace.hpp"
+#include "phalanx/core/engine.hpp"
+#include "phalanx/core/engine/threads.hpp"
+#include "phalanx/core/engine/training_parts.hpp"
+#include "phalanx/error.hpp"
+
+namespace phalanx::core {
+
+namespace {
+const RunContext& context_for(EnginePlugins& p, const PluginChoice& choice, const RunInfo& info,
+                              std::shared_ptr<spdlog::logger> logger) {
+  p.contexts.push_back(std::make_unique<RunContext>(info, derive_seed(info.seed, choice.path),
+                                                    choice.path + "(" + choice.name + ")", std::move(logger)));
+  return *p.contexts.back();
+}
+}  // namespace
+
+RunInfo run_info(const PipelineSpec& spec, const std::string& out_dir) {
+  RunInfo info;
+  info.workers = spec.workers;
+  info.byzantine = spec.byzantine;
+  info.seed = spec.seed;
+  info.run_dir = out_dir;
+  return info;
+}
+
+EnginePlugins make_plugins(const PipelineSpec& spec, const Registry& registry, const RunInfo& info,
+                           std::shared_ptr<spdlog::logger> logger) {
+  EnginePlugins p;
+  p.optimizer = registry.make_optimizer(spec.optimizer.name, spec.optimizer.params,
+                                        context_for(p, spec.optimizer, info, logger));
+  for (const auto& pre : spec.preaggregators)
+    p.preaggregators.push_back(registry.make_preaggregator(pre.name, pre.params, context_for(p, pre, info, logger)));
+  p.aggregator = registry.make_aggregator(spec.aggregator.name, spec.aggregator.params,
+                                          context_for(p, spec.aggregator, info, logger));
+  p.attack = registry.make_attack(spec.attack.name, spec.attack.params, context_for(p, spec.attack, info, logger));
+  p.labels.optimizer = plugin_label(registry, Kind::Optimizer, spec.optimizer.name);
+  p.labels.aggregator = plugin_label(registry, Kind::Aggregator, spec.aggregator.name);
+  p.labels.attack = plugin_label(registry, Kind::Attack, spec.attack.name);
+  for (const auto& pre : spec.preaggregators)
+    p.labels.preaggregators.push_back(plugin_label(registry, Kind::PreAggregator, pre.name));
+  for (std::int64_t w = 0; w < spec.workers; ++w) {
+    p.worker_rules.push_back(p.optimizer->make_worker_rule(w));
+    if (!p.worker_rules.back()) throw Error("optimizer '" + spec.optimizer.name + "' returned no worker rule");
+  }
+  return p;
+}
+
+Dataset load_data(const PipelineSpec& spec, const Registry& registry, const RunInfo& info,
+                  std::shared_ptr<spdlog::logger> logger) {
+  RunContext ctx(info, derive_seed(spec.seed, "data"), "data(" + spec.data.name + ")", logger);
+  PhaseScope phase("loading the data", Kind::Data, spec.data.name);
+  std::shared_ptr<DataSource> source = registry.make_data(spec.data.name, spec.data.params, ctx);
+  Dataset data = guard_plugin(plugin_label(registry, Kind::Data, spec.data.name), [&] { return source->load(); });
+  if (!data.train_x.defined() || !data.train_y.defined() || !data.test_x.defined() || !data.test_y.defined() ||
+      data.classes < 2 || data.train_x.size(0) != data.train_y.size(0) || data.test_x.size(0) != data.test_y.size(0))
+    throw Error("data '" + spec.data.name + "' returned an inconsistent data set (tensors missing, classes < 2, or "
+                "sample and label counts differ)");
+  if (logger)
+    logger->info("data: {} ({} train, {} test, {} classes)", data.description, data.train_x.size(0),
+                 data.test_x.size(0), data.classes);
+  return data;
+}
+
+std::unique_ptr<FlatModel> build_model(const PipelineSpec& spec, const Registry& registry, const RunInfo& info,
+                                       const Dataset& data, std::shared_ptr<spdlog::logger> logger) {
+  // LibTorch initialises layers from its global generator: seed it right before building.
+  at::manual_seed(derive_seed(spec.seed, "model"));
+  RunContext ctx(info, derive_seed(spec.seed, "model"), "model(" + spec.model.name + ")", std::move(logger));
+  PhaseScope phase("building the model", Kind::Model, spec.model.name);
+  std::shared_ptr<Model> model = registry.make_model(spec.model.name, spec.model.params, ctx);
+  return std::make_unique<FlatModel>(guard_plugin(plugin_label(registry, Kind::Model, spec.model.name),
+                                                  [&] { return model->build(data.sample_shape, data.classes); }));
+}
+
+RunSetup prepare_run(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
+                     std::shared_ptr<spdlog::logger> logger, std::int64_t resume_rows) {
+  // One intra-op thread: training.threads is the number of gradient threads (worker_pool.hpp), and a
+  // reduction split over several intra-op threads would make the results depend on the thread count.
+  set_compute_threads(1);
+  RunSetup run;
+  if (!out_dir.empty()) {
+    run.output = std::make_unique<RunOutput>(out_dir, resume_rows);
+    if (resume_rows < 0) run.output->write_config(spec.resolved);
+  }
+  run.info = run_info(spec, out_dir);
+  run.data = load_data(spec, registry, run.info, logger);
+  run.streams = make_streams(spec, run.data);
+  run.model = build_model(spec, registry, run.info, run.data, logger);
+  run.info.dimension = run.model->dimension();
+  return run;
+}
+
+void require_shape(const at::Tensor& t, at::IntArrayRef shape, const std::string& who) {
+  if (t.defined() && t.sizes() == shape && t.scalar_type() == at::kFloat) return;
+  auto dims = [](at::IntArrayRef s) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+    return out + "]";
+  };
+  const std::string got =
+      t.defined() ? dims(t.sizes()) + " " + std::string(at::toString(t.scalar_type())) : "an undefined tensor";
+  throw Error(who + " returned " + got + ", expected " + dims(shape) + " Float");
+}
+
+at::Tensor aggregate_rows(const PipelineSpec& spec, EnginePlugins& plugins, at::Tensor rows, RoundContext round) {
+  const std::int64_t d = rows.size(1);
+  for (std::size_t i = 0; i < plugins.preaggregators.size(); ++i) {
+    PhaseScope phase("pre-aggregation", Kind::PreAggregator, spec.preaggregators[i].name);
+    PreAggregator& pre = *plugins.preaggregators[i];
+    const std::int64_t n = rows.size(0);
+    rows = guard_plugin(plugins.labels.preaggregators[i], [&] { return pre.transform_with_context(rows, round); });
+    if (!rows.defined() || rows.dim() != 2 || rows.size(1) != d || rows.size(0) < 1)
+      throw Error("pre-aggregator '" + spec.preaggregators[i].name + "' must return [n', " + std::to_string(d) +
+                  "] rows");
+    // Rows that no longer belong to one worker each lose their worker ids and staleness.
+    if (rows.size(0) != n || !pre.keeps_row_order()) {
+      round.worker_ids.clear();
+      round.staleness.clear();
+    }
+  }
+  PhaseScope phase("aggregation", Kind::Aggregator, spec.aggregator.name);
+  at::Tensor update =
+      guard_plugin(plugins.labels.aggregator, [&] { return plugins.aggregator->aggregate_with_context(rows, round); });
+  require_shape(update, {d}, "aggregator '" + spec.aggregator.name + "'");
+  return update;
+}
+
+BatchStream::BatchStream(at::Tensor indices, std::uint64_t seed) : indices_(std::move(indices)), rng_(seed) {
+  order_.resize(indices_.size(0));
+  reshuffle();
+}
+
+at::Tensor BatchStream::next(std::int64_t batch) {
+  std::vector<std::int64_t> picked;
+  picked.reserve(batch);
+  auto idx = indices_.accessor<std::int64_t, 1>();
+  while (static_cast<std::int64_t>(picked.size()) < batch) {
+    if (cursor_ == order_.size()) reshuffle();
+    picked.push_back(idx[order_[cursor_++]]);
+  }
+  return at::tensor(picked, at::kLong);
+}
+
+void BatchStream::reshuffle() {
+  for (std::size_t i = 0; i < order_.size(); ++i) order_[i] = static_cast<std::int64_t>(i);
+  std::shuffle(order_.begin(), order_.end(), rng_);
+  cursor_ = 0;
+}
+
+std::vector<BatchStream> make_streams(const PipelineSpec& spec, const Dataset& data) {
+  std::vector<at::Tensor> partitions = partition_indices(data.train_y, data.classes, spec.workers, spec.partition,
+                                                         spec.dirichlet_alpha, derive_seed(spec.seed, "partition"));
+  std::vector<BatchStream> streams;
+  for (std::int64_t w = 0; w < spec.workers; ++w)
+    streams.emplace_back(partitions[w], derive_seed(spec.seed, "worker/" + std::to_string(w) + "/batches"));
+  return streams;
+}
+
+SpeedModel::SpeedModel(const SpeedSpec& spec, std::int64_t workers, std::uint64_t seed)
+    : spec_(spec), base_(workers), trace_pos_(workers, 0), rng_(seed) {
+  const auto slow = static_cast<std::int64_t>(std::llround(spec.slow_fraction * static_cast<double>(workers)));
+  for (std::int64_t k = 0; k < workers; ++k) {
+    double t = spec.time;
+    if (spec.name != "homogeneous") t *= (1.0 + static_cast<double>(k) * spec.spread) * (k < slow ? spec.slow_factor : 1.0);
+    base_[k] = t;
+  }
+  if (spec.name == "trace") {
+    trace_ = read_speed_trace(spec.file);
+    if (static_cast<std::int64_t>(trace_.size()) < workers)
+      throw Error(spec.file + ": has times for " + std::to_string(trace_.size()) + " workers, the run has " +
+                  std::to_string(workers) + " (one line per worker)");
+  }
+}
+
+double SpeedModel::next(std::int64_t k) {
+  if (spec_.name == "trace") {
+    const auto& times = trace_[k];
+    const double t = times[trace_pos_[k] % times.size()];
+    ++trace_pos_[k];
+    return t;
+  }
+  if (spec_.name == "gamma") {
+    std::gamma_distribution<double> gamma(spec_.shape, 1.0 / spec_.shape);
+    return base_[k] * std::max(gamma(rng_), 1e-9);
+  }
+  return base_[k];
+}
+
+MetricsTracker::MetricsTracker(const PipelineSpec& spec, const Dataset& data, FlatModel& model, RunOutput* output,
+                               std::shared_ptr<spdlog::logger> logger, std::int64_t total_steps)
+    : spec_(spec), data_(data), model_(model), output_(output), logger_(std::move(logger)), total_steps_(total_steps) {}
+
+std::pair<double, at::Tensor> worker_gradient(const PipelineSpec& spec, EnginePlugins& plugins, const Dataset& data,
+                                              FlatModel& model, BatchStream& stream, bool byzantine,
+                                              MetricsTracker* metrics, double& compute_seconds) {
+  PhaseScope phase("a worker's forward and backward pass", Kind::Model, spec.model.name);
+  at::Tensor batch = stream.next(spec.batch_size);
+  at::Tensor x = data.train_x.index_select(0, batch);
+  at::Tensor y = data.train_y.index_select(0, batch);
+  if (byzantine) y = plugins.attack->poison_labels(y, data.classes);
+  auto [loss, gradient] = [&] {
+    ScopedTimer timer(compute_seconds);
+    return model.loss_and_gradient(x, y);
+  }();
+  if (!byzantine && metrics) metrics->add_train_loss(loss);
+  if (spec.weight_decay > 0) gradient.add_(model.params(), spec.weight_decay);
+  return {loss, gradient};
+}
+
+WorkerTask draw_batch(const PipelineSpec& spec, EnginePlugins& plugins, const Dataset& data, BatchStream& stream,
+                      std::int64_t worker, std::int64_t iteration) {
+  WorkerTask task;
+  task.worker = worker;
+  task.iteration = iteration;
+  at::Tensor batch = stream.next(spec.batch_size);
+  task.x = data.train_x.index_select(0, batch);
+  task.y = data.train_y.index_select(0, batch);
+  if (worker >= spec.honest()) task.y = plugins.attack->poison_labels(task.y, data.classes);
+  return task;
+}
+
+std::vector<std::unique_ptr<FlatModel>> build_replicas(const PipelineSpec& spec, const Registry& registry,
+                                                        const RunInfo& info, const Dataset& data, FlatModel& model,
+                                                        int threads, std::shared_ptr<spdlog::logger> logger) {
+  std::vector<std::unique_ptr<FlatModel>> replicas;
+  if (threads <= 1) return replicas;
+  if (!model.stateless_forward()) {
+    if (logger)
+      logger->info("model {} keeps state between forward passes (buffers): its workers run on one thread",
+                   spec.model.name);
+    return replicas;
+  }
+  // Building a network draws its initial weights from LibTorch's global generator; the replicas' weights are
+  // replaced by views of the model's, and the generator is put back so nothing later sees a different stream.
+  at::Generator global = at::detail::getDefaultCPUGenerator();
+  const at::Tensor saved = global.get_state();
+  RunContext ctx(info, derive_seed(spec.seed, "model"), "model(" + spec.model.name + ")", logger);
+  const auto factory = registry.make_model(spec.model.name, spec.model.params, ctx);
+  for (int slot = 1; slot < threads; ++slot)
+    replicas.push_back(std::make_unique<FlatModel>(factory->build(data.sample_shape, data.classes), model));
+  global.set_state(saved);
+  return replicas;
+}
+
+void compute_messages(const PipelineSpec& spec, EnginePlugins& plugins, WorkerPool& pool,
+                      const std::vector<FlatModel*>& models, std::vector<WorkerTask>& tasks, TimeBreakdown& time,
+                      at::Tensor rows) {
+  const std::int64_t d = models.front()->dimension();
+  const auto started = std::chrono::steady_clock::now();
+  WorkerPool one_at_a_time(1);
+  WorkerPool& runner = models.size() >= static_cast<std::size_t>(pool.slots()) ? pool : one_at_a_time;
+  runner.run(static_cast<std::int64_t>(tasks.size()), [&](std::int64_t i, int slot) {
+    WorkerTask& task = tasks[i];
+    FlatModel& model = *models[slot];
+    const auto t0 = std::chrono::steady_clock::now();
+    auto [loss, gradient] = model.loss_and_gradient(task.x, task.y);
+    const auto t1 = std::chrono::steady_clock::now();
+    if (spec.weight_decay > 0) gradient.add_(model.params(), spec.weight_decay);
+    at::Tensor message = plugins.worker_rules[task.worker]->message(gradient, task.iteration);
+    require_shape(message, {d}, "optimizer '" + spec.optimizer.name + "' worker rule");
+    task.loss = loss;
+    if (rows.defined())
+      rows[i].copy_(message);
+    else
+      task.message = message;
+    task.gradient_seconds = std::chrono::duration<double>(t1 - t0).count();
+    task.rule_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+  });
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  double gradient = 0, rule = 0;
+  for (const WorkerTask& task : tasks) {
+    gradient += task.gradient_seconds;
+    rule += task.rule_seconds;
+  }
+  const double share = gradient + rule > 0 ? gradient / (gradient + rule) : 1.0;
+  time.compute += wall * share;
+  time.worker_rules += wall * (1.0 - share);
+}
+
+bool diverged_on_test_loss(RunResult& result, std::int64_t step) {
+  if (!result.has_last || std::isfinite(result.last.test_loss)) return false;
+  result.status = RunStatus::diverged;
+  result.message = "the test loss became non-finite at step " + std::to_string(step) +
+                   "; lower optimizer.lr or use a robust aggregator";
+  return true;
+}
+
+void MetricsTracker::add_train_loss(double loss) {
+  loss_sum_ += loss;
+  ++loss_count_;
+}
+
+void MetricsTracker::add_honest_comparison(const at::Tensor& aggregate, const at::Tensor& honest_rows) {
+  if (honest_rows.size(0) == 0) return;
+  // Summed in float64 row by row: converting all h x d rows to float64 first would double the run's peak
+  // memory (the message matrix is the largest thing a run holds).
+  at::Tensor mean = at::zeros({honest_rows.size(1)}, at::kDouble);
+  for (std::int64_t r = 0; r < honest_rows.size(0); ++r) mean.add_(honest_rows[r]);
+  mean.div_(static_cast<double>(honest_rows.size(0)));
+  const at::Tensor update = aggregate.to(at::kDouble);
+  const double mean_norm = mean.norm().item<double>(), update_norm = update.norm().item<double>();
+  // Both follow METHODS.md's conventions: cos is 0 when either norm is 0; the relative deviation of an
+  // honest mean of 0 is taken as the absolute one.
+  deviation_sum_ += (update - mean).norm().item<double>() / (mean_norm > 0 ? mean_norm : 1.0);
+  cosine_sum_ += mean_norm > 0 && update_norm > 0 ? update.dot(mean).item<double>() / (mean_norm * update_norm) : 0.0;
+  ++comparisons_;
+}
+
+void MetricsTracker::add_staleness(std::int64_t staleness) {
+  staleness_sum_ += static_cast<double>(staleness);
+  ++staleness_count_;
+  staleness_max_ = std::max(staleness_max_, staleness);
+}
+
+void MetricsTracker::evaluate(std::int64_t step, std::int64_t gradients, double samples, double lr, double sim_time,
+                              RunResult& result) {
+  ScopedTimer timer(result.time.evaluation);
+  PhaseScope phase("evaluation", Kind::Model, spec_.model.name);
+  FlatModel::Evaluation e = model_.evaluate(data_.test_x, data_.test_y, spec_.eval_batch_size);
+  MetricsRow row;
+  row.step = step;
+  row.gradients = gradients;
+  row.epoch = samples / static_cast<double>(data_.train_x.size(0));
+  row.wall_time = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  row.lr = lr;
+  row.train_loss = loss_count_ ? loss_sum_ / static_cast<double>(loss_count_) : std::nan("");
+  row.test_loss = e.loss;
+  row.test_accuracy = e.accuracy;
+  row.nonfinite_messages = nonfinite_;
+  row.rejected_messages = rejected_;
+  row.missing_messages = missing_;
+  row.sim_time = sim_time;
+  row.staleness_mean = staleness_count_ ? staleness_sum_ / static_cast<double>(staleness_count_) : 0.0;
+  row.staleness_max = staleness_max_;
+  if (comparisons_ > 0) {
+    row.honest_deviation = deviation_sum_ / static_cast<double>(comparisons_);
+    row.honest_cosine = cosine_sum_ / static_cast<double>(comparisons_);
+  }
+  deviation_sum_ = cosine_sum_ = 0;
+  comparisons_ = 0;
+  loss_sum_ = 0;
+  loss_count_ = 0;
+  staleness_sum_ = 0;
+  staleness_count_ = 0;
+  staleness_max_ = 0;
+  if (output_) output_->append(row);
+  result.last = row;
+  result.has_last = true;
+  if (logger_)
+    logger_->info("step {:>6}/{} epoch {:.2f} lr {:.4g} train_loss {:.4f} test_loss {:.4f} test_acc {:.2f}%{}", row.step,
+                  total_steps_, row.epoch, row.lr, row.train_loss, row.test_loss, 100 * row.test_accuracy,
+                  spec_.engine == "async" ? fmt::format(" sim_time {:.1f} staleness {:.1f}/{}", row.sim_time,
+                                                        row.staleness_mean, row.staleness_max)
+                                          : std::string());
+}
+
+}  // namespace phalanx::core

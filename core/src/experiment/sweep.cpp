@@ -1,0 +1,173 @@
+#include "phalanx/core/experiment/sweep.hpp"
+
+#include <csignal>
+
+#include <spawn.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+#include "phalanx/core/experiment/compare.hpp"
+#include "phalanx/core/config/config.hpp"
+#include "phalanx/core/run/run_control.hpp"
+#include "phalanx/core/run/stop_signal.hpp"
+#include "phalanx/error.hpp"
+
+extern char** environ;
+
+namespace phalanx::core {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+void erase_key(Value& root, const std::string& key) {
+  auto& entries = root.as_map();
+  for (auto it = entries.begin(); it != entries.end(); ++it)
+    if (it->first == key) {
+      entries.erase(it);
+      return;
+    }
+}
+
+std::vector<std::int64_t> seeds_of(const Value& root) {
+  const Value* seeds = root.find("seeds");
+  if (!seeds || seeds->is_null()) return {};
+  std::vector<std::int64_t> out;
+  const Value::List items = seeds->type() == Value::Type::List ? seeds->as_list() : Value::List{*seeds};
+  for (const auto& s : items) {
+    if (s.type() != Value::Type::Int || s.as_int() < 0)
+      throw Error(s.location() + ": seeds must be a list of non-negative integers, got '" + s.to_string() + "'");
+    out.push_back(s.as_int());
+  }
+  if (out.empty()) throw Error(seeds->location() + ": seeds is an empty list");
+  return out;
+}
+
+}  // namespace
+
+std::vector<SweepRun> expand_sweep(const Value& root) {
+  Value base = root;
+  const Value* sweep = root.find("sweep");
+  if (sweep && !sweep->is_null() && (sweep->type() != Value::Type::Map || sweep->as_map().empty()))
+    throw Error(sweep->location() + ": 'sweep' must map config keys to lists of values, e.g. "
+                "{aggregator.name: [cm, cc], training.batch_size: [16, 64]}");
+  std::vector<std::int64_t> seeds = seeds_of(root);
+  erase_key(base, "sweep");
+  erase_key(base, "seeds");
+  erase_key(base, "report");
+  // A compare section inside a sweep is just more grid keys.
+  Value grid = Value::map({});
+  if (const Value* compare = root.find("compare")) {
+    // A list here used to vanish silently, so `validate` said OK to a config whose comparison never ran.
+    if (!compare->is_null() && compare->type() != Value::Type::Map)
+      throw Error(compare->location() + ": 'compare' must map config keys to lists of values, e.g. "
+                  "{aggregator.name: [mean, cm]}");
+    if (compare->type() == Value::Type::Map) grid = *compare;
+  }
+  if (sweep && !sweep->is_null())
+    for (const auto& [k, v] : sweep->as_map()) grid.set(k, v);
+  erase_key(base, "compare");
+  if (!grid.as_map().empty()) base.set("compare", grid);
+
+  std::vector<SweepRun> runs;
+  for (const Variant& v : expand_variants(base)) {
+    if (seeds.empty()) {
+      runs.push_back({v.label.empty() ? "run" : v.label, v.config});
+      continue;
+    }
+    for (std::int64_t seed : seeds) {
+      Value config = v.config;
+      config.set("seed", Value(seed));
+      runs.push_back({(v.label.empty() ? std::string("run") : v.label) + "/seed" + std::to_string(seed), config});
+    }
+  }
+  return runs;
+}
+
+bool run_finished(const std::string& dir) {
+  // A failed run (a crash, a plugin that could not load, a full disk) is tried again on resume, an
+  // interrupted one continues from its checkpoint; a run that ended ok or diverged is an outcome, kept.
+  const std::optional<RunStatus> status = read_summary_status(dir);
+  return status == RunStatus::ok || status == RunStatus::diverged;
+}
+
+SweepOutcome run_sweep(const std::vector<SweepRun>& runs, const std::string& out_dir, int jobs,
+                       const std::string& phalanx_binary, const std::vector<std::string>& extra_args) {
+  SweepOutcome outcome;
+  std::vector<const SweepRun*> todo;
+  for (const auto& r : runs) {
+    if (run_finished(out_dir + "/" + r.label)) {
+      ++outcome.skipped;
+    } else {
+      todo.push_back(&r);
+    }
+  }
+  if (outcome.skipped)
+    std::cerr << "sweep: " << outcome.skipped << " of " << runs.size() << " runs already finished, skipping them\n";
+
+  std::map<pid_t, const SweepRun*> running;
+  std::size_t next = 0, done = 0;
+  auto start_one = [&](const SweepRun& r) {
+    const std::string dir = out_dir + "/" + r.label;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw Error("cannot create '" + dir + "': " + ec.message());
+    const std::string input = dir + "/input.yaml";
+    std::ofstream(input) << to_yaml(r.config);
+    // A run stopped by Ctrl-C or killed after a checkpoint continues where it was, bit for bit.
+    const bool resume = fs::exists(checkpoint_path(dir));
+    std::vector<std::string> args = resume ? std::vector<std::string>{phalanx_binary, "run", "--resume", dir}
+                                           : std::vector<std::string>{phalanx_binary, "run", input, "--out", dir};
+    if (resume) std::cerr << "sweep: " << r.label << " resumes from its checkpoint\n";
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    const std::string console = dir + "/console.txt";
+    posix_spawn_file_actions_addopen(&actions, 1, console.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    pid_t pid = 0;
+    int rc = posix_spawn(&pid, phalanx_binary.c_str(), &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) throw Error("cannot start '" + phalanx_binary + "': " + std::strerror(rc));
+    running[pid] = &r;
+  };
+  while (next < todo.size() || !running.empty()) {
+    // After Ctrl-C (which every child receives too) nothing new starts; the running ones save and exit.
+    while (next < todo.size() && static_cast<int>(running.size()) < jobs && !stop_requested())
+      start_one(*todo[next++]);
+    if (running.empty()) break;
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, 0);
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    auto it = running.find(pid);
+    if (it == running.end()) continue;
+    const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    // A run that saved and exited, or one that the signal reached before it could (still starting up).
+    const bool stopped =
+        (WIFEXITED(status) && (WEXITSTATUS(status) == 128 + SIGINT || WEXITSTATUS(status) == 128 + SIGTERM)) ||
+        (WIFSIGNALED(status) && (WTERMSIG(status) == SIGINT || WTERMSIG(status) == SIGTERM));
+    ++done;
+    ok ? ++outcome.finished : stopped ? ++outcome.interrupted : ++outcome.failed;
+    std::cerr << "sweep: [" << done << "/" << todo.size() << "] " << it->second->label
+              << (ok ? " done" : stopped ? " interrupted (the next sweep resumes it)" : " FAILED")
+              << (ok || stopped ? "" : " (see " + out_dir + "/" + it->second->label + "/console.txt)") << "\n";
+    running.erase(it);
+  }
+  return outcome;
+}
+
+}  // namespace phalanx::core

@@ -1,0 +1,115 @@
+// Partitions, schedules, budgets and seeds; the gradient threads.
+#include "phalanx/core/engine/training_parts.hpp"
+#include "phalanx/core/engine/worker_pool.hpp"
+
+#include <atomic>
+
+#include <ATen/ATen.h>
+
+#include "support.hpp"
+
+namespace phalanx::test {
+namespace {
+
+at::Tensor labels(std::int64_t n, std::int64_t classes) { return at::arange(n, at::kLong).remainder(classes); }
+
+TEST(Partition, IidCoversEverySampleOnceInNearEqualParts) {
+  auto parts = core::partition_indices(labels(103, 10), 10, 4, "iid", 1.0, 7);
+  ASSERT_EQ(parts.size(), 4u);
+  at::Tensor all = at::cat(parts);
+  EXPECT_EQ(all.size(0), 103);
+  EXPECT_TRUE(at::equal(std::get<0>(all.sort()), at::arange(103, at::kLong)));
+  for (const auto& p : parts) EXPECT_NEAR(p.size(0), 103 / 4.0, 1.0);
+}
+
+TEST(Partition, DirichletCoversEverySampleAndSkewsLabels) {
+  at::Tensor y = labels(2000, 10);
+  auto parts = core::partition_indices(y, 10, 5, "dirichlet", 0.1, 3);
+  EXPECT_EQ(at::cat(parts).size(0), 2000);
+  EXPECT_TRUE(at::equal(std::get<0>(at::cat(parts).sort()), at::arange(2000, at::kLong)));
+  // With alpha = 0.1 some worker's most common label is far above the 10 % of an even split.
+  double max_share = 0;
+  for (const auto& p : parts) {
+    at::Tensor counts = at::bincount(y.index_select(0, p), {}, 10);
+    max_share = std::max(max_share, counts.max().item<double>() / static_cast<double>(p.size(0)));
+  }
+  EXPECT_GT(max_share, 0.4);
+}
+
+TEST(Partition, SameSeedSamePartition) {
+  auto a = core::partition_indices(labels(500, 10), 10, 5, "dirichlet", 0.5, 11);
+  auto b = core::partition_indices(labels(500, 10), 10, 5, "dirichlet", 0.5, 11);
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(at::equal(a[i], b[i]));
+}
+
+TEST(Partition, EmptyWorkerIsAClearError) {
+  EXPECT_ERROR_WITH(core::partition_indices(labels(40, 2), 2, 30, "dirichlet", 1e-4, 1), "received no training sample",
+                    "raise data.partition.alpha");
+  EXPECT_ERROR_WITH(core::partition_indices(labels(3, 2), 2, 4, "iid", 1, 1), "fewer than the 4 workers");
+}
+
+TEST(Schedule, ConstantCosineStepWarmup) {
+  core::ScheduleSpec s;
+  EXPECT_DOUBLE_EQ(core::learning_rate(s, 0.5, 70, 100), 0.5);
+  s.name = "cosine";
+  EXPECT_DOUBLE_EQ(core::learning_rate(s, 0.5, 0, 100), 0.5);
+  EXPECT_NEAR(core::learning_rate(s, 0.5, 50, 100), 0.25, 1e-12);
+  EXPECT_NEAR(core::learning_rate(s, 0.5, 100, 100), 0.0, 1e-12);
+  s.name = "step";
+  s.step_every = 10;
+  s.step_gamma = 0.5;
+  EXPECT_DOUBLE_EQ(core::learning_rate(s, 1.0, 25, 100), 0.25);
+  s.warmup_steps = 4;
+  EXPECT_DOUBLE_EQ(core::learning_rate(s, 1.0, 0, 100), 0.25);
+  EXPECT_DOUBLE_EQ(core::learning_rate(s, 1.0, 3, 100), 1.0);
+}
+
+TEST(Budget, StepsFollowFromBatchSizeAsInThePaper) {
+  // T = E N / (B m) for epochs; T = C / (B h) for a gradient budget.
+  EXPECT_EQ(core::budget_steps({"epochs", 2}, 60000, 8, 5, 32), 469);
+  EXPECT_EQ(core::budget_steps({"gradients", 16000}, 60000, 8, 5, 32), 100);
+  EXPECT_EQ(core::budget_steps({"steps", 7}, 60000, 8, 5, 32), 7);
+}
+
+TEST(Seeds, DerivedSeedsDifferByPurposeAndAreStable) {
+  EXPECT_EQ(core::derive_seed(1, "a"), core::derive_seed(1, "a"));
+  EXPECT_NE(core::derive_seed(1, "a"), core::derive_seed(1, "b"));
+  EXPECT_NE(core::derive_seed(1, "a"), core::derive_seed(2, "a"));
+}
+
+}  // namespace
+}  // namespace phalanx::test
+
+namespace phalanx::test {
+namespace {
+
+TEST(WorkerPool, RunsEveryTaskOnceOnItsSlotsAndRethrows) {
+  core::WorkerPool pool(3);
+  EXPECT_EQ(pool.slots(), 3);
+  for (int round = 0; round < 50; ++round) {  // many rounds: a wake-up lost between rounds would hang here
+    std::vector<int> runs(17, 0), slot_of(17, -1);
+    pool.run(17, [&](std::int64_t i, int slot) {
+      ++runs[i];
+      slot_of[i] = slot;
+    });
+    for (int i = 0; i < 17; ++i) {
+      EXPECT_EQ(runs[i], 1) << i;
+      EXPECT_GE(slot_of[i], 0);
+      EXPECT_LT(slot_of[i], 3);
+    }
+  }
+  std::atomic<int> finished{0};
+  EXPECT_THROW(pool.run(8,
+                        [&](std::int64_t i, int) {
+                          if (i == 3) throw Error("task 3 failed");
+                          ++finished;
+                        }),
+               Error);
+  EXPECT_EQ(finished.load(), 7);  // the other tasks still ran
+  EXPECT_EQ(core::gradient_threads(4, 2), 2);
+  EXPECT_EQ(core::gradient_threads(1, 8), 1);
+  EXPECT_GE(core::gradient_threads(0, 8), 1);
+}
+
+}  // namespace
+}  // namespace phalanx::test
