@@ -130,7 +130,7 @@ TEST(TailoredAttacks, MatchThePapersSearchAgainstTrimmedMean) {
   EXPECT_EQ(tm.calls, 20);
 }
 
-TEST(DefenceAttacks, WithoutAnOracleOrHonestRowsTheyStopWithAClearError) {
+TEST(DefenceAttacks, WithoutAnOracleOrWithNonFiniteHonestRowsTheyStopWithAClearError) {
   for (const std::string name : {"opt_alie", "opt_ipm", "agr_minmax", "agr_minsum"}) {
     SCOPED_TRACE(name);
     AttackRound round;
@@ -145,6 +145,10 @@ TEST(DefenceAttacks, WithoutAnOracleOrHonestRowsTheyStopWithAClearError) {
     round.honest = honest_rows().clone();
     round.honest[2][1] = kNaN;
     EXPECT_ERROR_WITH(attack->craft(round), "an honest message holds NaN or Inf");
+    // A distributed round that timed out before any honest message arrived: nothing to search against.
+    round.honest = at::zeros({0, 5});
+    round.byzantine_true = at::full({2, 5}, 0.25);
+    EXPECT_TRUE(at::equal(attack->craft(round), round.byzantine_true));
   }
 }
 

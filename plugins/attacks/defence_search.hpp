@@ -23,15 +23,19 @@
 
 namespace phalanx::defence_search {
 
-/// The honest rows as float64 after the checks every searching attack needs.
+/// True when the round has no honest message (a distributed round that timed out before any arrived): there
+/// is nothing to imitate or search against, and the attacks send the Byzantine workers' true messages.
+inline bool no_honest_rows(const AttackRound& round) {
+  return !round.honest.defined() || round.honest.dim() != 2 || round.honest.size(0) == 0;
+}
+
+/// The honest rows (at least one, see no_honest_rows) as float64 after the checks every searching attack needs.
 inline at::Tensor checked_honest(const AttackRound& round, const std::string& attack) {
   if (!round.defence)
     throw Error("attack '" + attack +
                 "' searches against the defence, which is not available here: it runs in the sync and async "
                 "simulations (buffered rounds) and on the distributed synchronous server; use a fixed attack "
                 "(alie, foe, minmax, minsum) otherwise");
-  if (!round.honest.defined() || round.honest.dim() != 2 || round.honest.size(0) == 0)
-    throw Error("attack '" + attack + "' needs at least one honest message in the round");
   if (!at::isfinite(round.honest).all().item<bool>())
     throw Error("attack '" + attack + "': an honest message holds NaN or Inf; the search needs finite honest rows");
   return round.honest.to(at::kDouble);

@@ -10,7 +10,9 @@
 // improves, then contraction proposing best + delta with delta scaled by `ratio` after each proposal. Note the
 // plus sign (the alie plugin subtracts): with start 0 and delta > 0 only tau >= 0 is visited, as in ByzFL.
 // Where ByzFL queries a defence given to it (by default Average after Clipping), here F is always the run's.
-// Omniscient; needs the oracle (sync and async simulations, distributed synchronous server).
+// Omniscient; needs the oracle (sync and async simulations, distributed synchronous server). A round without
+// honest messages (a distributed round that timed out before any arrived) leaves nothing to search against:
+// the Byzantine workers then send their true messages.
 //
 // | parameter | default | meaning                                             |
 // |-----------|---------|-----------------------------------------------------|
@@ -34,10 +36,10 @@ class OptimalAlie : public Attack {
 
   at::Tensor craft(const AttackRound& round) override {
     const std::int64_t b = round.byzantine_true.size(0);
+    if (b == 0 || defence_search::no_honest_rows(round)) return round.byzantine_true;
     at::Tensor honest = defence_search::checked_honest(round, "opt_alie");
     at::Tensor mean = honest.mean(0);
     at::Tensor std = honest.size(0) > 1 ? perturbation_direction("std", honest, mean).neg_() : at::zeros_like(mean);
-    if (b == 0) return round.byzantine_true;
     auto row = [&](double tau) { return mean.add(std, tau); };
     const double tau = defence_search::byzfl_line_search(
         search_, [&](double t) { return defence_search::deviation(round, row(t), mean); });

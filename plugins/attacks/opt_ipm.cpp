@@ -6,7 +6,8 @@
 //
 // with tau maximizing D(tau) = ||F(honest rows, then b copies of a(tau)) - mean_h|| by ByzFL's line search
 // (exactly `evals` calls of the configured defence F through the oracle; see opt_alie.cpp and
-// plugins/attacks/defence_search.hpp). Omniscient; needs the oracle.
+// plugins/attacks/defence_search.hpp). Omniscient; needs the oracle. Without honest messages in a round the
+// Byzantine workers send their true messages, as opt_alie.
 //
 // | parameter | default | meaning                       |
 // |-----------|---------|-------------------------------|
@@ -29,8 +30,8 @@ class OptimalIpm : public Attack {
 
   at::Tensor craft(const AttackRound& round) override {
     const std::int64_t b = round.byzantine_true.size(0);
+    if (b == 0 || defence_search::no_honest_rows(round)) return round.byzantine_true;
     at::Tensor mean = defence_search::checked_honest(round, "opt_ipm").mean(0);
-    if (b == 0) return round.byzantine_true;
     auto row = [&](double tau) { return mean.mul(-tau); };
     const double tau = defence_search::byzfl_line_search(
         search_, [&](double t) { return defence_search::deviation(round, row(t), mean); });

@@ -14,7 +14,9 @@
 // For krum, multikrum and bulyan the paper's tailored criterion is "every Byzantine row is selected", which
 // needs the defence's selection; D is used for every defence here, so one attack fits any rule.
 // Distances are evaluated in float64 as c_i + 2 gamma b_i + gamma^2 a with c_i = ||mean_h - x_i||^2,
-// b_i = <mean_h - x_i, p>, a = ||p||^2 (as plugins/attacks/minmax.cpp).
+// b_i = <mean_h - x_i, p>, a = ||p||^2 (as plugins/attacks/minmax.cpp). A round without honest messages (a
+// distributed round that timed out before any arrived) leaves nothing to search against: the Byzantine
+// workers send their true messages.
 #pragma once
 
 #include <algorithm>
@@ -39,9 +41,9 @@ class TailoredAttack : public Attack {
 
   at::Tensor craft(const AttackRound& round) override {
     const std::int64_t b = round.byzantine_true.size(0);
+    if (b == 0 || no_honest_rows(round)) return round.byzantine_true;
     at::Tensor honest = checked_honest(round, name_);
     at::Tensor mean = honest.mean(0);
-    if (b == 0) return round.byzantine_true;
     at::Tensor p = perturbation_direction(perturbation_, honest, mean);
     auto row = [&](double gamma) { return mean.add(p, gamma); };
     auto allowed = stealth_test(honest, mean, p);
