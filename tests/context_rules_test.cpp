@@ -133,6 +133,17 @@ TEST(FoolsGold, ANonFiniteRowIsNotAddedToItsHistoryAndGetsNoWeight) {
   EXPECT_EQ(rule->save_state().at("history")[1].abs().sum().item<float>(), 0.0f);
 }
 
+TEST(FoolsGold, AHistoryThatOverflowsFloat32GetsNoWeight) {
+  auto rule = make_aggregator("foolsgold", "{}", 5, 2);
+  at::Tensor x = foolsgold_round(0).clone();
+  x[0].fill_(3e38f);  // finite, but two of them overflow worker 0's float32 history
+  rule->aggregate_with_context(x, context_for({0, 1, 2, 3, 4}));
+  at::Tensor out = rule->aggregate_with_context(x, context_for({0, 1, 2, 3, 4}));
+  ASSERT_FALSE(at::isfinite(rule->save_state().at("history")[0]).all().item<bool>());
+  EXPECT_TRUE(at::isfinite(out).all().item<bool>()) << out;
+  EXPECT_LT(out.abs().max().item<float>(), 10.0f) << out;
+}
+
 TEST(FoolsGold, WithoutWorkerIdsItNamesThePreAggregatorThatRemovedThem) {
   auto rule = make_aggregator("foolsgold", "{}", 5, 2);
   EXPECT_ERROR_WITH(rule->aggregate(foolsgold_round(0)), "needs each row's worker id");

@@ -17,7 +17,8 @@
 // in pardoning) — here it is set exactly; and where it returns NaN (max w = 0) all workers get weight 1, the
 // plain mean, because nothing tells the twins apart. Normalization `mean` is deep-fg/fg/trainer.py's.
 // Cosines are computed in float64. A row holding NaN or Inf is not added to H and gets w = 0 that round (its
-// worker's earlier history still takes part in the cosines). Two rows of one worker in a round (an asynchronous
+// worker's earlier history still takes part in the cosines); a history that overflowed float32 gets w = 0 and
+// cosine 0 with the others. Two rows of one worker in a round (an asynchronous
 // buffer) share H and count as cosine 0 to each other.
 //
 // FoolsGold defends against sybils, not against magnitude: one lone huge row that resembles no one keeps a
@@ -87,17 +88,19 @@ class FoolsGold : public Aggregator {
                     std::to_string(workers_) + ")");
       if (finite[i].item<bool>()) history_[ids[i]].add_(inputs[i].to(at::kFloat));
     }
-    at::Tensor index = at::tensor(ids, at::kLong);
-    std::vector<double> w = foolsgold_weights(cosines(history_.index_select(0, index), ids), kappa_);
+    at::Tensor histories = history_.index_select(0, at::tensor(ids, at::kLong));
+    // A history that overflowed float32 (finite but huge rows, round after round) takes no part either.
+    at::Tensor usable = finite.logical_and(at::isfinite(histories).all(1));
+    std::vector<double> w = foolsgold_weights(cosines(histories, ids), kappa_);
     double total = 0.0;
     for (std::int64_t i = 0; i < m; ++i) {
-      if (!finite[i].item<bool>()) w[i] = 0.0;
+      if (!usable[i].item<bool>()) w[i] = 0.0;
       total += w[i];
     }
     const double z = normalize_ == "mean" ? static_cast<double>(m) : normalize_ == "none" ? 1.0 : total;
     if (!(z > 0.0) || total == 0.0) return at::zeros({d}, inputs.options());
     at::Tensor weights = at::tensor(w, at::kDouble).div_(z);
-    at::Tensor rows = inputs.to(at::kDouble).masked_fill(finite.logical_not().unsqueeze(1), 0.0);
+    at::Tensor rows = inputs.to(at::kDouble).masked_fill(usable.logical_not().unsqueeze(1), 0.0);
     return weights.matmul(rows).to(inputs.scalar_type());
   }
 
@@ -135,10 +138,11 @@ class FoolsGold : public Aggregator {
     const double* g = gram.data_ptr<double>();
     Matrix cs(m, std::vector<double>(m));
     for (std::int64_t i = 0; i < m; ++i) {
-      const bool zero = norms[i].item<double>() == 0.0;
+      const bool zero = norms[i].item<double>() == 0.0;  // an overflowed (infinite) norm is not zero
       for (std::int64_t j = 0; j < m; ++j) {
         if (i == j) cs[i][j] = zero ? -1.0 : 0.0;
-        else cs[i][j] = ids[i] == ids[j] ? 0.0 : std::clamp(g[i * m + j], -1.0, 1.0);
+        else if (ids[i] == ids[j] || !std::isfinite(g[i * m + j])) cs[i][j] = 0.0;  // non-finite: an overflowed H
+        else cs[i][j] = std::clamp(g[i * m + j], -1.0, 1.0);
       }
     }
     return cs;
