@@ -2,7 +2,12 @@
 // agr_minmax, agr_minsum: the AGR-tailored halving search of Shejwalkar and Houmansadr 2021). Reference values
 // come from tests/reference/attacks_reference.py: ByzFL's own Optimal_ALittleIsEnough and
 // Optimal_InnerProductManipulation, unmodified, with ByzFL's TrMean / Median / NNM / Clipping as the defence,
-// and a transcription of the paper's search for the tailored attacks. Then: the real defence's state (centered
+// and a transcription of the paper's search for the tailored attacks, which the script checks against the
+// paper's released functions (our_attack_trmean, our_attack_dist, our_attack_score). Definitional notes: ByzFL
+// searches against the defence it is given (by default Average after Clipping), the plugins always against the
+// run's (the tests give both the same one); ByzFL ran on float64 arrays here, the oracle takes float32 rows,
+// and the searches still take the same path (agreement to 1e-5 relative). The paper's notebooks put the
+// Byzantine rows first, the oracle after the honest ones; the trimmed mean used here does not depend on it. Then: the real defence's state (centered
 // clipping's centre, bucketing's generator, FoolsGold's histories) is untouched by their queries, and they run
 // in the sync and async simulations.
 #include <ATen/ATen.h>
@@ -128,6 +133,32 @@ TEST(TailoredAttacks, MatchThePapersSearchAgainstTrimmedMean) {
   tm.calls = 0;
   craft_one("agr_minmax", "{constraint: none}", honest_rows(), 2, tm);
   EXPECT_EQ(tm.calls, 20);
+}
+
+/// The k-th call returns mean_h + k e_1, so every evaluation improves on the one before: the tailored search
+/// then accepts exactly the gammas its constraint allows, which is the paper's own min-max / min-sum search
+/// (our_attack_dist / our_attack_score; attacks_reference.py checks that with the paper's code).
+class ImprovingStub : public DefenceOracle {
+ public:
+  explicit ImprovingStub(at::Tensor mean) : mean_(std::move(mean)) {}
+  at::Tensor evaluate(const at::Tensor&) const override {
+    at::Tensor out = mean_.clone();
+    out[0] += static_cast<float>(++calls_);
+    return out;
+  }
+
+ private:
+  at::Tensor mean_;
+  mutable int calls_ = 0;
+};
+
+TEST(TailoredAttacks, WithAnAlwaysImprovingDefenceTheyReduceToThePapersMinMaxAndMinSum) {
+  ImprovingStub minmax(honest_rows().mean(0));
+  expect_close(craft_one("agr_minmax", "{}", honest_rows(), 2, minmax),
+               {-0.3929849, 0.247822571, -0.505830418, -0.543896261, -0.787061829});
+  ImprovingStub minsum(honest_rows().mean(0));
+  expect_close(craft_one("agr_minsum", "{}", honest_rows(), 2, minsum),
+               {0.127135655, 0.544564322, -0.192132203, -0.0467823292, -0.470347408});
 }
 
 TEST(DefenceAttacks, WithoutAnOracleOrWithNonFiniteHonestRowsTheyStopWithAClearError) {

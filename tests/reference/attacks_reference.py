@@ -5,7 +5,14 @@ our_attack_dist / our_attack_score as the constraint), each on fixed small input
 aggregators as the defence.
 
     git clone https://github.com/LPD-EPFL/byzfl
-    python3 tests/reference/attacks_reference.py byzfl
+    git clone https://github.com/vrt1shjwlkr/NDSS21-Model-Poisoning ndss21   # f2879cd
+    python3 tests/reference/attacks_reference.py byzfl ndss21
+
+The second checkout is optional: with it, the paper's own our_attack_trmean, our_attack_dist (min-max) and
+our_attack_score (min-sum) are extracted from cifar10/release-fedsgd-alexnet-trmean.ipynb, run on CPU (their
+.cuda() calls removed) and checked against the transcription below: our_attack_trmean equals it with no
+constraint, and with a stub defence whose k-th call returns mean_h + k e_1 (every evaluation improves) the
+constrained search reduces to our_attack_dist / our_attack_score.
 
 Needs numpy and torch (Debian: python3-numpy python3-torch). Not part of CI: the numbers it prints are pasted
 into the C++ test. The Byzantine rows go after the honest ones, the order ByzFL's attacks and the phalanx
@@ -81,7 +88,50 @@ def tailored(honest, b, run, perturbation, constraint, gamma_init=10.0, tol=1e-5
     return mean + succ * p, succ
 
 
-def main(checkout):
+def load_paper_functions(checkout):
+    # The notebook's cells that define the functions, run as they are apart from .cuda().
+    import json
+    import torch
+    cells = json.load(open(checkout + "/cifar10/release-fedsgd-alexnet-trmean.ipynb"))["cells"]
+    namespace = {"torch": torch, "np": np}
+    for cell in cells:
+        source = "".join(cell["source"])
+        if any(f"def {name}(" in source for name in ("tr_mean", "our_attack_trmean", "our_attack_dist", "our_attack_score")):
+            exec(source.replace(".cuda()", ""), namespace)
+    return namespace
+
+
+class Stub:
+    """A defence whose k-th call returns mean_h + k e_1: every evaluation improves on the previous one."""
+
+    def __init__(self, mean):
+        self.mean, self.calls = mean, 0
+
+    def __call__(self, rows):
+        self.calls += 1
+        out = self.mean.copy()
+        out[0] += self.calls
+        return out
+
+
+def check_against_paper(checkout, honest, agg):
+    import torch
+    paper = load_paper_functions(checkout)
+    updates = torch.tensor(honest)
+    mean = updates.mean(0)
+    for dev in ("std", "unit_vec", "sign"):
+        perturbation = {"std": "std", "unit_vec": "unit", "sign": "sign"}[dev]
+        rows = paper["our_attack_trmean"](updates, mean, 2, dev_type=dev)
+        mine, _ = tailored(honest, 2, defence([], agg.TrMean(f=2)), perturbation, "none")
+        assert np.allclose(rows[0].numpy(), mine, rtol=1e-6), (dev, rows[0], mine)
+        for constraint, function in (("minmax", "our_attack_dist"), ("minsum", "our_attack_score")):
+            want = paper[function](updates, mean, 2, dev_type=dev).numpy()
+            mine, _ = tailored(honest, 2, Stub(honest.mean(axis=0)), perturbation, constraint)
+            assert np.allclose(want, mine, rtol=1e-6), (dev, constraint, want, mine)
+    print("the paper's own functions agree with the transcription (no constraint; min-max, min-sum with the stub)")
+
+
+def main(checkout, paper_checkout=None):
     agg, att = load_byzfl(checkout)
     example = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
     documented = dict(agg=agg.TrMean(f=1), pre_agg_list=[agg.NNM(f=1), agg.Clipping(c=2.0)], f=1)
@@ -108,6 +158,14 @@ def main(checkout):
         print(f"gamma {perturbation} {constraint}: {gamma:.9g}")
         show(f"agr {perturbation} {constraint}", row)
 
+    print("== AGR-tailored with the stub defence (k-th call: mean_h + k e_1), b = 2")
+    for perturbation, constraint in [("std", "minmax"), ("std", "minsum")]:
+        row, gamma = tailored(honest, 2, Stub(honest.mean(axis=0)), perturbation, constraint)
+        print(f"gamma stub {perturbation} {constraint}: {gamma:.9g}")
+        show(f"agr stub {perturbation} {constraint}", row)
+    if paper_checkout:
+        check_against_paper(paper_checkout, honest, agg)
+
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "byzfl")
+    main(sys.argv[1] if len(sys.argv) > 1 else "byzfl", sys.argv[2] if len(sys.argv) > 2 else None)
