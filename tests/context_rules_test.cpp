@@ -112,6 +112,17 @@ TEST(FoolsGold, KappaScalesTheLogitAndHistoriesFollowWorkerIdsNotRowPositions) {
   EXPECT_TRUE(at::allclose(out, want, 1e-5, 1e-6)) << out << want;
 }
 
+TEST(FoolsGold, CoordsRestrictTheComparedCoordinates) {
+  // Histories compared on coordinates 1-3 only: weights {1, 1, 1, 0, 0} after both rounds.
+  auto rule = make_aggregator("foolsgold", "{coords: [1, 4]}", 5, 2);
+  rule->aggregate_with_context(foolsgold_round(0), context_for({0, 1, 2, 3, 4}));
+  expect_close(rule->aggregate_with_context(foolsgold_round(1), context_for({0, 1, 2, 3, 4})),
+               {0.18799507, -0.277953309, 0.00736925602, 0.16389609, -0.0576044306, 0.100911503});
+  EXPECT_ERROR_WITH(make_aggregator("foolsgold", "{coords: [4, 1]}", 5, 2), "begin < end");
+  auto beyond = make_aggregator("foolsgold", "{coords: [0, 7]}", 5, 2);
+  EXPECT_ERROR_WITH(beyond->aggregate_with_context(foolsgold_round(0), context_for({0, 1, 2, 3, 4})), "only 6 coordinates");
+}
+
 TEST(FoolsGold, HistoriesAreSavedAndRestored) {
   auto first = make_aggregator("foolsgold", "{}", 5, 2);
   first->aggregate_with_context(foolsgold_round(0), context_for({0, 1, 2, 3, 4}));

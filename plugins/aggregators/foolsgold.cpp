@@ -11,6 +11,9 @@
 //   7. w_i <- kappa (ln(w_i / (1 - w_i)) + 0.5), clipped to [0, 1] (ln 0 = -inf -> 0)
 //   8. out = sum_i w_i x_i / Z, Z = m (normalize: mean), 1 (none) or sum_i w_i (weighted; 0 if that is 0)
 //
+// coords = [begin, end) restricts the cosines of step 2 to those coordinates (deep-fg/fg compares only the
+// output layer's weights; the histories still hold every coordinate). Default: all.
+//
 // Steps 2-7 are the original code's `foolsgold(grads)` (DistributedML/FoolsGold, deep-fg/fg/foolsgold.py), with
 // kappa (the paper's confidence) as a parameter (the code has none: kappa = 1) and two definitional fixes: its
 // diagonal is computed as cos(H_i, H_i) - 1, whose float residues can make v_j exactly 0 (a division by zero
@@ -68,8 +71,8 @@ std::vector<double> foolsgold_weights(Matrix cs, double kappa) {
 
 class FoolsGold : public Aggregator {
  public:
-  FoolsGold(std::int64_t workers, double kappa, std::string normalize)
-      : workers_(workers), kappa_(kappa), normalize_(std::move(normalize)) {}
+  FoolsGold(std::int64_t workers, double kappa, std::string normalize, std::vector<std::int64_t> coords)
+      : workers_(workers), kappa_(kappa), normalize_(std::move(normalize)), coords_(std::move(coords)) {}
 
   at::Tensor aggregate(const at::Tensor& inputs) override {
     (void)inputs;
@@ -91,7 +94,7 @@ class FoolsGold : public Aggregator {
     at::Tensor histories = history_.index_select(0, at::tensor(ids, at::kLong));
     // A history that overflowed float32 (finite but huge rows, round after round) takes no part either.
     at::Tensor usable = finite.logical_and(at::isfinite(histories).all(1));
-    std::vector<double> w = foolsgold_weights(cosines(histories, ids), kappa_);
+    std::vector<double> w = foolsgold_weights(cosines(compared(histories), ids), kappa_);
     double total = 0.0;
     for (std::int64_t i = 0; i < m; ++i) {
       if (!usable[i].item<bool>()) w[i] = 0.0;
@@ -118,6 +121,15 @@ class FoolsGold : public Aggregator {
     return "aggregator 'foolsgold' needs each row's worker id to keep per-worker histories; it has none here (a "
            "pre-aggregator that mixes rows across workers, such as bucketing, removes them, and the distributed "
            "asynchronous server passes none): remove that pre-aggregator or use a rule without history";
+  }
+
+  // The coordinates step 2 compares: all, or [begin, end) (deep-fg compares only the output layer's weights).
+  at::Tensor compared(const at::Tensor& histories) const {
+    if (coords_.empty()) return histories;
+    if (coords_[1] > histories.size(1))
+      throw Error("aggregator 'foolsgold': coords ends at " + std::to_string(coords_[1]) + " but the rows have only " +
+                  std::to_string(histories.size(1)) + " coordinates; lower coords or leave it out");
+    return histories.slice(1, coords_[0], coords_[1]);
   }
 
   void prepare_history(std::int64_t d) {
@@ -151,6 +163,7 @@ class FoolsGold : public Aggregator {
   std::int64_t workers_;
   double kappa_;
   std::string normalize_;
+  std::vector<std::int64_t> coords_;  // empty: all
   at::Tensor history_;
 };
 
@@ -162,8 +175,17 @@ PHALANX_PLUGIN("foolsgold", "1.0") {
        "FoolsGold (Fung et al. 2020): down-weight workers whose accumulated updates point the same way (sybils)",
        {{"kappa", ParamType::Double, 1.0, "confidence of the logit weighting (the original code: 1)", 1e-9},
         {"normalize", ParamType::String, "mean", "divide the weighted sum by m rows (mean), 1 (none) or sum of weights",
-         {}, {}, {"mean", "none", "weighted"}}}},
+         {}, {}, {"mean", "none", "weighted"}},
+        {"coords", ParamType::IntList, Value(), "[begin, end): the coordinates whose histories are compared (auto: all)",
+         0}}},
       [](const Params& p, const Context& c) {
-        return std::make_unique<FoolsGold>(c.run().workers, p.get_double("kappa"), p.get_string("normalize"));
+        std::vector<std::int64_t> coords;
+        if (p.has("coords")) {
+          coords = p.get_int_list("coords");
+          if (coords.size() != 2 || coords[0] >= coords[1])
+            p.fail("coords", "takes two indices [begin, end) with begin < end, e.g. [0, 100]");
+        }
+        return std::make_unique<FoolsGold>(c.run().workers, p.get_double("kappa"), p.get_string("normalize"),
+                                           std::move(coords));
       });
 }

@@ -93,6 +93,9 @@ def main():
     wv = wv / wv.max()
     wv[wv == 1] = .99
     wv = np.clip(kappa * (np.log(wv / (1 - wv)) + 0.5), 0, 1)
+    w = foolsgold_code(history[:, 1:4].copy())
+    show("foolsgold coords [1, 4) weights", w)
+    show("foolsgold coords [1, 4) round 1 out mean", (w[:, None] * rounds[1]).sum(axis=0) / n)
     show("foolsgold kappa 1 weights (code)", base)
     show("foolsgold kappa 0.5 weights", wv)
 
