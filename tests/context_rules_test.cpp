@@ -123,6 +123,15 @@ TEST(FoolsGold, CoordsRestrictTheComparedCoordinates) {
   EXPECT_ERROR_WITH(beyond->aggregate_with_context(foolsgold_round(0), context_for({0, 1, 2, 3, 4})), "only 6 coordinates");
 }
 
+TEST(FoolsGold, TwoRowsOfOneWorkerInABufferAreNotEachOthersSybil) {
+  // An asynchronous buffer may hold two messages of worker 0: they share its history, and their cosine 1 must
+  // not zero them. The three rows then all have the same largest cosine, so all get weight 1.
+  auto rule = make_aggregator("foolsgold", "{normalize: none}", 5, 2);
+  at::Tensor x = foolsgold_round(0).slice(0, 0, 3);
+  at::Tensor out = rule->aggregate_with_context(x, context_for({0, 0, 1}));
+  EXPECT_TRUE(at::allclose(out, x.sum(0), 1e-5, 1e-6)) << out;
+}
+
 TEST(FoolsGold, HistoriesAreSavedAndRestored) {
   auto first = make_aggregator("foolsgold", "{}", 5, 2);
   first->aggregate_with_context(foolsgold_round(0), context_for({0, 1, 2, 3, 4}));
