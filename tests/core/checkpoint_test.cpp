@@ -111,6 +111,22 @@ bool same_bits(const at::Tensor& a, const at::Tensor& b) {
   return at::equal(a.contiguous().view(as), b.contiguous().view(as));
 }
 
+// What an engine hands a defence in round r: worker ids, zero staleness and a server gradient (fltrust's g0).
+RoundContext round_context(std::int64_t round) {
+  RoundContext c;
+  c.round = round;
+  for (std::int64_t i = 0; i < kN; ++i) c.worker_ids.push_back(i);
+  c.staleness.assign(kN, 0);
+  c.server_gradient = round_input(100 + round, 1)[0];
+  return c;
+}
+
+// The defence an attack that searches against it (opt_alie, agr_minmax, ...) queries: the plain mean.
+class MeanOracle : public DefenceOracle {
+ public:
+  at::Tensor evaluate(const at::Tensor& rows) const override { return rows.mean(0); }
+};
+
 // Parameters a plugin has no default for.
 std::string required_params(const std::string& name) { return name == "clip" ? "{c: 1.0}" : "{}"; }
 
@@ -136,7 +152,7 @@ TEST(PluginState, EveryAggregatorAndPreAggregatorResumesIdentically) {
     expect_resumes_identically(
         "aggregator " + name,
         [&] { return registry.make_aggregator(name, params_for(core::Kind::Aggregator, name), *ctx); },
-        [](Aggregator& agg, std::int64_t r) { return agg.aggregate(round_input(r, kN)); });
+        [](Aggregator& agg, std::int64_t r) { return agg.aggregate_with_context(round_input(r, kN), round_context(r)); });
   }
   for (const auto* e : registry.list(core::Kind::PreAggregator)) {
     const std::string name = e->info.name;
@@ -156,7 +172,10 @@ TEST(PluginState, EveryAttackResumesIdentically) {
         "attack " + name, [&] { return registry.make_attack(name, params_for(core::Kind::Attack, name), *ctx); },
         [](Attack& attack, std::int64_t r) {
           at::Tensor all = round_input(r, kN);
-          return attack.craft(AttackRound{all.narrow(0, 0, kN - kB), all.narrow(0, kN - kB, kB).clone(), r});
+          const MeanOracle mean;
+          AttackRound round{all.narrow(0, 0, kN - kB), all.narrow(0, kN - kB, kB).clone(), r};
+          round.defence = &mean;
+          return attack.craft(round);
         });
   }
 }

@@ -9,6 +9,14 @@
 // `mean` is not robust and is expected not to be: where the robust rules must stay finite or bounded, the
 // tests check instead that mean refuses non-finite rows with a clear error and that one huge row moves it.
 //
+// Every call goes through aggregate_with_context with the context an engine gives (worker ids 0..n-1, staleness
+// 0) and, as the server gradient for rules that need one (fltrust), the coordinate-wise median of the finite
+// values: honest-looking and, like the rows, permuted along with them. Rows-only rules ignore it.
+//
+// `foolsgold` defends against sybils, not magnitude: one lone huge row that resembles no honest row keeps a
+// large weight (plugins/aggregators/foolsgold.cpp). Huge rows must still not make it non-finite, and two equal
+// huge rows (sybils) must get no weight.
+//
 // `monna` trusts one row by definition (row 0 with its default parameters, an honest worker's in every run
 // since Byzantine workers are the last b): the tests keep that row honest and permute only the others.
 #include <limits>
@@ -62,6 +70,17 @@ class AggregatorConformance : public ::testing::TestWithParam<std::string> {
   }
 
   bool robust() const { return GetParam() != "mean"; }
+  bool bounds_magnitude() const { return robust() && GetParam() != "foolsgold"; }
+
+  /// The rule on `x` with the context an engine would hand it.
+  static at::Tensor aggregate(const std::shared_ptr<Aggregator>& rule, const at::Tensor& x) {
+    RoundContext round;
+    round.round = 0;
+    for (std::int64_t i = 0; i < x.size(0); ++i) round.worker_ids.push_back(i);
+    round.staleness.assign(x.size(0), 0);
+    round.server_gradient = std::get<0>(at::nanmedian(x.masked_fill(at::isinf(x), kNaN), 0));
+    return rule->aggregate_with_context(x, round);
+  }
 
   /// The first row a test may make Byzantine or move: 1 for a rule that trusts row 0, else 0.
   std::int64_t first_free_row() const { return GetParam() == "monna" ? 1 : 0; }
@@ -80,13 +99,13 @@ class AggregatorConformance : public ::testing::TestWithParam<std::string> {
 TEST_P(AggregatorConformance, PermutationInvariant) {
   SCOPED_TRACE(setting());
   at::Tensor x = honest(5);
-  at::Tensor reference = make()->aggregate(x);
+  at::Tensor reference = aggregate(make(), x);
   const std::int64_t fixed = first_free_row();
   at::Tensor kept = at::arange(fixed, at::kLong);
   at::Tensor reversed = at::cat({kept, at::arange(n_ - 1, fixed - 1, -1, at::kLong)});
   at::Tensor shuffled = at::cat({kept, at::randperm(n_ - fixed, make_generator(9), at::kLong).add_(fixed)});
   for (const at::Tensor& order : {reversed, shuffled}) {
-    at::Tensor permuted = make()->aggregate(x.index_select(0, order));
+    at::Tensor permuted = aggregate(make(), x.index_select(0, order));
     EXPECT_TRUE(at::allclose(reference, permuted, 1e-5, 1e-6))
         << "order " << order << "\noriginal order gives " << reference << "\npermuted gives " << permuted;
   }
@@ -96,7 +115,7 @@ TEST_P(AggregatorConformance, IdenticalRowsGiveThatRow) {
   SCOPED_TRACE(setting());
   // Small enough to lie inside cc's default clipping radius (0.1), where clipping leaves it alone.
   at::Tensor row = at::tensor({0.05f, -0.02f, 0.01f, 0.0f, 0.03f});
-  at::Tensor out = make()->aggregate(row.unsqueeze(0).repeat({n_, 1}));
+  at::Tensor out = aggregate(make(), row.unsqueeze(0).repeat({n_, 1}));
   EXPECT_TRUE(at::allclose(out, row, 1e-6, 1e-7)) << out;
 }
 
@@ -105,7 +124,7 @@ TEST_P(AggregatorConformance, DoesNotModifyItsInput) {
   at::Tensor x = honest(6);
   x[1].fill_(1e20f);
   at::Tensor copy = x.clone();
-  make()->aggregate(x);
+  aggregate(make(), x);
   EXPECT_TRUE(at::equal(x, copy));
 }
 
@@ -124,11 +143,11 @@ TEST_P(AggregatorConformance, FiniteWithUpToFNonFiniteRows) {
     for (std::int64_t i = 0; i < bad; ++i) x[positions[i]].copy_(bad_rows[i]);
     SCOPED_TRACE(std::to_string(bad) + " non-finite rows");
     if (robust()) {
-      at::Tensor out = make()->aggregate(x);
+      at::Tensor out = aggregate(make(), x);
       EXPECT_EQ(out.sizes(), at::IntArrayRef({kDim}));
       EXPECT_TRUE(at::isfinite(out).all().item<bool>()) << out;
     } else {
-      EXPECT_ERROR_WITH(make()->aggregate(x), "NaN or Inf");
+      EXPECT_ERROR_WITH(aggregate(make(), x), "NaN or Inf");
     }
   }
 }
@@ -141,12 +160,15 @@ TEST_P(AggregatorConformance, BoundedWhenFRowsAreHuge) {
     at::Tensor x = honest(20);
     x[first_free_row()].fill_(1e20f);
     x[n_ - 1].fill_(second);
-    at::Tensor out = make()->aggregate(x);
+    at::Tensor out = aggregate(make(), x);
     SCOPED_TRACE("huge rows 1e20 and " + std::to_string(second));
     ASSERT_TRUE(at::isfinite(out).all().item<bool>()) << out;
     const float largest = out.abs().max().item<float>();
-    if (robust()) {
+    if (bounds_magnitude()) {
       EXPECT_LT(largest, 1.0f) << out;
+    } else if (robust()) {
+      // foolsgold: equal huge rows are sybils and get weight 0; a lone huge row is not bounded.
+      if (second > 0) EXPECT_LT(largest, 1.0f) << out;
     } else {
       // mean takes the huge rows in like any other: far away when they share a sign, cancelling otherwise.
       EXPECT_TRUE(at::equal(out, x.mean(0))) << out;
@@ -159,7 +181,7 @@ TEST_P(AggregatorConformance, AcceptsFewerRowsThanWorkers) {
   SCOPED_TRACE(setting());
   // Pre-aggregators such as bucketing hand the rule fewer rows than there are workers, down to one.
   for (std::int64_t rows = n_ - 1; rows >= 1; --rows) {
-    at::Tensor out = make()->aggregate(honest(30 + rows, rows));
+    at::Tensor out = aggregate(make(), honest(30 + rows, rows));
     SCOPED_TRACE(std::to_string(rows) + " rows");
     EXPECT_EQ(out.sizes(), at::IntArrayRef({kDim}));
     EXPECT_TRUE(at::isfinite(out).all().item<bool>()) << out;

@@ -1,0 +1,144 @@
+// Shared by the attacks that search against the configured defence through the oracle (opt_alie, opt_ipm,
+// agr_minmax, agr_minsum): the objective D, ByzFL's line search and the halving search of Shejwalkar and
+// Houmansadr (NDSS 2021). Header-only: each attack is its own plugin library.
+//
+// D(row) = ||F(honest rows, then every Byzantine row set to `row`) - mean_h||, computed in float64, where F is
+// the configured pre-aggregators + aggregator (AttackRound::defence, which runs on a copy of their state, so the
+// real defence is untouched and a randomized F answers every query with the same draws). A non-finite D never
+// counts as an improvement: it is taken as -infinity.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+#include "phalanx/attack.hpp"
+#include "phalanx/error.hpp"
+#include "phalanx/params.hpp"
+#include "phalanx/round.hpp"
+
+namespace phalanx::defence_search {
+
+/// True when the round has no honest message (a distributed round that timed out before any arrived): there
+/// is nothing to imitate or search against, and the attacks send the Byzantine workers' true messages.
+inline bool no_honest_rows(const AttackRound& round) {
+  return !round.honest.defined() || round.honest.dim() != 2 || round.honest.size(0) == 0;
+}
+
+/// The honest rows (at least one, see no_honest_rows) as float64 after the checks every searching attack needs.
+inline at::Tensor checked_honest(const AttackRound& round, const std::string& attack) {
+  if (!round.defence)
+    throw Error("attack '" + attack +
+                "' searches against the defence, which is not available here: it runs in the sync and async "
+                "simulations (buffered rounds) and on the distributed synchronous server; use a fixed attack "
+                "(alie, foe, minmax, minsum) otherwise");
+  if (!at::isfinite(round.honest).all().item<bool>())
+    throw Error("attack '" + attack + "': an honest message holds NaN or Inf; the search needs finite honest rows");
+  return round.honest.to(at::kDouble);
+}
+
+/// Every Byzantine worker sends `row` ([d]): the [b, d] float32 answer of craft().
+inline at::Tensor repeated(const at::Tensor& row, std::int64_t b) {
+  at::Tensor r = row.to(at::kFloat);
+  return r.unsqueeze(0).expand({b, r.size(0)}).contiguous();
+}
+
+/// D(row) as above; -infinity when the defence's output is not finite.
+inline double deviation(const AttackRound& round, const at::Tensor& row, const at::Tensor& honest_mean) {
+  const std::int64_t b = round.byzantine_true.size(0);
+  at::Tensor candidate = at::cat({round.honest.to(at::kFloat), repeated(row, b)});
+  at::Tensor out = round.defence->evaluate(candidate).to(at::kDouble);
+  const double d = out.sub(honest_mean).norm().item<double>();
+  return std::isfinite(d) ? d : -std::numeric_limits<double>::infinity();
+}
+
+struct LineSearch {
+  std::int64_t evals = 20;
+  double start = 0.0, delta = 10.0, ratio = 0.8;
+};
+
+/// The declared parameters of the ByzFL search, with ByzFL's defaults.
+inline std::vector<ParamSpec> line_search_params() {
+  return {{"evals", ParamType::Int, 20, "calls of the defence per round (ByzFL: 20)", 1, 100000},
+          {"start", ParamType::Double, 0.0, "first factor evaluated (ByzFL: 0.0)"},
+          {"delta", ParamType::Double, 10.0, "first step of the search, nonzero (ByzFL: 10.0)"},
+          {"ratio", ParamType::Double, 0.8, "step contraction after a failed proposal, in (0.5, 1) (ByzFL: 0.8)"}};
+}
+
+inline LineSearch line_search_from(const Params& p) {
+  LineSearch s;
+  s.evals = p.get_int("evals");
+  s.start = p.get_double("start");
+  s.delta = p.get_double("delta");
+  s.ratio = p.get_double("ratio");
+  if (s.delta == 0.0 || !std::isfinite(s.delta)) p.fail("delta", "the first step must be a nonzero finite number");
+  if (!(s.ratio > 0.5 && s.ratio < 1.0)) p.fail("ratio", "must lie strictly between 0.5 and 1 (ByzFL's range)");
+  if (!std::isfinite(s.start)) p.fail("start", "must be finite");
+  return s;
+}
+
+/// ByzFL's search (byzfl/attacks/attacks.py, Optimal_ALittleIsEnough and Optimal_InnerProductManipulation):
+/// exactly `evals` calls of objective(tau). Expansion from `start` doubles the step while the proposal
+/// best + delta improves; the first failure scales the step by `ratio` and contraction then proposes
+/// best + delta, scaling delta by `ratio` after every proposal. Returns the best tau.
+template <class Objective>
+double byzfl_line_search(const LineSearch& s, Objective objective) {
+  double best_x = s.start, best_y = objective(best_x), delta = s.delta;
+  std::int64_t remaining = s.evals - 1;
+  while (remaining > 0) {
+    const double x = best_x + delta, y = objective(x);
+    --remaining;
+    if (y > best_y) {
+      best_x = x;
+      best_y = y;
+      delta *= 2;
+    } else {
+      delta *= s.ratio;
+      break;
+    }
+  }
+  while (remaining > 0) {
+    const double x = best_x + delta, y = objective(x);
+    --remaining;
+    if (y > best_y) {
+      best_x = x;
+      best_y = y;
+    }
+    delta *= s.ratio;
+  }
+  return best_x;
+}
+
+/// The halving search of the AGR-tailored attacks (Shejwalkar and Houmansadr 2021, the released notebooks'
+/// our_attack_trmean): gamma starts at gamma_init with step gamma_init; a gamma is accepted when
+/// `allowed(gamma)` holds and objective(gamma) beats the previous evaluation (not the best so far: the
+/// reference's rule), then gamma += step/2, else gamma -= step/2; the step halves every time; stops when the
+/// last accepted gamma is within tol of gamma. The objective is not called for a gamma that is not allowed.
+/// Returns the last accepted gamma (0 if none). At most 2000 steps, so a tol below float64's resolution
+/// still ends (tol = 1e-5 from gamma_init = 10 takes 20).
+template <class Allowed, class Objective>
+double halving_search(double gamma_init, double tol, Allowed allowed, Objective objective) {
+  double gamma = gamma_init, step = gamma_init, accepted = 0.0, previous = -1.0;
+  for (int steps = 0; std::abs(accepted - gamma) > tol && steps < 2000; ++steps) {
+    bool ok = allowed(gamma);
+    if (ok) {
+      const double y = objective(gamma);
+      ok = y > previous;
+      previous = y;
+    }
+    if (ok) {
+      accepted = gamma;
+      gamma += step / 2;
+    } else {
+      gamma -= step / 2;
+    }
+    step /= 2;
+  }
+  return accepted;
+}
+
+}  // namespace phalanx::defence_search

@@ -1,0 +1,65 @@
+// opt_alie: Optimal ALIE, ByzFL's Optimal_ALittleIsEnough (LPD-EPFL/byzfl, byzfl/attacks/attacks.py; used in
+// Allouah, Farhadkhani, Guerraoui, Gupta, Pinot, Stephan, "Fixing by Mixing", AISTATS 2023), after "A Little Is
+// Enough" (Baruch, Baruch, Goldberg, NeurIPS 2019). Every Byzantine worker sends
+//
+//   a(tau) = mean_h + tau * std_h          (coordinate-wise, std_h unbiased; 0 with one honest row)
+//
+// with tau maximizing D(tau) = ||F(honest rows, then b copies of a(tau)) - mean_h||, F the configured
+// pre-aggregators + aggregator queried through the defence oracle (plugins/attacks/defence_search.hpp). The
+// search is ByzFL's, exactly `evals` calls of D: expansion from `start`, doubling `delta` while best + delta
+// improves, then contraction proposing best + delta with delta scaled by `ratio` after each proposal. Note the
+// plus sign (the alie plugin subtracts): with start 0 and delta > 0 only tau >= 0 is visited, as in ByzFL.
+// Where ByzFL queries a defence given to it (by default Average after Clipping), here F is always the run's.
+// Omniscient; needs the oracle (sync and async simulations, distributed synchronous server). A round without
+// honest messages (a distributed round that timed out before any arrived) leaves nothing to search against:
+// the Byzantine workers then send their true messages.
+//
+// | parameter | default | meaning                                             |
+// |-----------|---------|-----------------------------------------------------|
+// | evals     | 20      | calls of the defence per round                      |
+// | start     | 0.0     | first tau evaluated                                 |
+// | delta     | 10.0    | first step (nonzero)                                |
+// | ratio     | 0.8     | step contraction, in (0.5, 1)                       |
+#include <ATen/ATen.h>
+
+#include "defence_search.hpp"
+#include "phalanx/gamma_search.hpp"
+#include "phalanx/plugin.hpp"
+
+namespace {
+
+using namespace phalanx;
+
+class OptimalAlie : public Attack {
+ public:
+  explicit OptimalAlie(defence_search::LineSearch search) : search_(search) {}
+
+  at::Tensor craft(const AttackRound& round) override {
+    const std::int64_t b = round.byzantine_true.size(0);
+    if (b == 0 || defence_search::no_honest_rows(round)) return round.byzantine_true;
+    at::Tensor honest = defence_search::checked_honest(round, "opt_alie");
+    at::Tensor mean = honest.mean(0);
+    at::Tensor std = honest.size(0) > 1 ? perturbation_direction("std", honest, mean).neg_() : at::zeros_like(mean);
+    auto row = [&](double tau) { return mean.add(std, tau); };
+    const double tau = defence_search::byzfl_line_search(
+        search_, [&](double t) { return defence_search::deviation(round, row(t), mean); });
+    return defence_search::repeated(row(tau), b);
+  }
+  bool omniscient() const override { return true; }
+
+ private:
+  defence_search::LineSearch search_;
+};
+
+}  // namespace
+
+PHALANX_PLUGIN("opt_alie", "1.0") {
+  registrar.add_attack(
+      {"opt_alie",
+       "Optimal ALIE (ByzFL): mean_h + tau * std_h with tau line-searched to push the defence's output farthest "
+       "from the honest mean",
+       defence_search::line_search_params()},
+      [](const Params& p, const Context&) {
+        return std::make_unique<OptimalAlie>(defence_search::line_search_from(p));
+      });
+}

@@ -1,0 +1,57 @@
+// opt_ipm: Optimal IPM, ByzFL's Optimal_InnerProductManipulation (LPD-EPFL/byzfl, byzfl/attacks/attacks.py; used
+// in Allouah et al., "Fixing by Mixing", AISTATS 2023), after inner product manipulation (Xie, Koyejo, Gupta,
+// "Fall of Empires", UAI 2020). Every Byzantine worker sends
+//
+//   a(tau) = -tau * mean_h
+//
+// with tau maximizing D(tau) = ||F(honest rows, then b copies of a(tau)) - mean_h|| by ByzFL's line search
+// (exactly `evals` calls of the configured defence F through the oracle; see opt_alie.cpp and
+// plugins/attacks/defence_search.hpp). Omniscient; needs the oracle. Without honest messages in a round the
+// Byzantine workers send their true messages, as opt_alie.
+//
+// | parameter | default | meaning                       |
+// |-----------|---------|-------------------------------|
+// | evals     | 20      | calls of the defence per round |
+// | start     | 0.0     | first tau evaluated            |
+// | delta     | 10.0    | first step (nonzero)           |
+// | ratio     | 0.8     | step contraction, in (0.5, 1)  |
+#include <ATen/ATen.h>
+
+#include "defence_search.hpp"
+#include "phalanx/plugin.hpp"
+
+namespace {
+
+using namespace phalanx;
+
+class OptimalIpm : public Attack {
+ public:
+  explicit OptimalIpm(defence_search::LineSearch search) : search_(search) {}
+
+  at::Tensor craft(const AttackRound& round) override {
+    const std::int64_t b = round.byzantine_true.size(0);
+    if (b == 0 || defence_search::no_honest_rows(round)) return round.byzantine_true;
+    at::Tensor mean = defence_search::checked_honest(round, "opt_ipm").mean(0);
+    auto row = [&](double tau) { return mean.mul(-tau); };
+    const double tau = defence_search::byzfl_line_search(
+        search_, [&](double t) { return defence_search::deviation(round, row(t), mean); });
+    return defence_search::repeated(row(tau), b);
+  }
+  bool omniscient() const override { return true; }
+
+ private:
+  defence_search::LineSearch search_;
+};
+
+}  // namespace
+
+PHALANX_PLUGIN("opt_ipm", "1.0") {
+  registrar.add_attack(
+      {"opt_ipm",
+       "Optimal IPM (ByzFL): -tau * mean_h with tau line-searched to push the defence's output farthest from the "
+       "honest mean",
+       defence_search::line_search_params()},
+      [](const Params& p, const Context&) {
+        return std::make_unique<OptimalIpm>(defence_search::line_search_from(p));
+      });
+}
