@@ -1,4 +1,4 @@
-"""Reference outputs for tests/defence_attacks_test.cpp: ByzFL's Optimal_ALittleIsEnough and
+"""Reference outputs for tests/plugins/defence_attacks_test.cpp: ByzFL's Optimal_ALittleIsEnough and
 Optimal_InnerProductManipulation, unmodified, and a transcription of the AGR-tailored search of Shejwalkar and
 Houmansadr (NDSS 2021; the released notebooks' our_attack_trmean, with the min-max / min-sum tests of their
 our_attack_dist / our_attack_score as the constraint), each on fixed small inputs against ByzFL's own

@@ -1,4 +1,4 @@
-"""Reference outputs for tests/context_rules_test.cpp: FLTrust and FoolsGold written independently from their
+"""Reference outputs for tests/plugins/context_rules_test.cpp: FLTrust and FoolsGold written independently from their
 papers (Cao, Fang, Liu, Gong, NDSS 2021, Algorithm 2; Fung, Yoon, Beschastnikh, RAID 2020, Algorithm 1), the
 FoolsGold weights transcribed from the original code's foolsgold(grads) (DistributedML/FoolsGold,
 deep-fg/fg/foolsgold.py) with sklearn's cosine_similarity, on fixed small inputs.

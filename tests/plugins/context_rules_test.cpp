@@ -4,9 +4,9 @@
 // the context lacks what they need, FoolsGold's saved state, and runs in the sync and async simulations.
 #include <ATen/ATen.h>
 
-#include "phalanx/core/config.hpp"
-#include "phalanx/core/pipeline.hpp"
-#include "phalanx/core/sync_engine.hpp"
+#include "phalanx/core/config/config.hpp"
+#include "phalanx/core/config/pipeline.hpp"
+#include "phalanx/core/engine/sync_engine.hpp"
 #include "support.hpp"
 
 namespace phalanx::test {

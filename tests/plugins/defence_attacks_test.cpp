@@ -12,11 +12,11 @@
 // in the sync and async simulations.
 #include <ATen/ATen.h>
 
-#include "phalanx/core/config.hpp"
-#include "phalanx/core/engine_parts.hpp"
-#include "phalanx/core/pipeline.hpp"
-#include "phalanx/core/round_parts.hpp"
-#include "phalanx/core/sync_engine.hpp"
+#include "phalanx/core/config/config.hpp"
+#include "phalanx/core/engine/engine_parts.hpp"
+#include "phalanx/core/config/pipeline.hpp"
+#include "phalanx/core/engine/round_parts.hpp"
+#include "phalanx/core/engine/sync_engine.hpp"
 #include "support.hpp"
 
 namespace phalanx::test {
