@@ -110,11 +110,19 @@ const char* kStyle =
     "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}"
     "td.worst{font-weight:bold}.note{color:#555;font-size:90%}figure{margin:12px 0}";
 
+// `key` in the markdown intro reads as <code>key</code>.
+std::string code_spans(const std::string& text) {
+  std::string out;
+  bool open = false;
+  for (char c : text) out += c == '`' ? ((open = !open) ? "<code>" : "</code>") : std::string(1, c);
+  return out;
+}
+
 std::string html_page(const std::string& dir, const std::string& intro, const std::string& pivots,
                       const std::vector<Figure>& figures, const std::string& long_table) {
   std::ostringstream html;
   html << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Report: " << dir
-       << "</title>\n<style>" << kStyle << "</style></head>\n<body>\n<h1>Report: " << dir << "</h1>\n<p>" << intro
+       << "</title>\n<style>" << kStyle << "</style></head>\n<body>\n<h1>Report: " << dir << "</h1>\n<p>" << code_spans(intro)
        << "</p>\n";
   if (!pivots.empty()) html << "<h2>Ranking by worst case over attacks</h2>\n" << pivots;
   for (const auto& f : figures) html << "<figure>\n<figcaption>" << f.title << "</figcaption>\n" << f.svg << "</figure>\n";

@@ -105,7 +105,7 @@ std::string curves_svg(const ReportCells& cells, const std::vector<PivotPlace>& 
       const Series& s = it->second;
       const char* color = kColors[l % 10];
       auto clamp = [](double v) { return std::clamp(v, 0.0, 100.0); };
-      svg << "<polygon fill=\"" << color << "\" fill-opacity=\"0.18\" stroke=\"none\" points=\"";
+      svg << "<polygon fill=\"" << color << "\" fill-opacity=\"0.25\" stroke=\"none\" points=\"";
       for (std::size_t k = 0; k < s.x.size(); ++k) svg << f.px(s.x[k]) << "," << f.py(clamp(s.mean[k] + s.std[k])) << " ";
       for (std::size_t k = s.x.size(); k-- > 0;) svg << f.px(s.x[k]) << "," << f.py(clamp(s.mean[k] - s.std[k])) << " ";
       svg << "\"/>\n<polyline fill=\"none\" stroke-width=\"1.8\" stroke=\"" << color << "\" points=\"";
