@@ -130,6 +130,18 @@ TEST(ReportHtml, SelfContainedWithTablesAndFiguresInline) {
   EXPECT_TRUE(std::filesystem::exists(dir + "/report.md"));
 }
 
+TEST(ReportHtml, ConfigValuesAreNotMarkup) {
+  // An edited config.yaml may hold anything; report.html shows it as text.
+  const std::string dir = temp_dir("report_escape");
+  for (const char* attack : {"none", "\"<i>x</i>&\""})
+    write_run(dir + "/" + std::to_string(std::string(attack).size()) + "/seed1",
+              "seed: 1\naggregator: {name: cm}\nattack: {name: " + std::string(attack) + "}\nworkers: {byzantine: 1}\n", 0.5);
+  core::write_report(dir, best_lr());
+  const std::string html = read_file(dir + "/report.html");
+  EXPECT_THAT(html, ::testing::Not(::testing::HasSubstr("<i>x")));
+  EXPECT_THAT(html, ::testing::HasSubstr("&lt;i&gt;x&lt;/i&gt;&amp;"));
+}
+
 TEST(ReportOptions, SectionKeysAndClearErrors) {
   const core::ReportOptions o = core::report_options_from(
       core::parse_yaml("{best_over: [optimizer.lr], heatmaps: [[workers.byzantine, data.partition.alpha]], pivot_rows: optimizer}", "report.yaml"));

@@ -28,13 +28,6 @@ double RunRecord::column(std::size_t row, const std::string& name) const {
 
 namespace {
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 void read_metrics(RunRecord& r) {
   std::ifstream in(r.dir + "/metrics.csv");
   std::string line;

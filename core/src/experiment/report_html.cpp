@@ -82,6 +82,13 @@ std::vector<Figure> svg_figures(const ReportCells& cells, const ReportOptions& o
   return figures;
 }
 
+// Config values come from files a user may have edited: '<' or '&' must not end up as markup.
+std::string escape(const std::string& s) {
+  std::string out;
+  for (char c : s) out += c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '&' ? "&amp;" : std::string(1, c);
+  return out;
+}
+
 // Rows of a markdown table as HTML (the long table is written once, in markdown).
 std::string markdown_table_html(const std::string& md) {
   std::ostringstream html;
@@ -91,13 +98,13 @@ std::string markdown_table_html(const std::string& md) {
   for (std::string line; std::getline(in, line);) {
     if (line.rfind("|---", 0) == 0) continue;
     if (line.rfind("|", 0) != 0) {
-      if (!line.empty()) html << "</table>\n<p class=\"note\">" << line << "</p>\n<table>\n";
+      if (!line.empty()) html << "</table>\n<p class=\"note\">" << escape(line) << "</p>\n<table>\n";
       continue;
     }
     html << "<tr>";
     std::istringstream cells(line.substr(1));
     for (std::string cell; std::getline(cells, cell, '|');)
-      html << (header ? "<th>" : "<td>") << cell << (header ? "</th>" : "</td>");
+      html << (header ? "<th>" : "<td>") << escape(cell) << (header ? "</th>" : "</td>");
     html << "</tr>\n";
     header = false;
   }
@@ -121,11 +128,11 @@ std::string code_spans(const std::string& text) {
 std::string html_page(const std::string& dir, const std::string& intro, const std::string& pivots,
                       const std::vector<Figure>& figures, const std::string& long_table) {
   std::ostringstream html;
-  html << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Report: " << dir
-       << "</title>\n<style>" << kStyle << "</style></head>\n<body>\n<h1>Report: " << dir << "</h1>\n<p>" << code_spans(intro)
+  html << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Report: " << escape(dir)
+       << "</title>\n<style>" << kStyle << "</style></head>\n<body>\n<h1>Report: " << escape(dir) << "</h1>\n<p>" << code_spans(escape(intro))
        << "</p>\n";
   if (!pivots.empty()) html << "<h2>Ranking by worst case over attacks</h2>\n" << pivots;
-  for (const auto& f : figures) html << "<figure>\n<figcaption>" << f.title << "</figcaption>\n" << f.svg << "</figure>\n";
+  for (const auto& f : figures) html << "<figure>\n<figcaption>" << escape(f.title) << "</figcaption>\n" << f.svg << "</figure>\n";
   html << "<h2>Every cell</h2>\n" << markdown_table_html(long_table) << "</body></html>\n";
   return html.str();
 }
