@@ -517,10 +517,14 @@ int cmd_run(const Options& o) {
     std::string table = comparison_table(base.compare, results);
     std::cout << "\n" << table << "\nRuns are in " << out << "/<variant>/ (metrics.csv, summary.json, log.txt)\n";
     std::ofstream(out + "/comparison.md") << "# " << base.name << "\n\n" << table;
-    ReportOptions report = report_options_of(root);
-    report.plots = o.plots;
-    write_report(out, report);
-    std::cout << "Report (pivot tables, figures): " << out << "/report.html\n";
+    try {  // the runs' outcome decides the exit code, not the report
+      ReportOptions report = report_options_of(root);
+      report.plots = o.plots;
+      write_report(out, report);
+      std::cout << "Report (pivot tables, figures): " << out << "/report.html\n";
+    } catch (const Error& e) {
+      std::cerr << "report not written: " << e.what() << "\n";
+    }
   } else {
     return report_run(results.front().result, out);
   }
