@@ -142,6 +142,19 @@ TEST(ReportHtml, ConfigValuesAreNotMarkup) {
   EXPECT_THAT(html, ::testing::HasSubstr("&lt;i&gt;x&lt;/i&gt;&amp;"));
 }
 
+TEST(ReportPivot, ValuesSortNumbersFirstThenText) {
+  // A column mixing numbers and text (an edited config) sorts numbers by value, then text: a consistent order.
+  const std::string dir = temp_dir("report_order");
+  for (const char* v : {"abc", "10", "nan", "9"})
+    write_run(dir + "/" + v + "/seed1", std::string("seed: 1\nnote: ") + v + "\n", 0.5);
+  const std::string md = core::write_report(dir, best_lr());
+  const auto at = [&](const char* row) { return md.find(row); };
+  EXPECT_LT(at("| 9 |"), at("| 10 |"));
+  EXPECT_LT(at("| 10 |"), at("| abc |"));
+  EXPECT_LT(at("| abc |"), at("| nan |"));
+  EXPECT_NE(at("| nan |"), std::string::npos);
+}
+
 TEST(ReportOptions, SectionKeysAndClearErrors) {
   const core::ReportOptions o = core::report_options_from(
       core::parse_yaml("{best_over: [optimizer.lr], heatmaps: [[workers.byzantine, data.partition.alpha]], pivot_rows: optimizer}", "report.yaml"));

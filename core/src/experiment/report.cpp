@@ -198,9 +198,17 @@ std::string format_stats(const Stats& s, double scale, int decimals) {
 }
 
 bool less_value(const std::string& a, const std::string& b) {
-  char *end_a = nullptr, *end_b = nullptr;
-  const double x = std::strtod(a.c_str(), &end_a), y = std::strtod(b.c_str(), &end_b);
-  if (!a.empty() && !b.empty() && *end_a == 0 && *end_b == 0 && x != y) return x < y;
+  // Numbers come before text, so a column mixing both (an edited config) still sorts consistently: std::sort
+  // needs a strict weak order.
+  auto number = [](const std::string& s, double& x) {
+    char* end = nullptr;
+    x = std::strtod(s.c_str(), &end);
+    return !s.empty() && *end == 0 && std::isfinite(x);
+  };
+  double x = 0, y = 0;
+  const bool a_number = number(a, x), b_number = number(b, y);
+  if (a_number != b_number) return a_number;
+  if (a_number && x != y) return x < y;
   return a < b;
 }
 
