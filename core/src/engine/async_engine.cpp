@@ -293,8 +293,8 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
         metrics.add_staleness(arrival.staleness());
         finish_waiting();  // their parameters are about to change
         ScopedTimer timer(result.time.update);
-        PhaseScope phase("the server update", Kind::Optimizer, spec.optimizer.name);
-        guard_plugin(plugins.labels.optimizer, [&] { plugins.optimizer->apply(server, message[0], arrival, lr); });
+        call_plugin("the server update", Kind::Optimizer, spec.optimizer.name, plugins.labels.optimizer,
+                    [&] { plugins.optimizer->apply(server, message[0], arrival, lr); });
         applied = true;
       }
     } else {
@@ -311,19 +311,14 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
           ScopedTimer timer(result.time.aggregation);
           return aggregate_rows(spec, plugins, rows, context);
         }();
-        if (!at::isfinite(update).all().item<bool>()) {
-          result.status = RunStatus::diverged;
-          result.message = "aggregator '" + spec.aggregator.name + "' produced a non-finite update at update " +
-                           std::to_string(updates);
-          break;
-        }
+        if (diverged_on_update(result, update, spec.aggregator.name, "at update " + std::to_string(updates))) break;
         metrics.add_honest_comparison(update, honest_rows_of(rows, buffer_workers, h));
         if (h < K && plugins.attack->omniscient()) previous_aggregate = update.clone();
         Arrival arrival{-1, current_index(), current_index(), now};
         finish_waiting();  // their parameters are about to change
         ScopedTimer timer(result.time.update);
-        PhaseScope phase("the server update", Kind::Optimizer, spec.optimizer.name);
-        guard_plugin(plugins.labels.optimizer, [&] { plugins.optimizer->apply(server, update, arrival, lr); });
+        call_plugin("the server update", Kind::Optimizer, spec.optimizer.name, plugins.labels.optimizer,
+                    [&] { plugins.optimizer->apply(server, update, arrival, lr); });
         buffer_workers.clear();
         buffer_staleness.clear();
         applied = true;
@@ -335,12 +330,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
       // of a small model's step); a non-finite parameter shows up sooner anyway, as an honest worker's
       // non-finite gradient.
       const bool evaluate_now = updates % spec.eval_every == 0 || updates == total_steps;
-      if (evaluate_now && !at::isfinite(server).all().item<bool>()) {
-        result.status = RunStatus::diverged;
-        result.message = "parameters became non-finite by update " + std::to_string(updates) +
-                         "; lower optimizer.lr or use a robust aggregator";
-        break;
-      }
+      if (evaluate_now && diverged_on_parameters(result, server, "by update " + std::to_string(updates))) break;
       if (evaluate_now) {
         metrics.evaluate(updates, honest_arrivals * spec.batch_size,
                          static_cast<double>(arrivals * spec.batch_size), lr, now, result);
