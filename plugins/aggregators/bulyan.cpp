@@ -33,6 +33,7 @@
 
 #include "phalanx/coordinate_sort.hpp"
 #include "phalanx/distances.hpp"
+#include "phalanx/helpers/byzantine_count.hpp"
 #include "phalanx/plugin.hpp"
 
 namespace {
@@ -80,16 +81,11 @@ PHALANX_PLUGIN("bulyan", "1.0") {
       {"bulyan",
        "Bulyan: n - 2f rows chosen by repeated Krum, then per coordinate the mean of the n - 4f values closest "
        "to their median",
-       {{"f", ParamType::Int, Value(), "Byzantine rows tolerated (auto: number of Byzantine workers)", 0}}},
+       {byzantine_count_param()}},
       [](const Params& p, const Context& c) {
         const std::int64_t n = c.run().workers;
-        const std::int64_t f = p.get_int_or("f", c.run().byzantine);
-        if (n < 4 * f + 3) {
-          p.fail("f", "Bulyan needs n >= 4f + 3 workers; f = " + std::to_string(f) + " with n = " + std::to_string(n) +
-                          " is too many. " +
-                          (n >= 3 ? "The largest f for n = " + std::to_string(n) + " is " + std::to_string((n - 3) / 4) + "."
-                                  : std::string("Bulyan needs at least 3 workers even with f = 0.")));
-        }
+        const std::int64_t f = byzantine_count(p, c);
+        require_workers_for(p, f, n, 4, "Bulyan");
         return std::make_unique<Bulyan>(f);
       });
 }

@@ -48,6 +48,7 @@
 
 #include "phalanx/distances.hpp"
 #include "phalanx/generator_state.hpp"
+#include "phalanx/helpers/byzantine_count.hpp"
 #include "phalanx/plugin.hpp"
 #include "phalanx/tensor_checks.hpp"
 
@@ -201,19 +202,15 @@ PHALANX_PLUGIN("caf", "1.0") {
       {"caf",
        "covariance-bound agnostic filter: down-weight rows along the top principal direction, keep the weighted "
        "mean with the smallest top eigenvalue",
-       {{"f", ParamType::Int, Value(), "Byzantine rows tolerated (auto: number of Byzantine workers)", 0},
+       {byzantine_count_param(),
         {"power_iters", ParamType::Int, 1, "power steps per pass from a random start (0: exact eigenpair)", 0, 1000},
         {"tau_max_over", ParamType::String, "active", "rows over which max tau is taken (ByzFL: all)", {}, {},
          {"active", "all"}},
         {"max_passes", ParamType::Int, 10000, "with tau_max_over = all, stop after this many passes", 1}}},
       [](const Params& p, const Context& c) {
         const std::int64_t n = c.run().workers;
-        const std::int64_t f = p.get_int_or("f", c.run().byzantine);
-        if (n <= 2 * f) {
-          p.fail("f", "caf needs a majority of honest rows, n > 2f; f = " + std::to_string(f) + " with n = " +
-                          std::to_string(n) + " is too many. The largest f for n = " + std::to_string(n) + " is " +
-                          std::to_string((n - 1) / 2) + ".");
-        }
+        const std::int64_t f = byzantine_count(p, c);
+        require_honest_majority(p, f, n, "caf");
         return std::make_unique<CovarianceBoundFilter>(f, p.get_int("power_iters"),
                                                        p.get_string("tau_max_over") == "active",
                                                        p.get_int("max_passes"), c.seed());

@@ -12,17 +12,17 @@
 // | tau        | 0.1     | clipping radius      |
 // | iterations | 1       | clipping iterations L |
 //
-// Speed (issue 3: within 4x of one read of the input at n = 64, d = 1e6). An iteration reads the input twice by
-// nature: a row's distance ||x_i - v|| must be known before its clipped difference can be added, and a 4 MB row
-// does not stay in cache until then. Both passes go over blocks of columns, so that v's block (and the sum's) stays
-// in L1 while the n rows stream through, and both handle four rows at a time, so each vector of v is loaded once
-// for four rows and the sum is loaded and stored once per four rows (one row at a time, the loads, stores and
+// Speed (docs/BENCHMARKS.md: within 4x of one read of the input at n = 64, d = 1e6). An iteration reads the input
+// twice by nature: a row's distance ||x_i - v|| must be known before its clipped difference can be added, and a 4 MB
+// row does not stay in cache until then. Both passes go over blocks of columns, so that v's block (and the sum's)
+// stays in L1 while the n rows stream through, and both handle four rows at a time, so each vector of v is loaded
+// once for four rows and the sum is loaded and stored once per four rows (one row at a time, the loads, stores and
 // float64 conversions made the passes CPU-bound: 1.7 times the CPU time of two plain reads). The distances are
 // float32 differences and squares, summed in float32 over 1024 columns and then in float64 (a relative error around
 // 1e-6 in a clipping scale); a chunk whose float32 sum is not finite (a NaN or Inf in the row, or squares beyond
 // float32's range) is summed again in float64 (phalanx::squared_distance), where only a NaN or Inf in the row makes
-// it not finite. The result is written into a buffer reused between rounds (phalanx::OutputBuffer), and v is
-// updated in place.
+// it not finite. The result is written into a buffer reused between rounds (phalanx::OutputBuffer), and v is updated
+// in place.
 #include <algorithm>
 #include <cmath>
 #include <vector>

@@ -18,7 +18,7 @@ class CoordinateMedian : public Aggregator {
  public:
   at::Tensor aggregate(const at::Tensor& inputs) override {
     // Usually every row is finite: then the median's own pass over the input checks that, and no separate
-    // pass is made to look for NaN/Inf rows (issue 3).
+    // pass is made to look for NaN/Inf rows (docs/BENCHMARKS.md).
     bool finite = true;
     at::Tensor median = coordinate_median(inputs, &finite);
     if (finite) return median;

@@ -41,6 +41,7 @@
 
 #include "phalanx/distances.hpp"
 #include "phalanx/generator_state.hpp"
+#include "phalanx/helpers/byzantine_count.hpp"
 #include "phalanx/plugin.hpp"
 #include "phalanx/tensor_checks.hpp"
 
@@ -117,18 +118,14 @@ PHALANX_PLUGIN("dnc", "1.0") {
       {"dnc",
        "Divide-and-Conquer: drop the rows with the largest projection on the top singular direction of random "
        "coordinate subsets",
-       {{"f", ParamType::Int, Value(), "Byzantine rows to remove (auto: number of Byzantine workers)", 0},
+       {byzantine_count_param("Byzantine rows to remove (auto: number of Byzantine workers)"),
         {"sub_dim", ParamType::Int, 10000, "coordinates sampled per iteration", 1},
         {"niters", ParamType::Int, 5, "iterations (a row must survive every one)", 1, 1000},
         {"filter_frac", ParamType::Double, 1.0, "each iteration removes floor(filter_frac * f) rows", 0.0, 1.0}}},
       [](const Params& p, const Context& c) {
         const std::int64_t n = c.run().workers;
-        const std::int64_t f = p.get_int_or("f", c.run().byzantine);
-        if (n <= 2 * f) {
-          p.fail("f", "dnc needs a majority of honest rows, n > 2f; f = " + std::to_string(f) + " with n = " +
-                          std::to_string(n) + " is too many. The largest f for n = " + std::to_string(n) + " is " +
-                          std::to_string((n - 1) / 2) + ".");
-        }
+        const std::int64_t f = byzantine_count(p, c);
+        require_honest_majority(p, f, n, "dnc");
         return std::make_unique<DivideAndConquer>(f, p.get_int("sub_dim"), p.get_int("niters"),
                                                   p.get_double("filter_frac"), c.seed());
       });

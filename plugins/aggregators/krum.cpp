@@ -26,6 +26,7 @@
 #include <ATen/ATen.h>
 
 #include "phalanx/distances.hpp"
+#include "phalanx/helpers/byzantine_count.hpp"
 #include "phalanx/plugin.hpp"
 
 namespace {
@@ -58,16 +59,11 @@ PHALANX_PLUGIN("krum", "1.0") {
   registrar.add_aggregator(
       {"krum",
        "Krum: the row with the smallest sum of squared distances to its n - f - 2 nearest rows",
-       {{"f", ParamType::Int, Value(), "Byzantine rows tolerated (auto: number of Byzantine workers)", 0}}},
+       {byzantine_count_param()}},
       [](const Params& p, const Context& c) {
         const std::int64_t n = c.run().workers;
-        const std::int64_t f = p.get_int_or("f", c.run().byzantine);
-        if (n < 2 * f + 3) {
-          p.fail("f", "Krum needs n >= 2f + 3 workers; f = " + std::to_string(f) + " with n = " + std::to_string(n) +
-                          " is too many. " +
-                          (n >= 3 ? "The largest f for n = " + std::to_string(n) + " is " + std::to_string((n - 3) / 2) + "."
-                                  : std::string("Krum needs at least 3 workers even with f = 0.")));
-        }
+        const std::int64_t f = byzantine_count(p, c);
+        require_workers_for(p, f, n, 2, "Krum");
         return std::make_unique<Krum>(f);
       });
 }

@@ -26,6 +26,7 @@
 #include <ATen/ATen.h>
 
 #include "phalanx/distances.hpp"
+#include "phalanx/helpers/byzantine_count.hpp"
 #include "phalanx/plugin.hpp"
 #include "phalanx/tensor_checks.hpp"
 
@@ -107,17 +108,13 @@ PHALANX_PLUGIN("mda", "1.0") {
   registrar.add_aggregator(
       {"mda",
        "minimum-diameter averaging: mean of the n - f rows with the smallest diameter (n <= 25)",
-       {{"f", ParamType::Int, Value(), "Byzantine rows tolerated (auto: number of Byzantine workers)", 0}}},
+       {byzantine_count_param()}},
       [](const Params& p, const Context& c) {
         const std::int64_t n = c.run().workers;
-        const std::int64_t f = p.get_int_or("f", c.run().byzantine);
+        const std::int64_t f = byzantine_count(p, c);
         // The worker count is not one of mda's parameters; the error points at the choice of aggregator.
         if (n > kMaxWorkers) p.fail("name", too_many_workers(n));
-        if (n <= 2 * f) {
-          p.fail("f", "minimum-diameter averaging needs a majority of honest rows, n > 2f; f = " + std::to_string(f) +
-                          " with n = " + std::to_string(n) + " is too many. The largest f for n = " +
-                          std::to_string(n) + " is " + std::to_string((n - 1) / 2) + ".");
-        }
+        require_honest_majority(p, f, n, "minimum-diameter averaging");
         return std::make_unique<MinimumDiameterAveraging>(f);
       });
 }

@@ -25,7 +25,7 @@ class Mean : public Aggregator {
     }
     // One pass over memory: block of columns by block of columns, the check for NaN/Inf rows and then
     // the block's column sums while the block is still in cache (a separate finite check over the whole
-    // input would read it from memory twice; issue 3). The sums are ATen's, block by block, divided by n
+    // input would read it from memory twice; docs/BENCHMARKS.md). The sums are ATen's, block by block, divided by n
     // at the end: the same additions in the same order as inputs.mean(0). A float is NaN or Inf exactly
     // when its exponent bits are all ones, and adding one exponent step then carries into the sign bit;
     // the integer operations vectorise.

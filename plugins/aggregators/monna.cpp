@@ -27,6 +27,7 @@
 
 #include <ATen/ATen.h>
 
+#include "phalanx/helpers/byzantine_count.hpp"
 #include "phalanx/plugin.hpp"
 #include "phalanx/row_math.hpp"
 
@@ -75,17 +76,13 @@ PHALANX_PLUGIN("monna", "1.0") {
   registrar.add_aggregator(
       {"monna",
        "mean of the n - f rows nearest to a trusted row",
-       {{"f", ParamType::Int, Value(), "Byzantine rows tolerated (auto: number of Byzantine workers)", 0},
+       {byzantine_count_param(),
         {"trusted", ParamType::Int, 0, "position of the trusted (honest) row in the round", 0}}},
       [](const Params& p, const Context& c) {
         const std::int64_t n = c.run().workers;
-        const std::int64_t f = p.get_int_or("f", c.run().byzantine);
+        const std::int64_t f = byzantine_count(p, c);
         const std::int64_t trusted = p.get_int("trusted");
-        if (n <= 2 * f) {
-          p.fail("f", "monna needs a majority of honest rows, n > 2f; f = " + std::to_string(f) + " with n = " +
-                          std::to_string(n) + " is too many. The largest f for n = " + std::to_string(n) + " is " +
-                          std::to_string((n - 1) / 2) + ".");
-        }
+        require_honest_majority(p, f, n, "monna");
         if (trusted >= n) {
           p.fail("trusted", "the trusted row must be one of the n = " + std::to_string(n) + " workers' rows (0.." +
                                 std::to_string(n - 1) + "); got " + std::to_string(trusted) + ".");

@@ -30,6 +30,7 @@
 #include <ATen/ATen.h>
 
 #include "phalanx/distances.hpp"
+#include "phalanx/helpers/byzantine_count.hpp"
 #include "phalanx/plugin.hpp"
 #include "phalanx/row_math.hpp"
 
@@ -69,17 +70,12 @@ PHALANX_PLUGIN("multikrum", "1.0") {
   registrar.add_aggregator(
       {"multikrum",
        "Multi-Krum: average of the m rows with the lowest Krum scores",
-       {{"f", ParamType::Int, Value(), "Byzantine rows tolerated (auto: number of Byzantine workers)", 0},
+       {byzantine_count_param(),
         {"m", ParamType::Int, Value(), "rows averaged, at most n - f (auto: n - f)", 1}}},
       [](const Params& p, const Context& c) {
         const std::int64_t n = c.run().workers;
-        const std::int64_t f = p.get_int_or("f", c.run().byzantine);
-        if (n < 2 * f + 3) {
-          p.fail("f", "Multi-Krum needs n >= 2f + 3 workers; f = " + std::to_string(f) + " with n = " +
-                          std::to_string(n) + " is too many. " +
-                          (n >= 3 ? "The largest f for n = " + std::to_string(n) + " is " + std::to_string((n - 3) / 2) + "."
-                                  : std::string("Multi-Krum needs at least 3 workers even with f = 0.")));
-        }
+        const std::int64_t f = byzantine_count(p, c);
+        require_workers_for(p, f, n, 2, "Multi-Krum");
         std::optional<std::int64_t> m;
         if (p.has("m")) {
           m = p.get_int("m");

@@ -23,6 +23,7 @@
 #include <ATen/ATen.h>
 
 #include "phalanx/coordinate_sort.hpp"
+#include "phalanx/helpers/byzantine_count.hpp"
 #include "phalanx/plugin.hpp"
 #include "phalanx/tensor_checks.hpp"
 
@@ -53,16 +54,13 @@ PHALANX_PLUGIN("phocas", "1.0") {
   registrar.add_aggregator(
       {"phocas",
        "Phocas: per coordinate, the mean of the n - f values closest to the trimmed mean",
-       {{"f", ParamType::Int, Value(), "Byzantine rows tolerated (auto: number of Byzantine workers)", 0}}},
+       {byzantine_count_param()}},
       [](const Params& p, const Context& c) {
         const std::int64_t n = c.run().workers;
-        const std::int64_t f = p.get_int_or("f", c.run().byzantine);
-        if (n <= 2 * f) {
-          p.fail("f", "Phocas keeps the n - f values of every coordinate nearest to the trimmed mean (trimming f at each end) and needs a majority of "
-                          "honest rows, n > 2f; f = " + std::to_string(f) + " with n = " + std::to_string(n) +
-                          " is too many. The largest f for n = " + std::to_string(n) + " is " +
-                          std::to_string((n - 1) / 2) + ".");
-        }
+        const std::int64_t f = byzantine_count(p, c);
+        require_honest_majority(p, f, n,
+                                "Phocas keeps the n - f values of every coordinate nearest to the trimmed mean "
+                                "(trimming f at each end) and");
         return std::make_unique<Phocas>(f);
       });
 }

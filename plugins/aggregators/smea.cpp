@@ -45,6 +45,7 @@
 
 #include "phalanx/distances.hpp"
 #include "phalanx/generator_state.hpp"
+#include "phalanx/helpers/byzantine_count.hpp"
 #include "phalanx/plugin.hpp"
 #include "phalanx/tensor_checks.hpp"
 
@@ -216,19 +217,15 @@ PHALANX_PLUGIN("smea", "1.0") {
       {"smea",
        "smallest maximum eigenvalue averaging: mean of the n - f rows whose covariance has the smallest top "
        "eigenvalue",
-       {{"f", ParamType::Int, Value(), "Byzantine rows tolerated (auto: number of Byzantine workers)", 0},
+       {byzantine_count_param(),
         {"power_iters", ParamType::Int, 0, "0: exact top eigenvalue; P >= 1: P power steps from a random start "
                                            "(ByzFL uses 1)", 0, 1000},
         {"max_subsets", ParamType::Int, 1000000, "refuse inputs whose C(n, f) subsets exceed this", 1}}},
       [](const Params& p, const Context& c) {
         const std::int64_t n = c.run().workers;
-        const std::int64_t f = p.get_int_or("f", c.run().byzantine);
+        const std::int64_t f = byzantine_count(p, c);
         const std::int64_t max_subsets = p.get_int("max_subsets");
-        if (n <= 2 * f) {
-          p.fail("f", "smea needs a majority of honest rows, n > 2f; f = " + std::to_string(f) + " with n = " +
-                          std::to_string(n) + " is too many. The largest f for n = " + std::to_string(n) + " is " +
-                          std::to_string((n - 1) / 2) + ".");
-        }
+        require_honest_majority(p, f, n, "smea");
         if (f > 0 && binomial_capped(n, f, max_subsets) > max_subsets)
           p.fail("max_subsets", too_many_subsets(n, f, max_subsets));
         return std::make_unique<SmallestMaxEigenvalueAveraging>(f, p.get_int("power_iters"), max_subsets, c.seed());

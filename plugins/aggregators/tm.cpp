@@ -9,7 +9,8 @@
 // (phalanx::coordinate_trimmed_mean), in blocks that stay in L1. From 16 rows on, the network's last pass
 // (which only sorts aligned groups of 8 rows that already hold the right ranks) is fused with the sum: groups
 // wholly inside the kept ranks are summed unsorted, groups wholly outside are skipped, and only the two
-// groups across a boundary are sorted, in registers; the sorted block is never stored or read again (issue 3).
+// groups across a boundary are sorted, in registers; the sorted block is never stored or read again
+// (docs/BENCHMARKS.md).
 //
 // Rows holding NaN or Inf are dropped first. They are Byzantine by definition, so each one dropped is one
 // of the b values the rule had to trim: the remaining n' rows are trimmed by b' = max(0, b - dropped).
@@ -38,7 +39,7 @@ class TrimmedMean : public Aggregator {
 
   at::Tensor aggregate(const at::Tensor& inputs) override {
     // Usually every row is finite: then the sort's own pass over the input checks that, and no separate
-    // pass is made to look for NaN/Inf rows (issue 3).
+    // pass is made to look for NaN/Inf rows (docs/BENCHMARKS.md).
     const std::int64_t trim = std::min(b_, (inputs.size(0) - 1) / 2);
     if (trim > 0) {
       bool finite = true;

@@ -1,5 +1,5 @@
 // byzsgdnm: Byzantine-robust SGD with normalized momentum (Yang, Shi, Li, "On the Effect of Batch Size in
-// Byzantine-Robust Distributed Learning", ICLR 2024; see shared/papers/byzsgdnm.md).
+// Byzantine-Robust Distributed Learning", ICLR 2024; experiments in docs/results/byzsgdnm.md).
 //
 //   worker k:  u_k = g_k at its first step, then u_k = beta * u_k + (1 - beta) * g_k; sends u_k
 //   server:    u = Agg(u_1..u_m);  w <- w - eta_t * u / max(||u||, eps)

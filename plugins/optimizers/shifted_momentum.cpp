@@ -1,6 +1,6 @@
 // shifted_momentum: one momentum buffer per worker, fed only by that worker's gradients (Giladi, Nacson,
 // Hoffer, Soudry, "At Stability's Edge: How to Adjust Hyperparameters to Preserve Minima Selection in
-// Asynchronous Training of Neural Networks?", ICLR 2020), a baseline of OrMo (shared/papers/ormo.md, issue 4).
+// Asynchronous Training of Neural Networks?", ICLR 2020), a baseline of OrMo (docs/ormo.md).
 //
 //   on the arrival of g from worker k:
 //     v_k <- g                                     at worker k's first arrival
@@ -23,6 +23,7 @@
 
 #include <ATen/ATen.h>
 
+#include "phalanx/helpers/state_checks.hpp"
 #include "phalanx/plugin.hpp"
 
 namespace {
@@ -47,11 +48,8 @@ class ShiftedMomentum : public Optimizer {
     at::Tensor& buffer = buffers_[arrival.worker < 0 ? -1 : arrival.worker];
     if (!buffer.defined()) {
       buffer = gradient.clone();
-    } else if (!buffer.sizes().equals(params.sizes())) {
-      throw Error("optimizer 'shifted_momentum': the buffer of " + key_of(arrival.worker) + " holds " +
-                  std::to_string(buffer.numel()) + " values but the model has " + std::to_string(params.numel()) +
-                  "; was the checkpoint written for another model?");
     } else {
+      require_state_like(buffer, params, "optimizer 'shifted_momentum': the buffer of " + key_of(arrival.worker));
       buffer.mul_(beta_).add_(gradient, 1.0 - dampening_);
     }
     params.add_(buffer, -lr);

@@ -1,6 +1,6 @@
 // smega2: server momentum with a look-ahead estimate sent to the workers (Cohen, Hakimi, Schuster,
 // "SMEGA2: Distributed Asynchronous Deep Neural Network Training With a Single Momentum Buffer", ICPP 2022;
-// public code rafi-cohen/SMEGA2), a baseline of OrMo (shared/papers/ormo.md, issue 4).
+// public code rafi-cohen/SMEGA2), a baseline of OrMo (docs/ormo.md).
 //
 // One momentum buffer m, an accumulator G and a position s in a cycle of N = K arrivals (K workers):
 //
@@ -22,6 +22,7 @@
 // "lr" (the last eta, float64), 0-dim.
 #include <ATen/ATen.h>
 
+#include "phalanx/helpers/state_checks.hpp"
 #include "phalanx/plugin.hpp"
 
 namespace {
@@ -40,10 +41,8 @@ class Smega2 : public Optimizer {
     if (!momentum_.defined()) {
       momentum_ = at::zeros_like(params);
       accumulated_ = at::zeros_like(params);
-    } else if (!momentum_.sizes().equals(params.sizes())) {
-      throw Error("optimizer 'smega2': the momentum holds " + std::to_string(momentum_.numel()) +
-                  " values but the model has " + std::to_string(params.numel()) +
-                  "; was the checkpoint written for another model?");
+    } else {
+      require_state_like(momentum_, params, "optimizer 'smega2': the momentum");
     }
     lr_ = lr;
     position_ = (position_ + 1) % cycle_;

@@ -25,6 +25,7 @@
 
 #include <ATen/ATen.h>
 
+#include "phalanx/helpers/byzantine_count.hpp"
 #include "phalanx/plugin.hpp"
 #include "phalanx/row_math.hpp"
 #include "phalanx/tensor_checks.hpp"
@@ -93,9 +94,9 @@ PHALANX_PLUGIN("arc", "1.0") {
   registrar.add_preaggregator(
       {"arc",
        "adaptive robust clipping: clip the largest floor(2(f/n)(n-f)) rows to the next norm",
-       {{"f", ParamType::Int, Value(), "rows to tolerate (auto: number of Byzantine workers)", 0}}},
+       {byzantine_count_param("rows to tolerate (auto: number of Byzantine workers)")}},
       [](const Params& p, const Context& c) {
-        const std::int64_t f = p.get_int_or("f", c.run().byzantine);
+        const std::int64_t f = byzantine_count(p, c);
         // Refused here as well as per round, so `phalanx validate` catches it before a run starts.
         if (f >= c.run().workers)
           throw Error("pre-aggregator 'arc': f = " + std::to_string(f) + " but the run has only " +

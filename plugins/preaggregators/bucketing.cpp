@@ -38,7 +38,7 @@ class Bucketing : public PreAggregator {
     // straight from the input rows into a small buffer that stays in cache, so every input byte is read
     // once (a shuffled copy of the whole [n, d] input would triple the memory traffic), and each chunk of
     // the result is written once, with streaming stores, into an output reused between rounds (a fresh
-    // output costs more in page faults than reading the input; issue 3).
+    // output costs more in page faults than reading the input; docs/BENCHMARKS.md).
     at::Tensor x = inputs.contiguous().to(at::kFloat);
     at::Tensor out = output_.get({buckets, d});
     const float* in = x.data_ptr<float>();

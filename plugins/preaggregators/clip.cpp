@@ -32,7 +32,7 @@ class StaticClipping : public PreAggregator {
     // Per row: its norm (squares summed in double, see phalanx::squared_norm: a finite float32 row can
     // hold values whose squares overflow float32, never double), then the scaled row, written with
     // streaming stores into an output reused between rounds (a fresh [n, d] output costs more in page
-    // faults than reading the input; issue 3). The row is still in cache for the second read. A NaN or Inf
+    // faults than reading the input; docs/BENCHMARKS.md). The row is still in cache for the second read. A NaN or Inf
     // anywhere in the row makes the sum non-finite, and such a row is passed through unchanged.
     at::Tensor x = inputs.contiguous();
     const std::int64_t n = x.size(0), d = x.size(1);

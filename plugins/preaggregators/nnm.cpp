@@ -23,6 +23,7 @@
 #include <ATen/ATen.h>
 
 #include "phalanx/distances.hpp"
+#include "phalanx/helpers/byzantine_count.hpp"
 #include "phalanx/plugin.hpp"
 #include "phalanx/row_math.hpp"
 
@@ -51,7 +52,7 @@ class NearestNeighbourMixing : public PreAggregator {
     weights.div_(weights.sum(1, /*keepdim=*/true).clamp_min_(1.0));
     at::Tensor mixing = at::zeros({n, n}, inputs.options()).scatter_(1, nearest, weights);
     // Usually every row is finite: one product into an output reused between rounds (a fresh [n, d]
-    // output and two full copies cost more than the product; issue 3).
+    // output and two full copies cost more than the product; docs/BENCHMARKS.md).
     if (inputs.scalar_type() == at::kFloat && finite.all().item<bool>()) {
       at::Tensor out = output_.get({n, inputs.size(1)});
       return at::mm_out(out, mixing, inputs);
@@ -73,8 +74,8 @@ PHALANX_PLUGIN("nnm", "1.0") {
   registrar.add_preaggregator(
       {"nnm",
        "nearest-neighbour mixing: each row becomes the mean of its n-f nearest rows",
-       {{"f", ParamType::Int, Value(), "rows to tolerate (auto: number of Byzantine workers)", 0}}},
+       {byzantine_count_param("rows to tolerate (auto: number of Byzantine workers)")}},
       [](const Params& p, const Context& c) {
-        return std::make_unique<NearestNeighbourMixing>(p.get_int_or("f", c.run().byzantine));
+        return std::make_unique<NearestNeighbourMixing>(byzantine_count(p, c));
       });
 }

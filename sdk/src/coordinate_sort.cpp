@@ -399,7 +399,7 @@ at::Tensor coordinate_trimmed_mean(const at::Tensor& rows, std::int64_t trim, bo
   if (trim < 0 || 2 * trim >= n)
     throw Error("trimmed mean: cannot drop " + std::to_string(trim) + " values at each end of " + std::to_string(n));
   if (rows.dim() == 2 && rows.scalar_type() == at::kFloat && network_size(n) >= 16) {
-    // The last pass of the sort and the sum of the kept values in one (issue 3): the block is neither
+    // The last pass of the sort and the sum of the kept values in one (docs/BENCHMARKS.md): the block is neither
     // stored sorted nor read again, and the groups of 8 rows that lie wholly inside or outside the kept
     // ranks need no sorting at all.
     at::Tensor x = rows.contiguous();

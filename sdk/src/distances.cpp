@@ -23,7 +23,7 @@ at::Tensor pairwise_squared_distances(const at::Tensor& rows) {
   // The Gram matrix in float64: ||x_i||^2 + ||x_j||^2 - 2 x_i.x_j cancels badly in float32 when rows are
   // close to each other and far from the origin. It is accumulated over blocks of columns converted to
   // float64 one at a time (n x 256 KiB, in cache), so no float64 copy of the whole input is made: that
-  // copy used to take most of the time of Krum, Multi-Krum, Bulyan and NNM (issue 3).
+  // copy used to take most of the time of Krum, Multi-Krum, Bulyan and NNM (docs/BENCHMARKS.md).
   at::Tensor gram = at::zeros({n, n}, at::kDouble);
   const std::int64_t columns = std::max<std::int64_t>(256, (std::int64_t{1} << 15) / std::max<std::int64_t>(n, 1));
   at::Tensor buffer = at::empty({n, std::min(columns, d)}, at::kDouble);

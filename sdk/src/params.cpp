@@ -98,7 +98,7 @@ Params Params::validate(const std::vector<ParamSpec>& specs, const Value& given,
       if (!spec) {
         std::string msg = what + ": unknown parameter '" + key + "'";
         // The section's core keys (optimizer.lr, ...) are valid too: leaving them out sent a user who
-        // misspelt `lr` to the plugin's own list, which does not hold it (issue 6, hostile inputs).
+        // misspelt `lr` to the plugin's own list, which does not hold it (docs/reliability.md, hostile inputs).
         std::vector<std::string> valid;
         for (const auto& k : ignored_keys)
           if (k != "name") valid.push_back(k);

@@ -19,8 +19,6 @@
 #include <string>
 #include <vector>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,6 +33,7 @@
 #include "phalanx/core/config/pipeline.hpp"
 #include "phalanx/core/plugins/registry.hpp"
 #include "phalanx/error.hpp"
+#include "../free_port.hpp"
 
 using namespace phalanx;
 using namespace phalanx::core;
@@ -62,18 +61,6 @@ Args parse(int argc, char** argv) {
     else throw Error("unknown option " + k);
   }
   return a;
-}
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
 }
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -205,7 +192,7 @@ int main(int argc, char** argv) {
   try {
     const Args a = parse(argc, argv);
     if (std::getenv("RANK")) return role(a);
-    const int port = free_port();
+    const int port = test::free_port();
     std::vector<pid_t> pids;
     for (int r = 0; r <= a.workers; ++r) {
       const pid_t pid = ::fork();

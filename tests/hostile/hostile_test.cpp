@@ -1,4 +1,4 @@
-// The hostile-input suite (issue 6): every file in tests/hostile/ is one case, a config fed to the real
+// The hostile-input suite (docs/reliability.md): every file in tests/hostile/ is one case, a config fed to the real
 // `phalanx` binary, with comment lines at its top saying what must happen:
 //
 //   # expect-exit: 2                      exit code (required)

@@ -1,6 +1,6 @@
 // Properties every aggregator registered in this build must have (the aggregator counterpart of mlpack's
-// shared optimizer tests, see /work/shared/STYLE.md). The suite is instantiated over the registry's list,
-// so a new aggregator plugin is tested without touching this file.
+// shared optimizer tests). The suite is instantiated over the registry's list, so a new aggregator plugin is
+// tested without touching this file.
 //
 // Every rule runs with f = 2 Byzantine workers out of n = 7, except a rule that refuses that setting as
 // beyond its breakdown point (Bulyan needs n >= 4f + 3): it runs at the smallest n >= 7 it accepts for

@@ -64,7 +64,7 @@ TEST(CenteredClipping, NonFiniteRowContributesNothing) {
 }
 
 TEST(CenteredClipping, MatchesTheFormulaInFloat64OverManyColumnBlocks) {
-  // cc sums the distances in float32 over chunks of columns and four rows at a time (issue 3): check it
+  // cc sums the distances in float32 over chunks of columns and four rows at a time (docs/BENCHMARKS.md): check it
   // against the formula in float64 with several blocks and a ragged last one, a row count that is not a
   // multiple of four, a row inside the radius, a NaN row, and a finite row whose squares overflow float32.
   const std::int64_t n = 7, d = 10'001;

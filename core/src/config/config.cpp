@@ -45,7 +45,7 @@ Value scalar_value(const YAML::Node& node) {
 }
 
 // A config is a few hundred values; YAML aliases nested in aliases ("billion laughs") could make
-// converting a small file take exponential time and memory, so conversion stops at this many (issue 6).
+// converting a small file take exponential time and memory, so conversion stops at this many (docs/reliability.md).
 constexpr std::size_t kMaxConfigValues = 100'000;
 // An alias inside its own anchor (`a: &a [*a]`) makes yaml-cpp build a cycle, and converting it recursed
 // until the stack overflowed (SIGSEGV) before the value budget ran out (tests/fuzz/config_fuzz). Real

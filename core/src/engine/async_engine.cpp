@@ -30,12 +30,67 @@ struct Delivery {
   bool operator>(const Delivery& o) const { return std::tie(time, worker) > std::tie(o.time, o.worker); }
 };
 
-// Puts back what save_checkpoint in run_async wrote, checking every size against this run.
-void restore_async_state(const Checkpoint& c, std::int64_t K, std::int64_t d, std::int64_t buffer_size,
-                         std::vector<std::int64_t>& pulled, std::vector<double>& pending_loss,
-                         std::vector<at::Tensor>& pending,
-                         std::priority_queue<Delivery, std::vector<Delivery>, std::greater<>>& events,
-                         at::Tensor& buffer, std::vector<std::int64_t>& buffer_workers, at::Tensor& last_honest) {
+using EventQueue = std::priority_queue<Delivery, std::vector<Delivery>, std::greater<>>;
+
+// Everything of the simulation between two arrivals besides what every engine shares (model, plugins,
+// speed model, metrics: save_shared_state): the clock, the counters, the event queue, every worker's
+// message in flight (computed at pull time, so it cannot be recomputed on resume) and the buffer. save()
+// and restore() write and read the same entries, so a resumed run continues bit for bit.
+struct AsyncState {
+  AsyncState(std::int64_t K, std::int64_t d, std::int64_t buffer_size, bool has_byzantine)
+      : pending(K), pending_loss(K, 0.0), pulled(K, 0), buffer(at::empty({buffer_size, d}, at::kFloat)),
+        last_honest(at::zeros({1, has_byzantine ? d : 1})) {}
+
+  double now = 0;
+  std::int64_t updates = 0, arrivals = 0, honest_arrivals = 0;
+  // Per worker: the message it will deliver (kept as computed, not copied: O(K d) memory at any time), its
+  // mini-batch loss and the index of the parameters it was computed at.
+  std::vector<at::Tensor> pending;
+  std::vector<double> pending_loss;
+  std::vector<std::int64_t> pulled;
+  EventQueue events;
+  // The buffer of arrivals waiting to be aggregated (engine.buffer > 1).
+  at::Tensor buffer;
+  std::vector<std::int64_t> buffer_workers;
+  std::vector<std::int64_t> buffer_staleness;  // per buffered row, for the defence's round context
+  at::Tensor previous_aggregate;               // what omniscient attacks see of the last buffered update
+  // What an attack sees when its buffer holds no honest row; kept only when there are Byzantine workers.
+  at::Tensor last_honest;
+
+  void save(Checkpoint& checkpoint) const;
+  /// Puts back what save() wrote, checking every size against this run.
+  void restore(const Checkpoint& c, std::int64_t K, std::int64_t d, std::int64_t buffer_size);
+};
+
+void AsyncState::save(Checkpoint& checkpoint) const {
+  checkpoint.put_double("async/now", now);
+  checkpoint.put_int("async/updates", updates);
+  checkpoint.put_int("async/arrivals", arrivals);
+  checkpoint.put_int("async/honest_arrivals", honest_arrivals);
+  checkpoint.put("async/pulled", at::tensor(pulled, at::kLong));
+  checkpoint.put("async/pending_loss", at::tensor(pending_loss, at::kDouble));
+  for (std::size_t w = 0; w < pending.size(); ++w) checkpoint.put("async/pending" + std::to_string(w), pending[w]);
+  std::vector<double> times;
+  std::vector<std::int64_t> workers;
+  for (auto queue = events; !queue.empty(); queue.pop()) {
+    times.push_back(queue.top().time);
+    workers.push_back(queue.top().worker);
+  }
+  checkpoint.put("async/event_times", at::tensor(times, at::kDouble));
+  checkpoint.put("async/event_workers", at::tensor(workers, at::kLong));
+  const auto held = static_cast<std::int64_t>(buffer_workers.size());
+  checkpoint.put("async/buffer", buffer.narrow(0, 0, held));
+  checkpoint.put("async/buffer_workers", at::tensor(buffer_workers, at::kLong));
+  checkpoint.put("async/buffer_staleness", at::tensor(buffer_staleness, at::kLong));
+  if (previous_aggregate.defined()) checkpoint.put("async/previous_aggregate", previous_aggregate);
+  checkpoint.put("async/last_honest", last_honest);
+}
+
+void AsyncState::restore(const Checkpoint& c, std::int64_t K, std::int64_t d, std::int64_t buffer_size) {
+  now = c.get_double("async/now");
+  updates = c.get_int("async/updates");
+  arrivals = c.get_int("async/arrivals");
+  honest_arrivals = c.get_int("async/honest_arrivals");
   auto values = [&](const std::string& name, at::ScalarType type, std::int64_t max_count) {
     const at::Tensor& t = c.get(name);
     if (t.scalar_type() != type || t.dim() != 1 || t.numel() > max_count)
@@ -66,6 +121,13 @@ void restore_async_state(const Checkpoint& c, std::int64_t K, std::int64_t d, st
   const at::Tensor& honest = c.get("async/last_honest");
   require_shape(honest, last_honest.sizes(), "checkpoint entry 'async/last_honest'");
   last_honest.copy_(honest);
+  buffer_staleness.assign(buffer_workers.size(), 0);  // a checkpoint written before staleness was kept
+  if (c.has("async/buffer_staleness")) {
+    at::Tensor kept = c.get("async/buffer_staleness").contiguous();
+    if (kept.numel() == static_cast<std::int64_t>(buffer_workers.size()))
+      buffer_staleness.assign(kept.data_ptr<std::int64_t>(), kept.data_ptr<std::int64_t>() + kept.numel());
+  }
+  if (c.has("async/previous_aggregate")) previous_aggregate = c.get("async/previous_aggregate").clone();
 }
 
 // The rows of `rows` that honest workers (engine index < h) sent.
@@ -112,19 +174,23 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
   // in place, without a copy. A look-ahead point (SMEGA2) is swapped in for the computation and back out.
   at::Tensor& server = model->params();
   at::Tensor saved_server;
-  std::int64_t updates = 0, arrivals = 0, honest_arrivals = 0;
+  AsyncState state(K, d, spec.buffer, h < K);
+  // The loop below names the state's parts directly.
+  double& now = state.now;
+  std::int64_t &updates = state.updates, &arrivals = state.arrivals, &honest_arrivals = state.honest_arrivals;
+  std::vector<at::Tensor>& pending = state.pending;
+  std::vector<double>& pending_loss = state.pending_loss;
+  std::vector<std::int64_t>& pulled = state.pulled;
+  EventQueue& events = state.events;
+  at::Tensor& buffer = state.buffer;
+  std::vector<std::int64_t> &buffer_workers = state.buffer_workers, &buffer_staleness = state.buffer_staleness;
+  at::Tensor &previous_aggregate = state.previous_aggregate, &last_honest = state.last_honest;
   auto current_index = [&] {
     const std::int64_t own = plugins.optimizer->iteration();
     return own >= 0 ? own : updates;
   };
   double lr = learning_rate(spec.schedule, spec.lr, 0, total_steps);
 
-  // Per worker: the message it will deliver (kept as computed, not copied: O(K d) memory at any time), its
-  // mini-batch loss and the index of the parameters it was computed at.
-  std::vector<at::Tensor> pending(K);
-  std::vector<double> pending_loss(K, 0.0);
-  std::vector<std::int64_t> pulled(K, 0);
-  std::priority_queue<Delivery, std::vector<Delivery>, std::greater<>> events;
   // A pull draws the worker's mini-batch at once (in pull order, so the draws never depend on threads) but
   // computes its gradient only when the result is needed or the parameters are about to change: every pull
   // made since the last update reads the same parameters, so those gradients are computed side by side.
@@ -173,61 +239,20 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
   if (!resumed)
     for (std::int64_t k = 0; k < K; ++k) start_work(k, 0.0);
 
-  // The buffer of arrivals waiting to be aggregated (engine.buffer > 1).
-  at::Tensor buffer = at::empty({spec.buffer, d}, at::kFloat);
-  std::vector<std::int64_t> buffer_workers;
-  std::vector<std::int64_t> buffer_staleness;  // per buffered row, for the defence's round context
   const RoundContextSource round_source(spec, data);
-  at::Tensor previous_aggregate;  // what omniscient attacks see of the last buffered update
-  // What an attack sees when its buffer holds no honest row; kept only when there are Byzantine workers.
-  at::Tensor last_honest = at::zeros({1, h < K ? d : 1});
-  double now = 0;
 
-  // Between two arrivals the simulation is the shared state plus the clock, the counters, the event queue
-  // and every worker's message in flight (computed at pull time, so it cannot be recomputed on resume).
+  // Between two arrivals the simulation is the shared state plus AsyncState.
   auto save_checkpoint = [&] {
     finish_waiting();  // a checkpoint holds every message in flight
     Checkpoint checkpoint;
     save_shared_state(checkpoint, run, plugins, speed, metrics, result);
-    checkpoint.put_double("async/now", now);
-    checkpoint.put_int("async/updates", updates);
-    checkpoint.put_int("async/arrivals", arrivals);
-    checkpoint.put_int("async/honest_arrivals", honest_arrivals);
-    checkpoint.put("async/pulled", at::tensor(pulled, at::kLong));
-    checkpoint.put("async/pending_loss", at::tensor(pending_loss, at::kDouble));
-    for (std::int64_t w = 0; w < K; ++w) checkpoint.put("async/pending" + std::to_string(w), pending[w]);
-    std::vector<double> times;
-    std::vector<std::int64_t> workers;
-    for (auto queue = events; !queue.empty(); queue.pop()) {
-      times.push_back(queue.top().time);
-      workers.push_back(queue.top().worker);
-    }
-    checkpoint.put("async/event_times", at::tensor(times, at::kDouble));
-    checkpoint.put("async/event_workers", at::tensor(workers, at::kLong));
-    const auto held = static_cast<std::int64_t>(buffer_workers.size());
-    checkpoint.put("async/buffer", buffer.narrow(0, 0, held));
-    checkpoint.put("async/buffer_workers", at::tensor(buffer_workers, at::kLong));
-    checkpoint.put("async/buffer_staleness", at::tensor(buffer_staleness, at::kLong));
-    if (previous_aggregate.defined()) checkpoint.put("async/previous_aggregate", previous_aggregate);
-    checkpoint.put("async/last_honest", last_honest);
+    state.save(checkpoint);
     checkpoints.write(checkpoint);
   };
   if (resumed) {
     const Checkpoint& c = *resumed;
     load_shared_state(c, run, plugins, speed, metrics, result);
-    now = c.get_double("async/now");
-    updates = c.get_int("async/updates");
-    arrivals = c.get_int("async/arrivals");
-    honest_arrivals = c.get_int("async/honest_arrivals");
-    restore_async_state(c, K, d, spec.buffer, pulled, pending_loss, pending, events, buffer, buffer_workers,
-                        last_honest);
-    buffer_staleness.assign(buffer_workers.size(), 0);  // a checkpoint written before staleness was kept
-    if (c.has("async/buffer_staleness")) {
-      at::Tensor kept = c.get("async/buffer_staleness").contiguous();
-      if (kept.numel() == static_cast<std::int64_t>(buffer_workers.size()))
-        buffer_staleness.assign(kept.data_ptr<std::int64_t>(), kept.data_ptr<std::int64_t>() + kept.numel());
-    }
-    if (c.has("async/previous_aggregate")) previous_aggregate = c.get("async/previous_aggregate").clone();
+    state.restore(c, K, d, spec.buffer);
     if (logger) logger->info("resumed from {} at update {} (simulated time {})", checkpoint_path(out_dir), updates, now);
     resumed.reset();
   }
@@ -293,8 +318,8 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
         metrics.add_staleness(arrival.staleness());
         finish_waiting();  // their parameters are about to change
         ScopedTimer timer(result.time.update);
-        PhaseScope phase("the server update", Kind::Optimizer, spec.optimizer.name);
-        guard_plugin(plugins.labels.optimizer, [&] { plugins.optimizer->apply(server, message[0], arrival, lr); });
+        call_plugin("the server update", Kind::Optimizer, spec.optimizer.name, plugins.labels.optimizer,
+                    [&] { plugins.optimizer->apply(server, message[0], arrival, lr); });
         applied = true;
       }
     } else {
@@ -311,19 +336,14 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
           ScopedTimer timer(result.time.aggregation);
           return aggregate_rows(spec, plugins, rows, context);
         }();
-        if (!at::isfinite(update).all().item<bool>()) {
-          result.status = RunStatus::diverged;
-          result.message = "aggregator '" + spec.aggregator.name + "' produced a non-finite update at update " +
-                           std::to_string(updates);
-          break;
-        }
+        if (diverged_on_update(result, update, spec.aggregator.name, "at update " + std::to_string(updates))) break;
         metrics.add_honest_comparison(update, honest_rows_of(rows, buffer_workers, h));
         if (h < K && plugins.attack->omniscient()) previous_aggregate = update.clone();
         Arrival arrival{-1, current_index(), current_index(), now};
         finish_waiting();  // their parameters are about to change
         ScopedTimer timer(result.time.update);
-        PhaseScope phase("the server update", Kind::Optimizer, spec.optimizer.name);
-        guard_plugin(plugins.labels.optimizer, [&] { plugins.optimizer->apply(server, update, arrival, lr); });
+        call_plugin("the server update", Kind::Optimizer, spec.optimizer.name, plugins.labels.optimizer,
+                    [&] { plugins.optimizer->apply(server, update, arrival, lr); });
         buffer_workers.clear();
         buffer_staleness.clear();
         applied = true;
@@ -335,12 +355,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
       // of a small model's step); a non-finite parameter shows up sooner anyway, as an honest worker's
       // non-finite gradient.
       const bool evaluate_now = updates % spec.eval_every == 0 || updates == total_steps;
-      if (evaluate_now && !at::isfinite(server).all().item<bool>()) {
-        result.status = RunStatus::diverged;
-        result.message = "parameters became non-finite by update " + std::to_string(updates) +
-                         "; lower optimizer.lr or use a robust aggregator";
-        break;
-      }
+      if (evaluate_now && diverged_on_parameters(result, server, "by update " + std::to_string(updates))) break;
       if (evaluate_now) {
         metrics.evaluate(updates, honest_arrivals * spec.batch_size,
                          static_cast<double>(arrivals * spec.batch_size), lr, now, result);

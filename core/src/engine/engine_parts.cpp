@@ -118,10 +118,10 @@ void require_shape(const at::Tensor& t, at::IntArrayRef shape, const std::string
 at::Tensor aggregate_rows(const PipelineSpec& spec, EnginePlugins& plugins, at::Tensor rows, RoundContext round) {
   const std::int64_t d = rows.size(1);
   for (std::size_t i = 0; i < plugins.preaggregators.size(); ++i) {
-    PhaseScope phase("pre-aggregation", Kind::PreAggregator, spec.preaggregators[i].name);
     PreAggregator& pre = *plugins.preaggregators[i];
     const std::int64_t n = rows.size(0);
-    rows = guard_plugin(plugins.labels.preaggregators[i], [&] { return pre.transform_with_context(rows, round); });
+    rows = call_plugin("pre-aggregation", Kind::PreAggregator, spec.preaggregators[i].name,
+                       plugins.labels.preaggregators[i], [&] { return pre.transform_with_context(rows, round); });
     if (!rows.defined() || rows.dim() != 2 || rows.size(1) != d || rows.size(0) < 1)
       throw Error("pre-aggregator '" + spec.preaggregators[i].name + "' must return [n', " + std::to_string(d) +
                   "] rows");
@@ -131,9 +131,8 @@ at::Tensor aggregate_rows(const PipelineSpec& spec, EnginePlugins& plugins, at::
       round.staleness.clear();
     }
   }
-  PhaseScope phase("aggregation", Kind::Aggregator, spec.aggregator.name);
-  at::Tensor update =
-      guard_plugin(plugins.labels.aggregator, [&] { return plugins.aggregator->aggregate_with_context(rows, round); });
+  at::Tensor update = call_plugin("aggregation", Kind::Aggregator, spec.aggregator.name, plugins.labels.aggregator,
+                                  [&] { return plugins.aggregator->aggregate_with_context(rows, round); });
   require_shape(update, {d}, "aggregator '" + spec.aggregator.name + "'");
   return update;
 }
@@ -295,6 +294,22 @@ bool diverged_on_test_loss(RunResult& result, std::int64_t step) {
   result.status = RunStatus::diverged;
   result.message = "the test loss became non-finite at step " + std::to_string(step) +
                    "; lower optimizer.lr or use a robust aggregator";
+  return true;
+}
+
+bool diverged_on_update(RunResult& result, const at::Tensor& update, const std::string& aggregator,
+                        const std::string& when) {
+  if (at::isfinite(update).all().item<bool>()) return false;
+  result.status = RunStatus::diverged;
+  result.message = "aggregator '" + aggregator + "' produced a non-finite update " + when +
+                   "; the run stopped (the model would be poisoned)";
+  return true;
+}
+
+bool diverged_on_parameters(RunResult& result, const at::Tensor& params, const std::string& when) {
+  if (at::isfinite(params).all().item<bool>()) return false;
+  result.status = RunStatus::diverged;
+  result.message = "parameters became non-finite " + when + "; lower optimizer.lr or use a robust aggregator";
   return true;
 }
 

@@ -121,12 +121,7 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
       ScopedTimer timer(result.time.aggregation);
       return aggregate_rows(spec, plugins, messages, context);
     }();
-    if (!at::isfinite(update).all().item<bool>()) {
-      result.status = RunStatus::diverged;
-      result.message = "aggregator '" + spec.aggregator.name + "' produced a non-finite update at step " +
-                       std::to_string(step) + "; the run stopped (the model would be poisoned)";
-      break;
-    }
+    if (diverged_on_update(result, update, spec.aggregator.name, "at step " + std::to_string(step))) break;
     if (b > 0 && plugins.attack->omniscient()) previous_aggregate = update.clone();
     metrics.add_honest_comparison(update, messages.narrow(0, 0, h));
     Arrival arrival;
@@ -135,16 +130,11 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
     arrival.sim_time = sim_time;
     {
       ScopedTimer timer(result.time.update);
-      PhaseScope phase("the server update", Kind::Optimizer, spec.optimizer.name);
-      guard_plugin(plugins.labels.optimizer, [&] { plugins.optimizer->apply(model->params(), update, arrival, lr); });
+      call_plugin("the server update", Kind::Optimizer, spec.optimizer.name, plugins.labels.optimizer,
+                  [&] { plugins.optimizer->apply(model->params(), update, arrival, lr); });
     }
     metrics.add_staleness(0);
-    if (!at::isfinite(model->params()).all().item<bool>()) {
-      result.status = RunStatus::diverged;
-      result.message = "parameters became non-finite at step " + std::to_string(step) +
-                       "; lower optimizer.lr or use a robust aggregator";
-      break;
-    }
+    if (diverged_on_parameters(result, model->params(), "at step " + std::to_string(step))) break;
     if ((step + 1) % spec.eval_every == 0 || step + 1 == total_steps) {
       metrics.evaluate(step + 1, (step + 1) * h * spec.batch_size,
                        static_cast<double>((step + 1) * spec.workers * spec.batch_size), lr, sim_time, result);

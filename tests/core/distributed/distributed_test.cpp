@@ -6,10 +6,7 @@
 #include <filesystem>
 #include <sstream>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
+#include "free_port.hpp"
 #include "support.hpp"
 
 namespace phalanx::test {
@@ -66,19 +63,6 @@ int processes_mentioning(const std::string& text) {
     if (cmdline.find(text) != std::string::npos) ++n;
   }
   return n;
-}
-
-// A port the kernel just handed out as free (as `launch -n` finds its own).
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
 }
 
 std::string status_of(const std::string& dir) {

@@ -1,7 +1,7 @@
 // Row-at-a-time kernels for rules that must run at memory speed on [n, d] float32 messages: norms summed
 // in float64 (a finite float32 row can hold values whose squares overflow float32, never float64), and an
 // output buffer that is reused between rounds so that writing a large result does not first page-fault
-// a freshly mapped allocation (at d = 1e6 the page faults cost more than reading the input; issue 3).
+// a freshly mapped allocation (at d = 1e6 the page faults cost more than reading the input; docs/BENCHMARKS.md).
 #pragma once
 
 #include <cstdint>

@@ -166,10 +166,21 @@ class MetricsTracker {
   std::int64_t comparisons_ = 0;
 };
 
+// The divergence checks of the engines, each with one wording: every one marks `result` "diverged" with its
+// message and returns true when it fires. `when` places the run in the engine's own unit ("at step 3",
+// "by update 3").
+
 /// After an evaluation: finite but huge parameters (a 1e38 bit-flip through the mean) overflow the test loss
-/// without ever becoming Inf themselves; such a run had ended "ok" with test_loss inf (issue 6). Marks
-/// `result` "diverged" and returns true when the last evaluation's test loss is not finite.
+/// without ever becoming Inf themselves; such a run had ended "ok" with test_loss inf (docs/reliability.md).
+/// True when the last evaluation's test loss is not finite.
 bool diverged_on_test_loss(RunResult& result, std::int64_t step);
+
+/// True when the aggregate `update` holds NaN or Inf: applying it would poison the model.
+bool diverged_on_update(RunResult& result, const at::Tensor& update, const std::string& aggregator,
+                        const std::string& when);
+
+/// True when the parameters hold NaN or Inf.
+bool diverged_on_parameters(RunResult& result, const at::Tensor& params, const std::string& when);
 
 /// One worker's mini-batch gradient at the model's current parameters: draws the batch from `stream`,
 /// poisons the labels of a Byzantine worker, records an honest worker's loss in `metrics` (when given: a

@@ -12,10 +12,12 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include <spdlog/logger.h>
 
 #include "phalanx/core/config/pipeline.hpp"
+#include "phalanx/core/plugins/plugin_guard.hpp"
 #include "phalanx/core/plugins/registry.hpp"
 #include "phalanx/core/engine.hpp"
 
@@ -37,6 +39,17 @@ class PhaseScope {
   const std::string* name_;
   int uncaught_;
 };
+
+/// The one way the engines call a plugin during a run: inside a PhaseScope naming `phase` and the plugin
+/// (for a LibTorch failure's report) and through guard_plugin with the plugin's `label` (for any other
+/// exception's message). Where a phase covers more than the call (building a plugin, crafting an attack
+/// with its oracle), the engines keep the two apart.
+template <class Call>
+auto call_plugin(const char* phase, Kind kind, const std::string& name, const std::string& label, Call&& call)
+    -> decltype(call()) {
+  PhaseScope scope(phase, kind, name);
+  return guard_plugin(label, std::forward<Call>(call));
+}
 
 /// The step the engine is at (read when a failure is reported).
 void set_failure_step(std::int64_t step);
