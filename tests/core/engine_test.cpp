@@ -181,7 +181,7 @@ std::string phalanx(const std::string& args, int* code) {
 TEST(Cli, EndToEndRunOnFashionMnist) {
   const std::string dir = temp_dir("cli_e2e");
   write_file(dir + "/e2e.yaml", R"(name: e2e
-data: {name: fashion_mnist, train_limit: 8000, test_limit: 2000}
+data: {name: fashion_mnist, limit: {train: 8000, test: 2000}}
 model: {name: mlp, hidden: [64]}
 workers: {count: 8, byzantine: 3}
 optimizer: {name: byzsgdnm, lr: 0.1, schedule: cosine}
