@@ -238,6 +238,11 @@ TEST(Cli, PluginsListsParametersWithDefaults) {
   EXPECT_THAT(out, ::testing::Not(::testing::HasSubstr("models:")));
   out = phalanx("plugins nonsense", &code);
   EXPECT_EQ(code, 2);
+  // The core's own keys, printed like a plugin's (core/src/config/core_params.cpp).
+  out = phalanx("plugins core", &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, ::testing::HasSubstr("  data.partition  -  "));
+  EXPECT_THAT(out, ::testing::HasSubstr("lr (number, default 0.1)"));
 }
 
 TEST(Cli, PluginPathFromEnvironmentIsSearched) {
