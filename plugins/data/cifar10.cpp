@@ -6,6 +6,9 @@
 // | parameter   | default  | meaning                                        |
 // |-------------|----------|------------------------------------------------|
 // | path        | (needed) | folder holding the .bin files                  |
+//
+// To use fewer samples, set the core's data.limit ({train: N, test: M}), which cuts every data source
+// after it loads (docs/configs.md).
 #include <filesystem>
 #include <fstream>
 

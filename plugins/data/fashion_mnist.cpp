@@ -7,6 +7,9 @@
 // | parameter   | default                              | meaning                                     |
 // |-------------|--------------------------------------|---------------------------------------------|
 // | path        | /usr/share/datasets/fashion-mnist    | folder with the IDX files                   |
+//
+// To use fewer samples, set the core's data.limit ({train: N, test: M}), which cuts every data source
+// after it loads (docs/configs.md).
 #include <filesystem>
 
 #include <ATen/ATen.h>
