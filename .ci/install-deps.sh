@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist               # /usr/share/datasets/fashion-mnist
   gnuplot-nox                         # plots of `phalanx report`
+  chromium                            # renders report.html in the test tests/report_render_test.sh
   clang-14 libclang-rt-14-dev         # libFuzzer and the sanitizers of .ci/fuzz.sh (tests/fuzz)
 )
 

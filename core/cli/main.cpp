@@ -52,7 +52,8 @@ Usage:
       process per run; finished runs are skipped and interrupted ones resume from their checkpoints, so
       an interrupted sweep resumes. Then writes the report.
   phalanx report DIR [--best KEY]... [--no-plots]
-      Table (mean +/- std over seeds; best value of KEY per cell) and PNG plots of the runs below DIR.
+      Tables (mean +/- std over seeds; best value of KEY per cell; aggregators x attacks ranked by worst
+      case) and plots of the runs below DIR: DIR/report.md and the self-contained DIR/report.html.
   phalanx validate CFG [--set key=value]... [--plugin-path DIR] [--max-memory SIZE]
       Check CFG and every plugin parameter without training, and print what each run will hold in memory
       (the preflight: it loads the data, builds the model and measures one step of every plugin).
@@ -260,24 +261,10 @@ std::vector<std::string> child_args(const Options& o) {
   return args;
 }
 
-// The config's `report` section: {best_over: [keys], plot_by: [keys]}.
+// The config's `report` section (keys: docs/configs.md).
 ReportOptions report_options_of(const Value& root) {
-  ReportOptions out;
   const Value* report = root.find("report");
-  if (!report || report->is_null()) return out;
-  if (report->type() != Value::Type::Map)
-    throw Error(report->location() + ": 'report' must be a map, e.g. {best_over: [optimizer.lr], plot_by: [workers.count]}");
-  for (const auto& [k, v] : report->as_map()) {
-    if (k != "best_over" && k != "plot_by")
-      throw Error(v.location() + ": report." + k + ": unknown key (allowed: best_over, plot_by)");
-    std::vector<std::string>& keys = k == "best_over" ? out.best_over : out.plot_by;
-    const Value::List items = v.type() == Value::Type::List ? v.as_list() : Value::List{v};
-    for (const auto& item : items) {
-      if (item.type() != Value::Type::String) throw Error(item.location() + ": report." + k + " entries are config keys");
-      keys.push_back(item.as_string());
-    }
-  }
-  return out;
+  return report ? report_options_from(*report) : ReportOptions{};
 }
 
 int cmd_sweep(const Options& o) {
@@ -324,7 +311,7 @@ int cmd_sweep(const Options& o) {
   report.plots = o.plots;
   std::cout << write_report(out, report) << "\n";
   std::cout << "sweep: " << outcome.finished << " finished, " << outcome.skipped << " already done, " << outcome.failed
-            << " failed; report in " << out << "/report.md\n";
+            << " failed; report in " << out << "/report.html and report.md\n";
   return outcome.failed == 0 ? 0 : kExitRunFailed;
 }
 
@@ -533,6 +520,14 @@ int cmd_run(const Options& o) {
     std::string table = comparison_table(base.compare, results);
     std::cout << "\n" << table << "\nRuns are in " << out << "/<variant>/ (metrics.csv, summary.json, log.txt)\n";
     std::ofstream(out + "/comparison.md") << "# " << base.name << "\n\n" << table;
+    try {  // the runs' outcome decides the exit code, not the report
+      ReportOptions report = report_options_of(root);
+      report.plots = o.plots;
+      write_report(out, report);
+      std::cout << "Report (pivot tables, figures): " << out << "/report.html\n";
+    } catch (const Error& e) {
+      std::cerr << "report not written: " << e.what() << "\n";
+    }
   } else {
     return report_run(results.front().result, out);
   }

@@ -213,6 +213,9 @@ TEST(Cli, CompareRunsEveryVariantAndPrintsATable) {
   for (const char* v : {"mean_none", "mean_bitflip-scale10", "cm_none", "cm_bitflip-scale10"})
     EXPECT_TRUE(std::filesystem::exists(dir + "/runs/" + v + "/metrics.csv")) << v;
   EXPECT_TRUE(std::filesystem::exists(dir + "/runs/comparison.md"));
+  // It ends by naming the report, whose pivot table ranks the two aggregators by their worst case.
+  EXPECT_THAT(out, ::testing::HasSubstr(dir + "/runs/report.html\n"));
+  EXPECT_THAT(read_file(dir + "/runs/report.html"), ::testing::HasSubstr("<table class=\"pivot\">"));
 }
 
 TEST(Cli, ValidateReportsFileAndLine) {

@@ -1,0 +1,190 @@
+#include "phalanx/core/experiment/report_tables.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <sstream>
+
+namespace phalanx::core {
+
+namespace {
+
+bool in_group(const std::string& column, const std::string& group) {
+  return !group.empty() && (column == group || column.rfind(group + ".", 0) == 0);
+}
+
+std::string join(const std::string& a, const std::string& sep, const std::string& b) {
+  return a.empty() ? b : b.empty() ? a : a + sep + b;
+}
+
+std::string short_key(const std::string& key) { return key.substr(key.rfind('.') + 1); }
+
+// "lr=0.1†": the chosen best_over values of a cell; † marks one at the edge of the values tried.
+std::string chosen(const ReportCells& cells, const ReportCell& cell) {
+  std::string out;
+  for (std::size_t b = 0; b < cell.best.size(); ++b)
+    out = join(out, ", ", short_key(cells.best_over[b]) + "=" + cell.best[b] + (cell.best_at_edge[b] ? "†" : ""));
+  return out;
+}
+
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '<') out += "&lt;";
+    else if (c == '>') out += "&gt;";
+    else if (c == '&') out += "&amp;";
+    else if (c == '"') out += "&quot;";
+    else out += c;
+  }
+  return out;
+}
+
+const char* kEdgeNote =
+    "† the best value is the smallest or largest one tried for this cell: a wider grid may do better.";
+
+bool any_edge(const ReportCells& cells) {
+  for (const auto& c : cells.cells)
+    for (bool edge : c.best_at_edge)
+      if (edge) return true;
+  return false;
+}
+
+}  // namespace
+
+std::vector<PivotPlace> pivot_places(const ReportCells& cells, const ReportOptions& options) {
+  std::vector<PivotPlace> places;
+  for (const auto& cell : cells.cells) {
+    PivotPlace p;
+    std::string others;
+    for (std::size_t k = 0; k < cells.columns.size(); ++k) {
+      const std::string& column = cells.columns[k];
+      const std::string& value = cell.key[k];
+      if (in_group(column, options.pivot_rows)) {
+        // Pre-aggregators (aggregator.pre) read "nnm ∘ cm", as they are applied; none is left out.
+        if (column == options.pivot_rows) p.row = join(p.row, " ∘ ", value);
+        else if (value != "none" && value != "-") p.row = join(value, " ∘ ", p.row);
+      } else if (in_group(column, options.pivot_columns)) {
+        p.column = join(p.column, ", ", value);
+      } else {
+        others = join(others, ", ", column + "=" + value);
+      }
+    }
+    p.group_row = p.row;
+    (p.row.empty() ? p.row : p.table) = others;
+    if (p.column.empty()) p.column = "all";
+    places.push_back(p);
+  }
+  return places;
+}
+
+std::vector<PivotTable> pivot_tables(const ReportCells& cells, const ReportOptions& options) {
+  const std::vector<PivotPlace> places = pivot_places(cells, options);
+  std::vector<PivotTable> tables;
+  // Without rows, or without a pivot column (no attack varies), the long table says it all.
+  if (std::none_of(places.begin(), places.end(), [](const PivotPlace& p) { return !p.row.empty(); }) ||
+      std::all_of(places.begin(), places.end(), [](const PivotPlace& p) { return p.column == "all"; }))
+    return tables;
+  for (std::size_t i = 0; i < places.size(); ++i) {
+    const PivotPlace& p = places[i];
+    auto t = std::find_if(tables.begin(), tables.end(), [&](const PivotTable& x) { return x.title == p.table; });
+    if (t == tables.end()) t = tables.insert(tables.end(), PivotTable{p.table, {}, {}});
+    if (std::find(t->columns.begin(), t->columns.end(), p.column) == t->columns.end()) t->columns.push_back(p.column);
+  }
+  for (auto& t : tables) {
+    std::map<std::string, std::map<std::string, const ReportCell*>> grid;
+    for (std::size_t i = 0; i < places.size(); ++i)
+      if (places[i].table == t.title) grid[places[i].row][places[i].column] = &cells.cells[i];
+    for (const auto& [label, by_column] : grid) {
+      PivotTable::Row row{label, {}, nullptr, 0};
+      for (const auto& c : t.columns) {
+        auto it = by_column.find(c);
+        const ReportCell* cell = it == by_column.end() ? nullptr : it->second;
+        row.cells.push_back(cell);
+        // The worst case: the lowest mean; a cell without a finite accuracy (diverged) is the worst of all.
+        auto score = [](const ReportCell* x) { return x->accuracy.count ? x->accuracy.mean : -1.0; };
+        if (cell && (!row.worst || score(cell) < score(row.worst))) row.worst = cell;
+      }
+      t.rows.push_back(row);
+    }
+    auto worst_of = [](const PivotTable::Row& r) { return r.worst && r.worst->accuracy.count ? r.worst->accuracy.mean : -1.0; };
+    std::stable_sort(t.rows.begin(), t.rows.end(),
+                     [&](const PivotTable::Row& a, const PivotTable::Row& b) { return worst_of(a) > worst_of(b); });
+    for (std::size_t r = 0; r < t.rows.size(); ++r)
+      t.rows[r].rank = r > 0 && worst_of(t.rows[r]) == worst_of(t.rows[r - 1]) ? t.rows[r - 1].rank : static_cast<int>(r) + 1;
+  }
+  return tables;
+}
+
+std::string long_table_markdown(const ReportCells& cells) {
+  std::ostringstream md;
+  md << "|";
+  for (const auto& c : cells.columns) md << " " << c << " |";
+  for (const auto& b : cells.best_over) md << " best " << b << " |";
+  md << " test accuracy (%) | train loss |" << (cells.with_sim_time ? " sim time |" : "") << " seeds | steps |\n|";
+  for (std::size_t i = 0; i < cells.columns.size() + cells.best_over.size(); ++i) md << "---|";
+  md << "---:|---:|" << (cells.with_sim_time ? "---:|" : "") << "---:|---:|\n";
+  for (const auto& cell : cells.cells) {
+    md << "|";
+    for (const auto& v : cell.key) md << " " << v << " |";
+    for (std::size_t b = 0; b < cell.best.size(); ++b) md << " " << cell.best[b] << (cell.best_at_edge[b] ? "†" : "") << " |";
+    md << " " << format_stats(cell.accuracy, 100.0, 2) << " | " << format_stats(cell.loss, 1.0, 4) << " | ";
+    if (cells.with_sim_time) md << format_stats(cell.sim_time, 1.0, 1) << " | ";
+    md << cell.runs.size() << (cell.not_ok ? " (" + std::to_string(cell.not_ok) + " not ok)" : "") << " | "
+       << cell.steps << " |\n";
+  }
+  if (any_edge(cells)) md << "\n" << kEdgeNote << "\n";
+  return md.str();
+}
+
+std::string pivot_markdown(const ReportCells& cells, const std::vector<PivotTable>& tables) {
+  std::ostringstream md;
+  for (const auto& t : tables) {
+    md << "\n" << (t.title.empty() ? "" : "### " + t.title + "\n\n") << "| rank | |";
+    for (const auto& c : t.columns) md << " " << c << " |";
+    md << " worst case |\n|---:|---|";
+    for (std::size_t c = 0; c <= t.columns.size(); ++c) md << "---:|";
+    md << "\n";
+    for (const auto& row : t.rows) {
+      md << "| " << row.rank << " | " << row.label << " |";
+      for (const ReportCell* cell : row.cells) {
+        if (!cell) { md << " - |"; continue; }
+        const std::string best = chosen(cells, *cell);
+        md << " " << format_stats(cell->accuracy, 100.0, 2) << (best.empty() ? "" : " (" + best + ")") << " |";
+      }
+      md << " **" << (row.worst ? format_stats(row.worst->accuracy, 100.0, 2) : "-") << "** |\n";
+    }
+  }
+  return md.str();
+}
+
+std::string pivot_html(const ReportCells& cells, const std::vector<PivotTable>& tables) {
+  std::ostringstream html;
+  for (const auto& t : tables) {
+    if (!t.title.empty()) html << "<h3>" << html_escape(t.title) << "</h3>\n";
+    html << "<table class=\"pivot\">\n<tr><th>rank</th><th></th>";
+    for (const auto& c : t.columns) html << "<th>" << html_escape(c) << "</th>";
+    html << "<th>worst case</th></tr>\n";
+    for (const auto& row : t.rows) {
+      html << "<tr><td>" << row.rank << "</td><th>" << html_escape(row.label) << "</th>";
+      auto td = [&](const ReportCell* cell, bool worst) {
+        if (!cell) return std::string("<td>-</td>");
+        // Shade from red (0 %) to green (100 %), so the table reads at a glance.
+        const double acc = cell->accuracy.count ? std::clamp(cell->accuracy.mean, 0.0, 1.0) : 0.0;
+        std::ostringstream s;
+        s << "<td style=\"background:hsl(" << static_cast<int>(120 * acc) << ",60%,88%)\""
+          << (worst ? " class=\"worst\"" : "") << ">" << format_stats(cell->accuracy, 100.0, 2);
+        const std::string best = chosen(cells, *cell);
+        if (!best.empty()) s << "<br><small>" << html_escape(best) << "</small>";
+        s << "</td>";
+        return s.str();
+      };
+      for (const ReportCell* cell : row.cells) html << td(cell, false);
+      html << td(row.worst, true) << "</tr>\n";
+    }
+    html << "</table>\n";
+  }
+  if (any_edge(cells)) html << "<p class=\"note\">" << kEdgeNote << "</p>\n";
+  return html.str();
+}
+
+}  // namespace phalanx::core
