@@ -15,6 +15,7 @@
 #include "phalanx/abi.hpp"
 #include "phalanx/core/experiment/compare.hpp"
 #include "phalanx/core/config/config.hpp"
+#include "phalanx/core/config/core_params.hpp"
 #include "phalanx/core/distributed/distributed.hpp"
 #include "phalanx/core/run/memory_guard.hpp"
 #include "phalanx/core/config/pipeline.hpp"
@@ -63,7 +64,8 @@ Usage:
       Be one process of a distributed run on many machines (rank 0: the server). Without flags, RANK,
       WORLD_SIZE, MASTER_ADDR, MASTER_PORT (or SLURM_PROCID, SLURM_NTASKS) are read. See docs/distributed.md.
   phalanx plugins [KIND]
-      List plugins (data, model, optimizer, aggregator, preaggregator, attack) with their parameters.
+      List plugins (data, model, optimizer, aggregator, preaggregator, attack) with their parameters;
+      `phalanx plugins core` lists the core's own config keys the same way.
   phalanx --version
 
 run, sweep, launch and validate refuse a run that would not fit in the memory available, or in
@@ -192,6 +194,7 @@ Value load_config(const Options& o) {
 }
 
 int cmd_plugins(const Options& o) {
+  if (o.kind == "core") return print_core_params(std::cout);
   Registry registry;
   load_plugins(registry, o, nullptr);
   std::vector<Kind> kinds = all_kinds();

@@ -6,8 +6,9 @@
 // | parameter   | default  | meaning                                        |
 // |-------------|----------|------------------------------------------------|
 // | path        | (needed) | folder holding the .bin files                  |
-// | train_limit | 0        | use only the first N training samples (0: all) |
-// | test_limit  | 0        | use only the first N test samples (0: all)     |
+//
+// To use fewer samples, set the core's data.limit ({train: N, test: M}), which cuts every data source
+// after it loads (docs/configs.md).
 #include <filesystem>
 #include <fstream>
 
@@ -46,7 +47,7 @@ std::pair<at::Tensor, at::Tensor> read_batch(const std::string& file) {
 class Cifar10 : public DataSource {
  public:
   explicit Cifar10(const Params& p)
-      : dir_(p.get_string("path")), train_limit_(p.get_int("train_limit")), test_limit_(p.get_int("test_limit")) {}
+      : dir_(p.get_string("path")) {}
 
   Dataset load() override {
     std::vector<at::Tensor> xs, ys;
@@ -61,14 +62,6 @@ class Cifar10 : public DataSource {
     d.train_y = at::cat(ys);
     d.test_x = test_x.to(at::kFloat).div_(255.0f);
     d.test_y = test_y;
-    if (train_limit_ > 0 && train_limit_ < d.train_x.size(0)) {
-      d.train_x = d.train_x.narrow(0, 0, train_limit_).clone();
-      d.train_y = d.train_y.narrow(0, 0, train_limit_).clone();
-    }
-    if (test_limit_ > 0 && test_limit_ < d.test_x.size(0)) {
-      d.test_x = d.test_x.narrow(0, 0, test_limit_).clone();
-      d.test_y = d.test_y.narrow(0, 0, test_limit_).clone();
-    }
     at::Tensor mean = d.train_x.mean({0, 2, 3}, /*keepdim=*/true);
     at::Tensor std = d.train_x.std({0, 2, 3}, /*unbiased=*/true, /*keepdim=*/true).clamp_min_(1e-6);
     d.train_x.sub_(mean).div_(std);
@@ -81,7 +74,6 @@ class Cifar10 : public DataSource {
 
  private:
   std::string dir_;
-  std::int64_t train_limit_, test_limit_;
 };
 
 }  // namespace
@@ -90,8 +82,6 @@ PHALANX_PLUGIN("cifar10", "1.0") {
   registrar.add_data(
       {"cifar10",
        "CIFAR-10 binary version from a folder you provide",
-       {{"path", ParamType::String, Value(), "folder with data_batch_1..5.bin and test_batch.bin (required)"},
-        {"train_limit", ParamType::Int, 0, "use only the first N training samples (0: all)", 0},
-        {"test_limit", ParamType::Int, 0, "use only the first N test samples (0: all)", 0}}},
+       {{"path", ParamType::String, Value(), "folder with data_batch_1..5.bin and test_batch.bin (required)"}}},
       [](const Params& p, const Context&) { return std::make_unique<Cifar10>(p); });
 }

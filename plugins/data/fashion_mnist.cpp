@@ -7,8 +7,9 @@
 // | parameter   | default                              | meaning                                     |
 // |-------------|--------------------------------------|---------------------------------------------|
 // | path        | /usr/share/datasets/fashion-mnist    | folder with the IDX files                   |
-// | train_limit | 0                                    | use only the first N training samples (0: all) |
-// | test_limit  | 0                                    | use only the first N test samples (0: all)  |
+//
+// To use fewer samples, set the core's data.limit ({train: N, test: M}), which cuts every data source
+// after it loads (docs/configs.md).
 #include <filesystem>
 
 #include <ATen/ATen.h>
@@ -33,7 +34,7 @@ std::string find_file(const std::string& dir, const std::string& stem) {
 class FashionMnist : public DataSource {
  public:
   explicit FashionMnist(const Params& p)
-      : dir_(p.get_string("path")), train_limit_(p.get_int("train_limit")), test_limit_(p.get_int("test_limit")) {}
+      : dir_(p.get_string("path")) {}
 
   Dataset load() override {
     Dataset d;
@@ -41,14 +42,6 @@ class FashionMnist : public DataSource {
     d.train_y = read_labels("train-labels-idx1-ubyte", d.train_x.size(0));
     d.test_x = read_images("t10k-images-idx3-ubyte");
     d.test_y = read_labels("t10k-labels-idx1-ubyte", d.test_x.size(0));
-    if (train_limit_ > 0 && train_limit_ < d.train_x.size(0)) {
-      d.train_x = d.train_x.narrow(0, 0, train_limit_).clone();
-      d.train_y = d.train_y.narrow(0, 0, train_limit_).clone();
-    }
-    if (test_limit_ > 0 && test_limit_ < d.test_x.size(0)) {
-      d.test_x = d.test_x.narrow(0, 0, test_limit_).clone();
-      d.test_y = d.test_y.narrow(0, 0, test_limit_).clone();
-    }
     const double mean = d.train_x.mean().item<double>(), std = d.train_x.std().item<double>();
     d.train_x.sub_(mean).div_(std);
     d.test_x.sub_(mean).div_(std);
@@ -72,7 +65,6 @@ class FashionMnist : public DataSource {
     return labels;
   }
   std::string dir_;
-  std::int64_t train_limit_, test_limit_;
 };
 
 }  // namespace
@@ -81,8 +73,6 @@ PHALANX_PLUGIN("fashion_mnist", "1.0") {
   registrar.add_data(
       {"fashion_mnist",
        "Fashion-MNIST from IDX files (Debian: dataset-fashion-mnist)",
-       {{"path", ParamType::String, "/usr/share/datasets/fashion-mnist", "folder with the four IDX files (.gz or plain)"},
-        {"train_limit", ParamType::Int, 0, "use only the first N training samples (0: all)", 0},
-        {"test_limit", ParamType::Int, 0, "use only the first N test samples (0: all)", 0}}},
+       {{"path", ParamType::String, "/usr/share/datasets/fashion-mnist", "folder with the four IDX files (.gz or plain)"}}},
       [](const Params& p, const Context&) { return std::make_unique<FashionMnist>(p); });
 }

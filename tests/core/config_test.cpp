@@ -93,7 +93,8 @@ TEST(Config, TooManyByzantineWorkers) {
 }
 
 TEST(Config, BadBudget) {
-  EXPECT_ERROR_WITH(resolve(with_line(9, "training: {budget: {stepz: 5}}")), "pipe.yaml:9", "unknown unit");
+  EXPECT_ERROR_WITH(resolve(with_line(9, "training: {budget: {stepz: 5}}")), "pipe.yaml:9", "training.budget.stepz",
+                    "did you mean 'steps'?");
   EXPECT_ERROR_WITH(resolve(with_line(9, "training: {budget: {steps: -1}}")), "must be a positive number");
   EXPECT_ERROR_WITH(resolve(with_line(9, "training: {budget: {steps: 1, epochs: 2}}")), "exactly one");
 }

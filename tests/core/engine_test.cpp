@@ -181,7 +181,7 @@ std::string phalanx(const std::string& args, int* code) {
 TEST(Cli, EndToEndRunOnFashionMnist) {
   const std::string dir = temp_dir("cli_e2e");
   write_file(dir + "/e2e.yaml", R"(name: e2e
-data: {name: fashion_mnist, train_limit: 8000, test_limit: 2000}
+data: {name: fashion_mnist, limit: {train: 8000, test: 2000}}
 model: {name: mlp, hidden: [64]}
 workers: {count: 8, byzantine: 3}
 optimizer: {name: byzsgdnm, lr: 0.1, schedule: cosine}
@@ -241,6 +241,11 @@ TEST(Cli, PluginsListsParametersWithDefaults) {
   EXPECT_THAT(out, ::testing::Not(::testing::HasSubstr("models:")));
   out = phalanx("plugins nonsense", &code);
   EXPECT_EQ(code, 2);
+  // The core's own keys, printed like a plugin's (core/src/config/core_params.cpp).
+  out = phalanx("plugins core", &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, ::testing::HasSubstr("  data.partition  -  "));
+  EXPECT_THAT(out, ::testing::HasSubstr("lr (number, default 0.1)"));
 }
 
 TEST(Cli, PluginPathFromEnvironmentIsSearched) {

@@ -3,6 +3,7 @@
 #include "phalanx/core/engine/worker_pool.hpp"
 
 #include <atomic>
+#include <set>
 
 #include <ATen/ATen.h>
 
@@ -46,6 +47,46 @@ TEST(Partition, EmptyWorkerIsAClearError) {
   EXPECT_ERROR_WITH(core::partition_indices(labels(40, 2), 2, 30, "dirichlet", 1e-4, 1), "received no training sample",
                     "raise data.partition.alpha");
   EXPECT_ERROR_WITH(core::partition_indices(labels(3, 2), 2, 4, "iid", 1, 1), "fewer than the 4 workers");
+}
+
+// The labels worker w's samples carry.
+std::set<std::int64_t> labels_of(const at::Tensor& y, const at::Tensor& part) {
+  at::Tensor mine = y.index_select(0, part).contiguous();
+  return std::set<std::int64_t>(mine.data_ptr<std::int64_t>(), mine.data_ptr<std::int64_t>() + mine.numel());
+}
+
+TEST(Partition, ShardsGiveEveryWorkerExactlyKLabelsAndEverySampleOnce) {
+  struct Case { std::int64_t n, classes, workers, k; };
+  for (const Case c : {Case{600, 10, 5, 2}, Case{2000, 10, 20, 2}, Case{600, 5, 10, 3}, Case{400, 4, 4, 1}}) {
+    at::Tensor y = labels(c.n, c.classes);
+    auto parts = core::partition_indices(y, c.classes, c.workers, "shards", 1.0, 9, c.k);
+    ASSERT_EQ(static_cast<std::int64_t>(parts.size()), c.workers);
+    EXPECT_TRUE(at::equal(std::get<0>(at::cat(parts).sort()), at::arange(c.n, at::kLong)));
+    for (std::int64_t w = 0; w < c.workers; ++w) {
+      EXPECT_EQ(static_cast<std::int64_t>(labels_of(y, parts[w]).size()), c.k) << "worker " << w << " of " << c.workers;
+      EXPECT_EQ(parts[w].size(0), c.n / c.workers);
+    }
+  }
+}
+
+TEST(Partition, ShardsDependOnTheSeedOnly) {
+  at::Tensor y = labels(600, 10);
+  auto a = core::partition_indices(y, 10, 5, "shards", 1.0, 4, 2);
+  auto b = core::partition_indices(y, 10, 5, "shards", 1.0, 4, 2);
+  auto c = core::partition_indices(y, 10, 5, "shards", 1.0, 5, 2);
+  bool any_differs = false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(at::equal(a[i], b[i]));
+    any_differs = any_differs || !at::equal(a[i], c[i]);
+  }
+  EXPECT_TRUE(any_differs);
+}
+
+TEST(Partition, ShardsRefuseMoreLabelsThanClassesOrSamples) {
+  EXPECT_ERROR_WITH(core::partition_indices(labels(100, 4), 4, 5, "shards", 1.0, 1, 5), "per_worker = 5",
+                    "4 classes", "use at most 4");
+  EXPECT_ERROR_WITH(core::partition_indices(labels(12, 4), 4, 5, "shards", 1.0, 1, 3), "at least workers * per_worker = 15",
+                    "lower data.partition.per_worker");
 }
 
 TEST(Schedule, ConstantCosineStepWarmup) {

@@ -31,8 +31,7 @@ void register_stand_ins(void* r) {
                                   {"features", ParamType::Int, 20, "", 1}, {"classes", ParamType::Int, 4, "", 2},
                                   {"separation", ParamType::Double, 1.0, "", 0.0}}},
                never<DataSource>());
-  reg.add_data({"fashion_mnist", "", {{"path", ParamType::String, "/usr/share/datasets/fashion-mnist", ""},
-                                      {"train_limit", ParamType::Int, 0, "", 0}, {"test_limit", ParamType::Int, 0, "", 0}}},
+  reg.add_data({"fashion_mnist", "", {{"path", ParamType::String, "/usr/share/datasets/fashion-mnist", ""}}},
                never<DataSource>());
   reg.add_model({"mlp", "", {{"hidden", ParamType::IntList, Value::list({200}), "", 1, 1e6}}}, never<Model>());
   reg.add_model({"logreg", "", {}}, never<Model>());

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "phalanx/core/config/core_params.hpp"
 #include "phalanx/error.hpp"
 
 namespace phalanx::core {
@@ -13,11 +14,6 @@ const std::vector<std::string> kTopLevelKeys{"name",      "seed",   "data",     
                                              "compare", "sweep", "seeds", "report", "server_data"};
 
 std::string at(const Value& v) { return v.location().empty() ? "" : v.location() + ": "; }
-
-ParamSpec spec(std::string name, ParamType type, Value def, std::string help, std::optional<double> min = {},
-               std::optional<double> max = {}, std::vector<std::string> choices = {}) {
-  return ParamSpec{std::move(name), type, std::move(def), std::move(help), min, max, std::move(choices)};
-}
 
 // A section of the config; a bare name stands for {name: NAME} ("attack: alie").
 Value section(const Value& root, const std::string& key, bool required) {
@@ -53,12 +49,15 @@ PluginChoice choose(const Registry& registry, Kind kind, const Value& sec, const
       throw Error(at(*name) + path + ".name must be a plugin name, got '" + name->to_string() + "'");
     c.name = name->as_string();
   }
+  const PluginEntry* entry = nullptr;
   try {
-    registry.find(kind, c.name);
+    entry = &registry.find(kind, c.name);
   } catch (const Error& e) {
     throw Error(at(name ? *name : sec) + path + ".name: " + e.what());
   }
-  c.params = registry.validate(kind, c.name, sec, path, core_keys);
+  std::vector<std::string> ignored = core_keys;
+  ignored.push_back("name");
+  c.params = Params::validate(entry->info.params, sec, path, ignored);
   return c;
 }
 
@@ -97,43 +96,51 @@ std::vector<std::string> config_plugin_paths(const Value& root) {
   return out;
 }
 
-// server_data: {samples: N}: the server's own clean sample, whose gradient aggregators receive each round
-// (RoundContext::server_gradient). Written to the resolved config only when given, so configs without it
-// resolve exactly as before.
-static void resolve_server_data(const Value& root, PipelineSpec& s, Value& resolved) {
-  const Value* given = root.find("server_data");
-  if (!given || given->is_null()) return;
-  Params p = Params::validate({spec("samples", ParamType::Int, 0,
-                                    "training samples the server draws from honest workers' data (with the run "
-                                    "seed) to compute its own gradient every round; 0: none",
-                                    0)},
-                              *given, "server_data");
-  s.server_samples = p.get_int("samples");
-  if (s.server_samples > 0 && s.distributed)
-    p.fail("samples", "is not supported in the distributed mode yet (the server holds no training data there); "
-                      "remove server_data or run the sync or async simulation");
-  resolved.set("server_data", p.values());
+
+namespace {
+
+// A core subsection such as engine.speed: a map, or a bare name standing for {name: NAME}.
+Value subsection(const Value& parent, const std::string& key) {
+  const Value* v = parent.find(key);
+  if (!v || v->is_null()) return Value::map({});
+  if (v->type() != Value::Type::String) return *v;
+  Value m = Value::map({{"name", *v}});
+  m.set_location(v->location());
+  return m;
 }
 
-PipelineSpec resolve_pipeline(const Value& root, const Registry& registry) {
+// Only the keys of `section` named in `keys`: the core's part of a section shared with a plugin.
+Value only_keys(const Value& section, const std::vector<ParamSpec>& keys) {
+  Value out = Value::map({});
+  out.set_location(section.location());
+  for (const auto& k : keys)
+    if (const Value* v = section.find(k.name)) out.set(k.name, *v);
+  return out;
+}
+
+std::vector<std::string> names_of(const std::vector<ParamSpec>& specs) {
+  std::vector<std::string> out;
+  for (const auto& s : specs) out.push_back(s.name);
+  return out;
+}
+
+void check_top_level_keys(const Value& root) {
   if (root.type() != Value::Type::Map) throw Error(at(root) + "a pipeline config must be a map of sections");
   for (const auto& [key, value] : root.as_map()) {
     bool known = false;
     for (const auto& k : kTopLevelKeys) known = known || k == key;
-    if (!known) {
-      std::string near = nearest_name(key, kTopLevelKeys);
-      std::string list;
-      for (const auto& k : kTopLevelKeys) list += (list.empty() ? "" : ", ") + k;
-      throw Error(at(value) + "unknown section '" + key + "'" + (near.empty() ? "" : "; did you mean '" + near + "'?") +
-                  " (valid: " + list + ")");
-    }
+    if (known) continue;
+    std::string near = nearest_name(key, kTopLevelKeys);
+    std::string list;
+    for (const auto& k : kTopLevelKeys) list += (list.empty() ? "" : ", ") + k;
+    throw Error(at(value) + "unknown section '" + key + "'" + (near.empty() ? "" : "; did you mean '" + near + "'?") +
+                " (valid: " + list + ")");
   }
+}
 
-  PipelineSpec s;
-  std::string loc = root.location();
-  s.source = loc.substr(0, loc.rfind(':'));
-  Value resolved = Value::map({});
-
+// name and seed stand at the top level beside the sections, so they are checked one by one (their
+// declarations in core_params.cpp give the defaults and help).
+void resolve_top_level(const Value& root, PipelineSpec& s, Value& resolved) {
   const Value* name = root.find("name");
   s.name = name && name->type() == Value::Type::String ? name->as_string() : "run";
   if (name && name->type() != Value::Type::String) throw Error(at(*name) + "'name' must be a string");
@@ -141,64 +148,27 @@ PipelineSpec resolve_pipeline(const Value& root, const Registry& registry) {
     if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' || ch == '.'))
       throw Error(at(*name) + "'name' may hold letters, digits, '_', '-' and '.' only (it names folders)");
   resolved.set("name", Value(s.name));
-
   if (const Value* seed = root.find("seed")) {
     if (seed->type() != Value::Type::Int || seed->as_int() < 0)
       throw Error(at(*seed) + "'seed' must be a non-negative integer, got '" + seed->to_string() + "'");
     s.seed = static_cast<std::uint64_t>(seed->as_int());
   }
   resolved.set("seed", Value(static_cast<std::int64_t>(s.seed)));
+}
 
-  // workers
-  Params workers = Params::validate(
-      {spec("count", ParamType::Int, 8, "number of workers n, honest and Byzantine", 1, 100000),
-       spec("byzantine", ParamType::Int, 0, "number of Byzantine workers b (the last b)", 0)},
-      section(root, "workers", false), "workers");
+void resolve_workers(const Value& root, PipelineSpec& s, Value& resolved) {
+  Params workers = Params::validate(core_specs("workers"), section(root, "workers", false), "workers");
   s.workers = workers.get_int("count");
   s.byzantine = workers.get_int("byzantine");
   if (s.byzantine >= s.workers)
     workers.fail("byzantine", std::to_string(s.byzantine) + " Byzantine of " + std::to_string(s.workers) +
                                   " workers leaves no honest worker; use at most " + std::to_string(s.workers - 1));
   resolved.set("workers", workers.values());
+}
 
-  const Value& engine_section = section(root, "engine", false);
-  Params engine = Params::validate(
-      {spec("name", ParamType::String, "sync", "sync: rounds of all workers; async: discrete-event simulation",
-            {}, {}, {"sync", "async"}),
-       spec("buffer", ParamType::Int, 1, "async: arrivals aggregated together before one update (1: none)", 1),
-       spec("timeout", ParamType::Double, 30.0,
-            "distributed (phalanx launch): seconds a synchronous round waits for missing messages; a worker "
-            "or server silent for 4x this is given up", 0.01),
-       spec("distributed", ParamType::Bool, false,
-            "set by phalanx launch: the run used real processes (start such a config with phalanx launch)"),
-       spec("authentication", ParamType::String, "hmac",
-            "distributed: hmac (every process proves it holds the shared key; every message carries a MAC) or "
-            "off (a trusted, closed cluster only)", {}, {}, {"hmac", "off"}),
-       spec("key_file", ParamType::String, "",
-            "distributed: file holding the shared key (PHALANX_KEY_FILE, when set, wins); phalanx launch -n "
-            "makes its own")},
-      engine_section, "engine", {"speed"});
-  s.engine = engine.get_string("name");
-  s.buffer = engine.get_int("buffer");
-  s.timeout = engine.get_double("timeout");
-  s.distributed = engine.get_bool("distributed");
-  s.authentication = engine.get_string("authentication");
-  s.key_file = engine.get_string("key_file");
-  if (s.buffer > s.workers) engine.fail("buffer", "cannot exceed the number of workers (" + std::to_string(s.workers) + ")");
-  Value speed_section = Value::map({});
-  if (const Value* sp = engine_section.find("speed"))
-    speed_section = sp->type() == Value::Type::String ? Value::map({{"name", *sp}}) : *sp;
-  Params speed = Params::validate(
-      {spec("name", ParamType::String, "homogeneous", "worker speed model", {}, {},
-            {"homogeneous", "heterogeneous", "gamma", "trace"}),
-       spec("time", ParamType::Double, 1.0, "mean compute time of the fastest worker", 1e-9),
-       spec("spread", ParamType::Double, 0.0, "worker k takes time * (1 + k * spread)", 0.0),
-       spec("slow_fraction", ParamType::Double, 0.0, "fraction of workers (the first ones) that are slow", 0.0, 1.0),
-       spec("slow_factor", ParamType::Double, 1.0, "how many times slower the slow workers are", 1.0),
-       spec("shape", ParamType::Double, 100.0, "gamma: shape of the per-step Gamma(shape, 1/shape) factor", 1e-6),
-       spec("file", ParamType::String, "", "trace: file whose line k lists worker k's compute times")},
-      speed_section, "engine.speed");
-  s.speed = {speed.get_string("name"),          speed.get_double("time"),  speed.get_double("spread"),
+Value resolve_speed(const Value& engine_section, PipelineSpec& s) {
+  Params speed = Params::validate(core_specs("engine.speed"), subsection(engine_section, "speed"), "engine.speed");
+  s.speed = {speed.get_string("name"),          speed.get_double("time"),        speed.get_double("spread"),
              speed.get_double("slow_fraction"), speed.get_double("slow_factor"), speed.get_double("shape"),
              speed.get_string("file")};
   if (s.speed.name == "trace" && s.speed.file.empty())
@@ -208,109 +178,128 @@ PipelineSpec resolve_pipeline(const Value& root, const Registry& registry) {
     if (f.is_relative() && !s.source.empty()) f = std::filesystem::path(s.source).parent_path() / f;
     s.speed.file = f.lexically_normal().string();
   }
-  Value engine_resolved = engine.values();
-  engine_resolved.set("speed", speed.values());
-  resolved.set("engine", engine_resolved);
+  return speed.values();
+}
 
-  // data (+ partition)
+void resolve_engine(const Value& root, PipelineSpec& s, Value& resolved) {
+  const Value& engine_section = section(root, "engine", false);
+  Params engine = Params::validate(core_specs("engine"), engine_section, "engine", {"speed"});
+  s.engine = engine.get_string("name");
+  s.buffer = engine.get_int("buffer");
+  s.timeout = engine.get_double("timeout");
+  s.distributed = engine.get_bool("distributed");
+  s.authentication = engine.get_string("authentication");
+  s.key_file = engine.get_string("key_file");
+  if (s.buffer > s.workers)
+    engine.fail("buffer", "cannot exceed the number of workers (" + std::to_string(s.workers) + ")");
+  Value engine_resolved = engine.values();
+  engine_resolved.set("speed", resolve_speed(engine_section, s));
+  resolved.set("engine", engine_resolved);
+}
+
+// Keys that data plugins used to declare and that the core now owns for every source.
+void refuse_moved_data_keys(const Value& data) {
+  for (const auto& [old_key, new_key] : {std::pair<const char*, const char*>{"train_limit", "train"},
+                                         std::pair<const char*, const char*>{"test_limit", "test"}})
+    if (const Value* v = data.find(old_key))
+      throw Error(at(*v) + "data." + old_key + " has moved: the core limits every data source alike; write " +
+                  "`limit: {" + new_key + ": " + v->to_string() + "}` in the data section (data.limit." + new_key +
+                  ")");
+}
+
+// data: the plugin's own parameters plus the core's seed, partition and limit.
+void resolve_data(const Value& root, const Registry& registry, PipelineSpec& s, Value& resolved) {
   const Value& data = section(root, "data", true);
-  s.data = choose(registry, Kind::Data, data, "data", "", {"partition"});
-  Value partition_section = Value::map({});
-  if (const Value* part = data.find("partition")) {
-    if (part->type() == Value::Type::String) {
-      partition_section.set("name", *part);
-    } else {
-      partition_section = *part;
-    }
-  }
-  Params partition = Params::validate(
-      {spec("name", ParamType::String, "iid", "how the training set is split across workers", {}, {},
-            {"iid", "dirichlet"}),
-       spec("alpha", ParamType::Double, 1.0, "Dirichlet concentration (smaller = more skewed labels)", 1e-6)},
-      partition_section, "data.partition");
+  refuse_moved_data_keys(data);
+  const std::vector<ParamSpec>& core_keys = core_specs("data");
+  std::vector<std::string> core_names = names_of(core_keys);
+  core_names.insert(core_names.end(), {"partition", "limit"});
+  s.data = choose(registry, Kind::Data, data, "data", "", core_names);
+
+  Params data_core = Params::validate(core_keys, only_keys(data, core_keys), "data");
+  if (data_core.has("seed")) s.data_seed = static_cast<std::uint64_t>(data_core.get_int("seed"));
+
+  Params partition = Params::validate(core_specs("data.partition"), subsection(data, "partition"), "data.partition");
   s.partition = partition.get_string("name");
   s.dirichlet_alpha = partition.get_double("alpha");
-  Value data_core = Value::map({{"partition", partition.values()}});
-  resolved.set("data", resolved_section(s.data, data_core));
+  s.shards_per_worker = partition.get_int("per_worker");
 
-  const Value& model = section(root, "model", true);
-  s.model = choose(registry, Kind::Model, model, "model", "", {});
+  Value limit_section = subsection(data, "limit");
+  Params limit = Params::validate(core_specs("data.limit"), limit_section, "data.limit");
+  s.train_limit = limit.get_int("train");
+  s.test_limit = limit.get_int("test");
+
+  // Written back only when given, so configs without them resolve exactly as before.
+  Value data_resolved = Value::map({{"partition", partition.values()}});
+  if (s.data_seed) data_resolved.set("seed", Value(static_cast<std::int64_t>(*s.data_seed)));
+  if (data.find("limit")) data_resolved.set("limit", limit.values());
+  resolved.set("data", resolved_section(s.data, data_resolved));
+}
+
+void resolve_model(const Value& root, const Registry& registry, PipelineSpec& s, Value& resolved) {
+  s.model = choose(registry, Kind::Model, section(root, "model", true), "model", "", {});
   resolved.set("model", resolved_section(s.model, Value()));
+}
 
-  // optimizer (+ lr, schedule, weight decay: the core applies them to every optimizer alike)
-  const Value& opt = section(root, "optimizer", false);
-  s.optimizer = choose(registry, Kind::Optimizer, opt, "optimizer", "sgd", {"lr", "weight_decay", "schedule"});
-  Value opt_core_given = Value::map({});
-  for (const char* k : {"lr", "weight_decay"})
-    if (const Value* v = opt.find(k)) opt_core_given.set(k, *v);
-  Params opt_core = Params::validate(
-      {spec("lr", ParamType::Double, 0.1, "base learning rate", 0.0),
-       spec("weight_decay", ParamType::Double, 0.0, "L2 penalty added to every gradient", 0.0)},
-      opt_core_given, "optimizer");
-  s.lr = opt_core.get_double("lr");
-  s.weight_decay = opt_core.get_double("weight_decay");
-  Value schedule_section = Value::map({});
-  if (const Value* sch = opt.find("schedule"))
-    schedule_section = sch->type() == Value::Type::String ? Value::map({{"name", *sch}}) : *sch;
-  Params schedule = Params::validate(
-      {spec("name", ParamType::String, "constant", "learning-rate schedule", {}, {}, {"constant", "cosine", "step"}),
-       spec("warmup_steps", ParamType::Int, 0, "linear warm-up steps before the schedule", 0),
-       spec("gamma", ParamType::Double, 0.1, "step: factor applied at each decay", 0.0, 1.0),
-       spec("every", ParamType::Int, 0, "step: decay every this many steps (0: a third of the run)", 0),
-       spec("min_lr", ParamType::Double, 0.0, "cosine: final learning rate", 0.0)},
-      schedule_section, "optimizer.schedule");
+Value resolve_schedule(const Value& opt, PipelineSpec& s) {
+  Params schedule =
+      Params::validate(core_specs("optimizer.schedule"), subsection(opt, "schedule"), "optimizer.schedule");
   s.schedule.name = schedule.get_string("name");
   s.schedule.warmup_steps = schedule.get_int("warmup_steps");
   s.schedule.step_gamma = schedule.get_double("gamma");
   s.schedule.step_every = schedule.get_int("every");
   s.schedule.min_lr = schedule.get_double("min_lr");
-  Value opt_core_resolved = opt_core.values();
-  opt_core_resolved.set("schedule", schedule.values());
-  resolved.set("optimizer", resolved_section(s.optimizer, opt_core_resolved));
+  return schedule.values();
+}
 
-  // aggregator (+ pre-aggregators)
+// optimizer: the plugin's parameters plus lr, schedule and weight decay, which the core applies to every
+// optimizer alike.
+void resolve_optimizer(const Value& root, const Registry& registry, PipelineSpec& s, Value& resolved) {
+  const Value& opt = section(root, "optimizer", false);
+  const std::vector<ParamSpec>& core_keys = core_specs("optimizer");
+  std::vector<std::string> core_names = names_of(core_keys);
+  core_names.push_back("schedule");
+  s.optimizer = choose(registry, Kind::Optimizer, opt, "optimizer", "sgd", core_names);
+  Params opt_core = Params::validate(core_keys, only_keys(opt, core_keys), "optimizer");
+  s.lr = opt_core.get_double("lr");
+  s.weight_decay = opt_core.get_double("weight_decay");
+  Value opt_core_resolved = opt_core.values();
+  opt_core_resolved.set("schedule", resolve_schedule(opt, s));
+  resolved.set("optimizer", resolved_section(s.optimizer, opt_core_resolved));
+}
+
+// aggregator: the plugin plus its pre-aggregators (aggregator.pre: a name, or a list of names or sections).
+void resolve_aggregator(const Value& root, const Registry& registry, PipelineSpec& s, Value& resolved) {
   const Value& agg = section(root, "aggregator", false);
   s.aggregator = choose(registry, Kind::Aggregator, agg, "aggregator", "mean", {"pre"});
   Value::List pre_resolved;
-  if (const Value* pre = agg.find("pre")) {
-    if (!pre->is_null()) {
-      const Value::List items = pre->type() == Value::Type::List ? pre->as_list() : Value::List{*pre};
-      for (std::size_t i = 0; i < items.size(); ++i) {
-        Value item = items[i];
-        if (item.type() == Value::Type::String) {
-          Value m = Value::map({{"name", item}});
-          m.set_location(item.location());
-          item = m;
-        }
-        std::string path = "aggregator.pre[" + std::to_string(i) + "]";
-        if (item.type() != Value::Type::Map)
-          throw Error(at(items[i]) + path + " must be a pre-aggregator name or {name: ..., params}");
-        s.preaggregators.push_back(choose(registry, Kind::PreAggregator, item, path, "", {}));
-        pre_resolved.push_back(resolved_section(s.preaggregators.back(), Value()));
+  const Value* pre = agg.find("pre");
+  if (pre && !pre->is_null()) {
+    const Value::List items = pre->type() == Value::Type::List ? pre->as_list() : Value::List{*pre};
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      Value item = items[i];
+      if (item.type() == Value::Type::String) {
+        Value m = Value::map({{"name", item}});
+        m.set_location(item.location());
+        item = m;
       }
+      std::string path = "aggregator.pre[" + std::to_string(i) + "]";
+      if (item.type() != Value::Type::Map)
+        throw Error(at(items[i]) + path + " must be a pre-aggregator name or {name: ..., params}");
+      s.preaggregators.push_back(choose(registry, Kind::PreAggregator, item, path, "", {}));
+      pre_resolved.push_back(resolved_section(s.preaggregators.back(), Value()));
     }
   }
   resolved.set("aggregator", resolved_section(s.aggregator, Value::map({{"pre", Value::list(pre_resolved)}})));
+}
 
-  const Value& attack = section(root, "attack", false);
-  s.attack = choose(registry, Kind::Attack, attack, "attack", "none", {});
+void resolve_attack(const Value& root, const Registry& registry, PipelineSpec& s, Value& resolved) {
+  s.attack = choose(registry, Kind::Attack, section(root, "attack", false), "attack", "none", {});
   resolved.set("attack", resolved_section(s.attack, Value()));
+}
 
-  // training
-  const Value& training = section(root, "training", false);
-  Params train = Params::validate(
-      {spec("batch_size", ParamType::Int, 32, "samples per worker per step", 1),
-       spec("eval_every", ParamType::Int, 50, "steps between evaluations on the test set", 1),
-       spec("eval_batch_size", ParamType::Int, 1000, "batch size for evaluation", 1),
-       spec("threads", ParamType::Int, 0,
-            "threads computing the workers' gradients side by side (0: one per core); results do not depend on it",
-            0, 256)},
-      training, "training", {"budget"});
-  s.batch_size = train.get_int("batch_size");
-  s.eval_every = train.get_int("eval_every");
-  s.eval_batch_size = train.get_int("eval_batch_size");
-  s.threads = train.get_int("threads");
-  Value budget_resolved = Value::map({});
+// training.budget holds exactly one unit; a missing budget is 100 steps.
+Value resolve_budget(const Value& training, PipelineSpec& s) {
   const Value* budget = training.find("budget");
   if (!budget || budget->is_null()) {
     s.budget = {"steps", 100};
@@ -318,35 +307,78 @@ PipelineSpec resolve_pipeline(const Value& root, const Registry& registry) {
     if (budget->type() != Value::Type::Map || budget->as_map().size() != 1)
       throw Error(at(*budget) + "training.budget must hold exactly one of steps, epochs or gradients, "
                                 "e.g. {epochs: 2}");
+    Params::validate(core_specs("training.budget"), *budget, "training.budget");
     const auto& [unit, amount] = budget->as_map().front();
-    if (unit != "steps" && unit != "epochs" && unit != "gradients")
-      throw Error(at(amount) + "training.budget." + unit + ": unknown unit; use steps, epochs or gradients");
     if (!amount.is_number() || !(amount.as_double() > 0))
       throw Error(at(amount) + "training.budget." + unit + " must be a positive number, got '" + amount.to_string() +
                   "'");
     s.budget = {unit, amount.as_double()};
   }
-  budget_resolved.set(s.budget.unit, Value(s.budget.amount));
+  return Value::map({{s.budget.unit, Value(s.budget.amount)}});
+}
+
+void resolve_training(const Value& root, PipelineSpec& s, Value& resolved) {
+  const Value& training = section(root, "training", false);
+  Params train = Params::validate(core_specs("training"), training, "training", {"budget"});
+  s.batch_size = train.get_int("batch_size");
+  s.eval_every = train.get_int("eval_every");
+  s.eval_batch_size = train.get_int("eval_batch_size");
+  s.threads = train.get_int("threads");
   Value train_resolved = train.values();
-  train_resolved.set("budget", budget_resolved);
+  train_resolved.set("budget", resolve_budget(training, s));
   resolved.set("training", train_resolved);
+}
 
+// server_data: {samples: N}: the server's own clean sample, whose gradient aggregators receive each round
+// (RoundContext::server_gradient). Written to the resolved config only when given, so configs without it
+// resolve exactly as before.
+void resolve_server_data(const Value& root, PipelineSpec& s, Value& resolved) {
+  const Value* given = root.find("server_data");
+  if (!given || given->is_null()) return;
+  Params p = Params::validate(core_specs("server_data"), *given, "server_data");
+  s.server_samples = p.get_int("samples");
+  if (s.server_samples > 0 && s.distributed)
+    p.fail("samples", "is not supported in the distributed mode yet (the server holds no training data there); "
+                      "remove server_data or run the sync or async simulation");
+  resolved.set("server_data", p.values());
+}
+
+void resolve_compare(const Value& root, PipelineSpec& s, Value& resolved) {
+  const Value* compare = root.find("compare");
+  if (!compare) return;
+  if (compare->type() != Value::Type::Map)
+    throw Error(at(*compare) + "'compare' must map config keys to lists of values, e.g. {aggregator.name: [mean, cm]}");
+  for (const auto& [key, values] : compare->as_map()) {
+    if (values.type() != Value::Type::List || values.as_list().empty())
+      throw Error(at(values) + "compare." + key + " must be a non-empty list of values");
+    if (key.rfind("compare", 0) == 0) throw Error(at(values) + "compare cannot vary itself");
+    s.compare.emplace_back(key, values.as_list());
+  }
+  resolved.set("compare", *compare);
+}
+
+}  // namespace
+
+PipelineSpec resolve_pipeline(const Value& root, const Registry& registry) {
+  check_top_level_keys(root);
+  PipelineSpec s;
+  std::string loc = root.location();
+  s.source = loc.substr(0, loc.rfind(':'));
+  Value resolved = Value::map({});
+  // The order fixes the order of config.yaml's sections and which error a config with several shows first.
+  resolve_top_level(root, s, resolved);
+  resolve_workers(root, s, resolved);
+  resolve_engine(root, s, resolved);
+  resolve_data(root, registry, s, resolved);
+  resolve_model(root, registry, s, resolved);
+  resolve_optimizer(root, registry, s, resolved);
+  resolve_aggregator(root, registry, s, resolved);
+  resolve_attack(root, registry, s, resolved);
+  resolve_training(root, s, resolved);
   resolve_server_data(root, s, resolved);
-
   s.plugin_paths = config_plugin_paths(root);
   if (const Value* plugins = root.find("plugins")) resolved.set("plugins", *plugins);
-
-  if (const Value* compare = root.find("compare")) {
-    if (compare->type() != Value::Type::Map)
-      throw Error(at(*compare) + "'compare' must map config keys to lists of values, e.g. {aggregator.name: [mean, cm]}");
-    for (const auto& [key, values] : compare->as_map()) {
-      if (values.type() != Value::Type::List || values.as_list().empty())
-        throw Error(at(values) + "compare." + key + " must be a non-empty list of values");
-      if (key.rfind("compare", 0) == 0) throw Error(at(values) + "compare cannot vary itself");
-      s.compare.emplace_back(key, values.as_list());
-    }
-    resolved.set("compare", *compare);
-  }
+  resolve_compare(root, s, resolved);
   s.resolved = std::move(resolved);
   return s;
 }

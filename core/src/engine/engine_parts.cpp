@@ -58,9 +58,23 @@ EnginePlugins make_plugins(const PipelineSpec& spec, const Registry& registry, c
   return p;
 }
 
+namespace {
+// data.limit: the first N samples of any source, cut after loading so every data plugin gets it alike
+// (a plugin's own statistics, such as its standardisation, come from what it loaded).
+void apply_limits(const PipelineSpec& spec, Dataset& data) {
+  auto cut = [](at::Tensor& x, at::Tensor& y, std::int64_t limit) {
+    if (limit <= 0 || limit >= x.size(0)) return;
+    x = x.narrow(0, 0, limit).clone();
+    y = y.narrow(0, 0, limit).clone();
+  };
+  cut(data.train_x, data.train_y, spec.train_limit);
+  cut(data.test_x, data.test_y, spec.test_limit);
+}
+}  // namespace
+
 Dataset load_data(const PipelineSpec& spec, const Registry& registry, const RunInfo& info,
                   std::shared_ptr<spdlog::logger> logger) {
-  RunContext ctx(info, derive_seed(spec.seed, "data"), "data(" + spec.data.name + ")", logger);
+  RunContext ctx(info, data_seed(spec, "data"), "data(" + spec.data.name + ")", logger);
   PhaseScope phase("loading the data", Kind::Data, spec.data.name);
   std::shared_ptr<DataSource> source = registry.make_data(spec.data.name, spec.data.params, ctx);
   Dataset data = guard_plugin(plugin_label(registry, Kind::Data, spec.data.name), [&] { return source->load(); });
@@ -68,6 +82,7 @@ Dataset load_data(const PipelineSpec& spec, const Registry& registry, const RunI
       data.classes < 2 || data.train_x.size(0) != data.train_y.size(0) || data.test_x.size(0) != data.test_y.size(0))
     throw Error("data '" + spec.data.name + "' returned an inconsistent data set (tensors missing, classes < 2, or "
                 "sample and label counts differ)");
+  apply_limits(spec, data);
   if (logger)
     logger->info("data: {} ({} train, {} test, {} classes)", data.description, data.train_x.size(0),
                  data.test_x.size(0), data.classes);
@@ -160,11 +175,10 @@ void BatchStream::reshuffle() {
 }
 
 std::vector<BatchStream> make_streams(const PipelineSpec& spec, const Dataset& data) {
-  std::vector<at::Tensor> partitions = partition_indices(data.train_y, data.classes, spec.workers, spec.partition,
-                                                         spec.dirichlet_alpha, derive_seed(spec.seed, "partition"));
+  std::vector<at::Tensor> partitions = partition_of(spec, data.train_y, data.classes);
   std::vector<BatchStream> streams;
   for (std::int64_t w = 0; w < spec.workers; ++w)
-    streams.emplace_back(partitions[w], derive_seed(spec.seed, "worker/" + std::to_string(w) + "/batches"));
+    streams.emplace_back(partitions[w], data_seed(spec, "worker/" + std::to_string(w) + "/batches"));
   return streams;
 }
 

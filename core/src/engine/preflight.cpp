@@ -141,7 +141,8 @@ struct Measurer {
             tensor_bytes(data.test_y));
     // Each worker's index tensor and its shuffled order: two int64 per training sample in all.
     add("workers' batch streams (sample indices)", "data", 16.0 * static_cast<double>(n_train));
-    partition_indices(data.train_y, data.classes, spec.workers, spec.partition, spec.dirichlet_alpha, 0);
+    partition_indices(data.train_y, data.classes, spec.workers, spec.partition, spec.dirichlet_alpha, 0,
+                      spec.shards_per_worker);
     check_batch(data);
 
     const std::string model_what = "model " + plugin_text(spec.model);

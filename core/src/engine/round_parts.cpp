@@ -32,8 +32,7 @@ State deep_copy(const State& state) {
 }  // namespace
 
 at::Tensor server_sample_indices(const PipelineSpec& spec, const Dataset& data) {
-  std::vector<at::Tensor> partitions = partition_indices(data.train_y, data.classes, spec.workers, spec.partition,
-                                                         spec.dirichlet_alpha, derive_seed(spec.seed, "partition"));
+  std::vector<at::Tensor> partitions = partition_of(spec, data.train_y, data.classes);
   at::Tensor honest = at::cat(std::vector<at::Tensor>(partitions.begin(), partitions.begin() + spec.honest()));
   if (honest.numel() < spec.server_samples)
     throw Error("server_data.samples is " + std::to_string(spec.server_samples) + " but the honest workers hold only " +

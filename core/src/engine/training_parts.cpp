@@ -17,7 +17,54 @@ std::uint64_t splitmix64(std::uint64_t x) {
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
   return x ^ (x >> 31);
 }
+
+// McMahan et al. 2017's pathological non-iid split. The samples, sorted by label (labels in a seeded
+// order, samples shuffled within each), are cut into parts * per_worker contiguous shards of near-equal
+// size; worker who[w] takes shards w, w + parts, w + 2 parts, ... Two shards `parts` apart lie n /
+// per_worker samples apart, more than one label holds when the classes are balanced and per_worker <=
+// classes, so each worker's shards come from different labels: exactly per_worker labels each when
+// parts * per_worker is also a multiple of the number of classes (no shard straddles two labels).
+void split_into_shards(const at::Tensor& labels, std::int64_t classes, std::int64_t parts, std::int64_t per_worker,
+                       std::mt19937_64& rng, std::vector<std::vector<std::int64_t>>& buckets) {
+  const std::int64_t n = labels.size(0);
+  const std::int64_t shards = parts * per_worker;
+  if (per_worker > classes)
+    throw Error("data.partition.per_worker = " + std::to_string(per_worker) + " exceeds the " +
+                std::to_string(classes) + " classes of the data; use at most " + std::to_string(classes));
+  if (n < shards)
+    throw Error("data.partition: shards needs at least workers * per_worker = " + std::to_string(shards) +
+                " training samples, the training set has " + std::to_string(n) +
+                "; lower data.partition.per_worker or use fewer workers");
+  auto label_of = labels.accessor<std::int64_t, 1>();
+  std::vector<std::vector<std::int64_t>> by_class(classes);
+  for (std::int64_t i = 0; i < n; ++i) by_class[label_of[i]].push_back(i);
+  std::vector<std::int64_t> label_order(classes), who(parts);
+  for (std::int64_t c = 0; c < classes; ++c) label_order[c] = c;
+  for (std::int64_t w = 0; w < parts; ++w) who[w] = w;
+  std::shuffle(label_order.begin(), label_order.end(), rng);
+  std::shuffle(who.begin(), who.end(), rng);
+  std::vector<std::int64_t> sorted;
+  sorted.reserve(n);
+  for (std::int64_t c : label_order) {
+    std::shuffle(by_class[c].begin(), by_class[c].end(), rng);
+    sorted.insert(sorted.end(), by_class[c].begin(), by_class[c].end());
+  }
+  for (std::int64_t j = 0; j < shards; ++j) {
+    auto& bucket = buckets[who[j % parts]];
+    bucket.insert(bucket.end(), sorted.begin() + j * n / shards, sorted.begin() + (j + 1) * n / shards);
+  }
+}
+
 }  // namespace
+
+std::uint64_t data_seed(const PipelineSpec& spec, const std::string& purpose) {
+  return derive_seed(spec.data_seed ? *spec.data_seed : spec.seed, purpose);
+}
+
+std::vector<at::Tensor> partition_of(const PipelineSpec& spec, const at::Tensor& labels, std::int64_t classes) {
+  return partition_indices(labels, classes, spec.workers, spec.partition, spec.dirichlet_alpha,
+                           data_seed(spec, "partition"), spec.shards_per_worker);
+}
 
 std::uint64_t derive_seed(std::uint64_t run_seed, const std::string& purpose) {
   std::uint64_t h = 1469598103934665603ULL;  // FNV-1a of the purpose, mixed with the run seed
@@ -42,7 +89,8 @@ double learning_rate(const ScheduleSpec& s, double base, std::int64_t step, std:
 }
 
 std::vector<at::Tensor> partition_indices(const at::Tensor& labels, std::int64_t classes, std::int64_t parts,
-                                          const std::string& method, double alpha, std::uint64_t seed) {
+                                          const std::string& method, double alpha, std::uint64_t seed,
+                                          std::int64_t per_worker) {
   const std::int64_t n = labels.size(0);
   if (n < parts)
     throw Error("the training set has " + std::to_string(n) + " samples, fewer than the " + std::to_string(parts) +
@@ -80,8 +128,10 @@ std::vector<at::Tensor> partition_indices(const at::Tensor& labels, std::int64_t
         start = std::max(start, end);
       }
     }
+  } else if (method == "shards") {
+    split_into_shards(labels, classes, parts, per_worker, rng, buckets);
   } else {
-    throw Error("unknown partition '" + method + "' (use iid or dirichlet)");
+    throw Error("unknown partition '" + method + "' (use iid, dirichlet or shards)");
   }
   std::vector<at::Tensor> out;
   for (std::int64_t w = 0; w < parts; ++w) {

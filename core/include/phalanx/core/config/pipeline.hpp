@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -61,8 +62,14 @@ struct PipelineSpec {
 
   PluginChoice data, model, optimizer, aggregator, attack;
   std::vector<PluginChoice> preaggregators;
-  std::string partition = "iid";
+  std::string partition = "iid";      // iid | dirichlet | shards
   double dirichlet_alpha = 1.0;
+  std::int64_t shards_per_worker = 2;  // shards: k shards (labels) per worker
+  /// data.seed: seeds the data source, the partition and the batch orders apart from the run seed; unset,
+  /// they derive from the run seed (data_seed() in engine/training_parts.hpp).
+  std::optional<std::uint64_t> data_seed;
+  std::int64_t train_limit = 0;  // data.limit.train: first N training samples only (0: all)
+  std::int64_t test_limit = 0;   // data.limit.test
 
   double lr = 0.1;
   double weight_decay = 0.0;
