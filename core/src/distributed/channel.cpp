@@ -290,7 +290,8 @@ void Cluster::authenticate_with_server(std::chrono::milliseconds timeout, int ta
 struct ServerLinks::Link {
   std::mutex mutex;
   std::condition_variable posted;
-  std::optional<Message> outbox;
+  // Params replace a queued Params (a worker behind gets the latest); state messages and Stop queue up.
+  std::deque<Message> outbox;
   WorkPtr receiving, sending;  // in flight, so shutdown can abort them
   std::thread receiver, sender;
   std::atomic<bool> sender_done{false}, receiver_done{false};
@@ -449,10 +450,10 @@ void ServerLinks::send_loop(int rank) {
     Message m;
     {
       std::unique_lock<std::mutex> lock(link.mutex);
-      link.posted.wait(lock, [&] { return stopping_ || (link.ready && link.outbox.has_value()); });
+      link.posted.wait(lock, [&] { return stopping_ || (link.ready && !link.outbox.empty()); });
       if (stopping_) break;
-      m = std::move(*link.outbox);
-      link.outbox.reset();
+      m = std::move(link.outbox.front());
+      link.outbox.pop_front();
     }
     if (macs_[rank]) macs_[rank]->seal(m);
     try {
@@ -478,7 +479,11 @@ void ServerLinks::post(int rank, Message m) {
   if (stopping_ || rank < 1 || rank >= static_cast<int>(links_.size()) || !alive(rank)) return;
   Link& link = *links_[rank];
   std::lock_guard<std::mutex> lock(link.mutex);
-  link.outbox = std::move(m);
+  const MessageKind kind = m.header.kind;
+  if (kind == MessageKind::Stop) link.outbox.clear();
+  else if (kind == MessageKind::Params && !link.outbox.empty() && link.outbox.back().header.kind == MessageKind::Params)
+    link.outbox.pop_back();
+  link.outbox.push_back(std::move(m));
   link.posted.notify_all();
 }
 
