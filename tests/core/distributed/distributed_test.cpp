@@ -282,7 +282,7 @@ TEST(Distributed, ResumingAnAsyncRunIsRefusedClearly) {
   std::filesystem::create_directories(dir + "/run");
   write_file(dir + "/run/config.yaml", read_file(cfg));
   // One process is enough: the server refuses before it waits for anyone.
-  Outcome r = phalanx("launch --rank 0 --world-size 5 --port 1 --resume " + dir + "/run --set engine.name=async");
+  Outcome r = phalanx("launch --rank 0 --world-size 5 --master-port 29999 --resume " + dir + "/run --set engine.name=async");
   EXPECT_NE(r.code, 0);
   EXPECT_THAT(r.output, ::testing::HasSubstr("resuming a distributed async run is not implemented"));
 }
