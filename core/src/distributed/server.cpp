@@ -442,156 +442,206 @@ class SyncServer {
   at::Tensor rows_;                        // [n, d]: this round's messages by worker
 };
 
-RunResult serve_async(Server& s, std::int64_t total_steps, std::int64_t total_arrivals) {
-  const PipelineSpec& spec = s.spec;
-  FlatModel& model = *s.run.model;
-  RunResult result;
-  result.total_steps = total_steps;
-  // The server's parameters; model.params() is where evaluations happen.
-  at::Tensor server = model.params().clone();
-  std::int64_t updates = 0, arrivals = 0, honest_arrivals = 0, received = 0, seq = 0;
-  auto current_index = [&] {
-    const std::int64_t own = s.plugins.optimizer->iteration();
-    return own >= 0 ? own : updates;
-  };
-  const bool omniscient = spec.byzantine > 0 && s.plugins.attack->omniscient();
-  std::vector<std::int64_t> pulled(s.n, 0);
-  auto reply = [&](int rank) {
-    pulled[rank - 1] = current_index();
-    s.links.post(rank, params_message(pulled[rank - 1], seq++,
-                                      s.plugins.optimizer->params_for_worker(server, rank - 1), &s.snapshots));
-  };
-  for (int r = 1; r <= s.n; ++r) reply(r);
+/// Everything the asynchronous loop carries from one message to the next besides the plugins, the model
+/// and the metrics, in one place (what a checkpoint of an async run would have to hold with them).
+struct AsyncProgress {
+  std::int64_t updates = 0;          // server updates applied
+  std::int64_t arrivals = 0;         // messages accepted
+  std::int64_t honest_arrivals = 0;  // ... of honest workers
+  std::int64_t received = 0;         // messages received, accepted or not
+  std::int64_t seq = 0;              // parameter messages sent
+  std::vector<std::int64_t> pulled;          // by worker: the index of the parameters it was last sent
+  std::vector<std::int64_t> buffer_workers;  // engine.buffer > 1: the workers of the messages buffered
+  std::vector<char> buffer_copy;             // ... and whether each is a Byzantine worker's true message
+};
 
-  at::Tensor buffer = at::empty({spec.buffer, s.d}, at::kFloat);
-  std::vector<std::int64_t> buffer_workers;
-  std::vector<char> buffer_copy;
-  at::Tensor last_honest = at::zeros({1, s.d});
-  double lr = learning_rate(spec.schedule, spec.lr, 0, total_steps);
-  auto attack_rows = [&](at::Tensor rows, const std::vector<std::int64_t>& workers, const std::vector<char>& copy) {
+/// The asynchronous protocol: the server takes messages from any worker as they come, applies each (or
+/// every engine.buffer of them, aggregated) with its true iteration index and staleness, and replies to
+/// that worker with the newest parameters.
+class AsyncServer {
+ public:
+  AsyncServer(Server& s, std::int64_t total_steps, std::int64_t total_arrivals)
+      : s_(s), spec_(s.spec), total_steps_(total_steps), total_arrivals_(total_arrivals),
+        server_(s.run.model->params().clone()), buffer_(at::empty({s.spec.buffer, s.d}, at::kFloat)),
+        last_honest_(at::zeros({1, s.d})) {
+    result_.total_steps = total_steps;
+    omniscient_ = spec_.byzantine > 0 && s.plugins.attack->omniscient();
+    progress_.pulled.assign(s.n, 0);
+    lr_ = learning_rate(spec_.schedule, spec_.lr, 0, total_steps);
+  }
+
+  RunResult run() {
+    for (int r = 1; r <= s_.n; ++r) reply(r);
+    while (progress_.updates < total_steps_ && !stop_requested() && can_go_on()) {
+      auto e = s_.links.next(std::chrono::milliseconds(100));
+      if (!e) continue;
+      if (e->lost) {
+        s_.lost(*e);
+        continue;
+      }
+      ++progress_.received;
+      if (!e->rejected.empty()) {
+        // No reply: a forged message must not make the server hand out extra work (docs/distributed.md).
+        s_.reject(e->rank, e->message, e->rejected);
+        continue;
+      }
+      const Taken taken = take(e->message, e->rank);
+      if (taken == Taken::stop || (taken == Taken::applied && !after_update())) break;
+      // A rejected message's worker is still there: give it fresh parameters to go on with.
+      if (taken == Taken::rejected || progress_.updates < total_steps_) reply(e->rank);
+    }
+    s_.run.model->params().copy_(server_);
+    if (stop_requested() && result_.status == RunStatus::ok && progress_.updates < total_steps_) {
+      result_.status = RunStatus::interrupted;
+      result_.message = "stopped by a signal at update " + std::to_string(progress_.updates) + " of " +
+                        std::to_string(total_steps_);
+      evaluate();
+    }
+    return result_;
+  }
+
+ private:
+  enum class Taken { rejected, kept, applied, stop };
+
+  std::int64_t current_index() const {
+    const std::int64_t own = s_.plugins.optimizer->iteration();
+    return own >= 0 ? own : progress_.updates;
+  }
+
+  void reply(int rank) {
+    std::int64_t& pulled = progress_.pulled[rank - 1];
+    pulled = current_index();
+    s_.links.post(rank, params_message(pulled, progress_.seq++,
+                                       s_.plugins.optimizer->params_for_worker(server_, rank - 1), &s_.snapshots));
+  }
+
+  bool can_go_on() {
+    if (s_.links.alive_count() == 0) {
+      result_.status = RunStatus::failed;
+      result_.message = "every worker is gone after " + std::to_string(progress_.updates) +
+                        " updates; see the workers' logs";
+      return false;
+    }
+    if (progress_.received > 4 * total_arrivals_ + 100) {
+      result_.status = RunStatus::failed;
+      result_.message = "almost every message was refused; the run cannot make progress";
+      return false;
+    }
+    return true;
+  }
+
+  // Checks worker message `m` and applies it (or adds it to the buffer).
+  Taken take(const Message& m, int rank) {
+    const std::int64_t k = rank - 1;
+    const std::string why =
+        check_gradient_message(m, rank, s_.d, progress_.pulled[k], current_index(), omniscient_ && k >= s_.h);
+    if (!why.empty()) {
+      s_.reject(rank, m, why);
+      return Taken::rejected;
+    }
+    ++progress_.arrivals;
+    if (k < s_.h) {
+      ++progress_.honest_arrivals;
+      s_.metrics.add_train_loss(m.header.loss);
+      last_honest_.copy_(m.payload.unsqueeze(0));
+    }
+    lr_ = learning_rate(spec_.schedule, spec_.lr, progress_.updates, total_steps_);
+    const bool copy = (m.header.flags & kFlagHonestCopy) != 0;
+    return spec_.buffer == 1 ? apply_one(m, k, copy) : add_to_buffer(m, k, copy);
+  }
+
+  Taken apply_one(const Message& m, std::int64_t k, bool copy) {
+    at::Tensor message = m.payload.unsqueeze(0);
+    if (copy) {
+      message = message.clone();
+      attack_rows(message, {k}, {1});
+    }
+    if (count_nonfinite_rows(message)) {  // only an attack crafted by the server can get here
+      s_.metrics.add_nonfinite(1);
+      return Taken::kept;
+    }
+    Arrival arrival{k, progress_.pulled[k], current_index(), s_.elapsed()};
+    s_.metrics.add_staleness(arrival.staleness());
+    ScopedTimer timer(result_.time.update);
+    guard_plugin(s_.plugins.labels.optimizer, [&] { s_.plugins.optimizer->apply(server_, message[0], arrival, lr_); });
+    return Taken::applied;
+  }
+
+  Taken add_to_buffer(const Message& m, std::int64_t k, bool copy) {
+    std::vector<std::int64_t>& workers = progress_.buffer_workers;
+    buffer_[static_cast<std::int64_t>(workers.size())].copy_(m.payload);
+    workers.push_back(k);
+    progress_.buffer_copy.push_back(copy ? 1 : 0);
+    s_.metrics.add_staleness(current_index() - progress_.pulled[k]);
+    if (static_cast<std::int64_t>(workers.size()) < spec_.buffer) return Taken::kept;
+    at::Tensor rows = buffer_.clone();
+    attack_rows(rows, workers, progress_.buffer_copy);
+    s_.metrics.add_nonfinite(count_nonfinite_rows(rows));
+    at::Tensor update = [&] {
+      ScopedTimer timer(result_.time.aggregation);
+      return aggregate_rows(spec_, s_.plugins, rows);
+    }();
+    if (!at::isfinite(update).all().item<bool>()) {
+      result_.status = RunStatus::diverged;
+      result_.message = "aggregator '" + spec_.aggregator.name + "' produced a non-finite update at update " +
+                        std::to_string(progress_.updates);
+      return Taken::stop;
+    }
+    Arrival arrival{-1, current_index(), current_index(), s_.elapsed()};
+    {
+      ScopedTimer timer(result_.time.update);
+      guard_plugin(s_.plugins.labels.optimizer, [&] { s_.plugins.optimizer->apply(server_, update, arrival, lr_); });
+    }
+    workers.clear();
+    progress_.buffer_copy.clear();
+    return Taken::applied;
+  }
+
+  // The server-side omniscient attack on the Byzantine workers' true messages among `rows`.
+  void attack_rows(at::Tensor rows, const std::vector<std::int64_t>& workers, const std::vector<char>& copy) {
     std::vector<std::int64_t> honest_idx, byz_idx;
     for (std::size_t i = 0; i < workers.size(); ++i) (copy[i] ? byz_idx : honest_idx).push_back(i);
     if (byz_idx.empty()) return;
     at::Tensor hi = at::tensor(honest_idx, at::kLong), bi = at::tensor(byz_idx, at::kLong);
-    AttackRound round{honest_idx.empty() ? last_honest : rows.index_select(0, hi), rows.index_select(0, bi), updates};
-    at::Tensor crafted = guard_plugin(s.plugins.labels.attack, [&] { return s.plugins.attack->craft(round); });
-    require_shape(crafted, {static_cast<std::int64_t>(byz_idx.size()), s.d}, "attack '" + spec.attack.name + "'");
+    AttackRound round{honest_idx.empty() ? last_honest_ : rows.index_select(0, hi), rows.index_select(0, bi),
+                      progress_.updates};
+    at::Tensor crafted = guard_plugin(s_.plugins.labels.attack, [&] { return s_.plugins.attack->craft(round); });
+    require_shape(crafted, {static_cast<std::int64_t>(byz_idx.size()), s_.d}, "attack '" + spec_.attack.name + "'");
     rows.index_copy_(0, bi, crafted);
-  };
+  }
 
-  while (updates < total_steps) {
-    if (stop_requested()) break;
-    if (s.links.alive_count() == 0) {
-      result.status = RunStatus::failed;
-      result.message = "every worker is gone after " + std::to_string(updates) + " updates; see the workers' logs";
-      break;
+  // After an update: the fault hook, the finiteness check, an evaluation when due. False: the run stops.
+  bool after_update() {
+    const std::int64_t updates = ++progress_.updates;
+    s_.maybe_crash(updates);
+    if (count_nonfinite_rows(server_.unsqueeze(0)) > 0) {
+      result_.status = RunStatus::diverged;
+      result_.message = "parameters became non-finite at update " + std::to_string(updates) +
+                        "; lower optimizer.lr or use a robust aggregator";
+      return false;
     }
-    if (received > 4 * total_arrivals + 100) {
-      result.status = RunStatus::failed;
-      result.message = "almost every message was refused; the run cannot make progress";
-      break;
-    }
-    auto e = s.links.next(std::chrono::milliseconds(100));
-    if (!e) continue;
-    if (e->lost) {
-      s.lost(*e);
-      continue;
-    }
-    ++received;
-    if (!e->rejected.empty()) {
-      // No reply: a forged message must not make the server hand out extra work (docs/distributed.md).
-      s.reject(e->rank, e->message, e->rejected);
-      continue;
-    }
-    const Message& m = e->message;
-    const int rank = e->rank;
-    const std::int64_t k = rank - 1;
-    const std::string why = check_gradient_message(m, rank, s.d, pulled[k], current_index(), omniscient && k >= s.h);
-    if (!why.empty()) {
-      s.reject(rank, m, why);
-      reply(rank);  // the worker is still there: give it fresh parameters to go on with
-      continue;
-    }
-    ++arrivals;
-    if (k < s.h) {
-      ++honest_arrivals;
-      s.metrics.add_train_loss(m.header.loss);
-      last_honest.copy_(m.payload.unsqueeze(0));
-    }
-    lr = learning_rate(spec.schedule, spec.lr, updates, total_steps);
-    const bool copy = (m.header.flags & kFlagHonestCopy) != 0;
-    bool applied = false;
-    if (spec.buffer == 1) {
-      at::Tensor message = m.payload.unsqueeze(0);
-      if (copy) {
-        message = message.clone();
-        attack_rows(message, {k}, {1});
-      }
-      if (count_nonfinite_rows(message)) {  // only an attack crafted by the server can get here
-        s.metrics.add_nonfinite(1);
-      } else {
-        Arrival arrival{k, pulled[k], current_index(), s.elapsed()};
-        s.metrics.add_staleness(arrival.staleness());
-        ScopedTimer timer(result.time.update);
-        guard_plugin(s.plugins.labels.optimizer, [&] { s.plugins.optimizer->apply(server, message[0], arrival, lr); });
-        applied = true;
-      }
-    } else {
-      buffer[static_cast<std::int64_t>(buffer_workers.size())].copy_(m.payload);
-      buffer_workers.push_back(k);
-      buffer_copy.push_back(copy ? 1 : 0);
-      s.metrics.add_staleness(current_index() - pulled[k]);
-      if (static_cast<std::int64_t>(buffer_workers.size()) == spec.buffer) {
-        at::Tensor rows = buffer.clone();
-        attack_rows(rows, buffer_workers, buffer_copy);
-        s.metrics.add_nonfinite(count_nonfinite_rows(rows));
-        at::Tensor update = [&] {
-          ScopedTimer timer(result.time.aggregation);
-          return aggregate_rows(spec, s.plugins, rows);
-        }();
-        if (!at::isfinite(update).all().item<bool>()) {
-          result.status = RunStatus::diverged;
-          result.message = "aggregator '" + spec.aggregator.name + "' produced a non-finite update at update " +
-                           std::to_string(updates);
-          break;
-        }
-        Arrival arrival{-1, current_index(), current_index(), s.elapsed()};
-        {
-          ScopedTimer timer(result.time.update);
-          guard_plugin(s.plugins.labels.optimizer, [&] { s.plugins.optimizer->apply(server, update, arrival, lr); });
-        }
-        buffer_workers.clear();
-        buffer_copy.clear();
-        applied = true;
-      }
-    }
-    if (applied) {
-      ++updates;
-      s.maybe_crash(updates);
-      if (count_nonfinite_rows(server.unsqueeze(0)) > 0) {
-        result.status = RunStatus::diverged;
-        result.message = "parameters became non-finite at update " + std::to_string(updates) +
-                         "; lower optimizer.lr or use a robust aggregator";
-        break;
-      }
-      if (updates % spec.eval_every == 0 || updates == total_steps) {
-        model.params().copy_(server);
-        s.metrics.evaluate(updates, honest_arrivals * spec.batch_size, static_cast<double>(arrivals * spec.batch_size),
-                           lr, s.elapsed(), result);
-        if (diverged_on_test_loss(result, updates)) break;
-      }
-    }
-    if (updates < total_steps) reply(rank);
+    if (updates % spec_.eval_every != 0 && updates != total_steps_) return true;
+    s_.run.model->params().copy_(server_);
+    evaluate();
+    return !diverged_on_test_loss(result_, updates);
   }
-  model.params().copy_(server);
-  if (stop_requested() && result.status == RunStatus::ok && updates < total_steps) {
-    result.status = RunStatus::interrupted;
-    result.message = "stopped by a signal at update " + std::to_string(updates) + " of " + std::to_string(total_steps);
-    s.metrics.evaluate(updates, honest_arrivals * spec.batch_size, static_cast<double>(arrivals * spec.batch_size), lr,
-                       s.elapsed(), result);
+
+  void evaluate() {
+    s_.metrics.evaluate(progress_.updates, progress_.honest_arrivals * spec_.batch_size,
+                        static_cast<double>(progress_.arrivals * spec_.batch_size), lr_, s_.elapsed(), result_);
   }
-  return result;
-}
+
+  Server& s_;
+  const PipelineSpec& spec_;
+  const std::int64_t total_steps_, total_arrivals_;
+  bool omniscient_ = false;
+  AsyncProgress progress_;
+  RunResult result_;
+  double lr_ = 0;
+  at::Tensor server_;       // the server's parameters; model.params() is where evaluations happen
+  at::Tensor buffer_;       // [engine.buffer, d]
+  at::Tensor last_honest_;  // [1, d]: what an attack sees when a buffer holds no honest message
+};
 
 RunResult run_server(const PipelineSpec& spec, const Registry& registry, Cluster& cluster, const std::string& out_dir,
                      std::shared_ptr<spdlog::logger> logger, const RunControl& control) {
@@ -623,7 +673,7 @@ RunResult run_server(const PipelineSpec& spec, const Registry& registry, Cluster
       const std::int64_t total_arrivals = spec.budget.unit == "steps"
                                               ? spec.budget.amount * spec.buffer
                                               : budget_steps(spec.budget, run.data.train_x.size(0), 1, 1, spec.batch_size);
-      result = serve_async(s, total_steps, total_arrivals);
+      result = AsyncServer(s, total_steps, total_arrivals).run();
     } else {
       SyncServer sync(s, total_steps);
       if (resumed) sync.restore(*resumed);
