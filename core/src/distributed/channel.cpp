@@ -1,5 +1,6 @@
 #include "phalanx/core/distributed/channel.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -94,9 +95,11 @@ bool send_with(c10d::ProcessGroup& pg, int to, const Message& m, int tag, Wait&&
   return wait(sending_head) && wait(sending_body);
 }
 
+// `max_state_bytes` (when larger) bounds a worker's state message instead of `max_numel`: only a byte
+// payload of kind State may be that large, so a gradient still cannot make the server allocate more.
 template <class Wait>
 std::optional<Message> receive_with(c10d::ProcessGroup& pg, int from, std::int64_t max_numel, int tag,
-                                    BufferPool* pool, Wait&& wait) {
+                                    BufferPool* pool, Wait&& wait, std::int64_t max_state_bytes = 0) {
   std::vector<at::Tensor> head{at::empty({static_cast<std::int64_t>(kHeaderLength)}, at::kLong)};
   if (!wait(pg.recv(head, from, tag))) return std::nullopt;
   Message m;
@@ -104,6 +107,8 @@ std::optional<Message> receive_with(c10d::ProcessGroup& pg, int from, std::int64
   if (m.header.magic != kMagic)
     throw Error("rank " + std::to_string(from) + " sent a message that is not a phalanx message (bad magic " +
                 std::to_string(m.header.magic) + "); is it running the same phalanx version?");
+  if (m.header.kind == MessageKind::State && m.header.dtype == static_cast<std::int64_t>(at::kByte))
+    max_numel = std::max(max_numel, max_state_bytes);
   if (m.header.numel < 0 || m.header.numel > max_numel || (m.header.numel > 0 && !known_dtype(m.header.dtype)))
     throw Error("rank " + std::to_string(from) + " announced a payload of " + std::to_string(m.header.numel) +
                 " elements of dtype code " + std::to_string(m.header.dtype) + " (at most " +
@@ -321,8 +326,9 @@ bool wait_abortable(std::mutex& mutex, WorkPtr& slot, const std::atomic<bool>& s
 }  // namespace
 
 ServerLinks::ServerLinks(Cluster& cluster, std::int64_t max_numel, std::chrono::milliseconds silence_limit,
-                         std::shared_ptr<spdlog::logger> logger, int tag)
-    : cluster_(cluster), max_numel_(max_numel), silence_limit_(silence_limit), logger_(std::move(logger)), tag_(tag) {
+                         std::shared_ptr<spdlog::logger> logger, int tag, std::int64_t max_state_bytes)
+    : cluster_(cluster), max_numel_(max_numel), max_state_bytes_(max_state_bytes), silence_limit_(silence_limit),
+      logger_(std::move(logger)), tag_(tag) {
   for (int r = 0; r < cluster.size(); ++r) {
     alive_.push_back(std::make_unique<std::atomic<bool>>(r != 0));
     links_.push_back(std::make_unique<Link>());
@@ -420,7 +426,8 @@ void ServerLinks::receive_loop(int rank) {
   }
   while (!stopping_) {
     try {
-      std::optional<Message> m = receive_with(cluster_.group(), rank, max_numel_, tag_, pools_[rank].get(), wait);
+      std::optional<Message> m = receive_with(cluster_.group(), rank, max_numel_, tag_, pools_[rank].get(), wait,
+                                                      max_state_bytes_);
       if (!m) break;
       if (macs_[rank]) {
         const std::string why = macs_[rank]->verify(*m);

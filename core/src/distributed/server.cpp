@@ -659,10 +659,10 @@ RunResult run_server(const PipelineSpec& spec, const Registry& registry, Cluster
   RunResult result;
   result.total_steps = total_steps;
   MetricsTracker metrics(spec, run.data, *run.model, run.output.get(), logger, total_steps);
-  // Payloads larger than this are refused unread: 2d lets a wrong-size gradient be read and rejected, and a
-  // worker's state (checkpoint.hpp) must fit.
-  ServerLinks links(cluster, std::max(2 * d + 1024, worker_state_limit(d, run.data.train_x.size(0))),
-                    seconds(4 * spec.timeout), logger);
+  // Payloads larger than this are refused unread: 2d lets a wrong-size gradient be read and rejected; a
+  // worker's state (checkpoint.hpp) has a bound of its own.
+  ServerLinks links(cluster, 2 * d + 1024, seconds(4 * spec.timeout), logger, /*tag=*/0,
+                    worker_state_limit(d, run.data.train_x.size(0)));
   Server s{spec, run, plugins, links, metrics, logger, checkpoints, Faults::from_environment(0)};
   s.d = d;
   s.n = spec.workers;

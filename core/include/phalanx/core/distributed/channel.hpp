@@ -162,8 +162,10 @@ class ServerLinks {
     std::string rejected;  // non-empty: `message` (or the handshake) failed authentication; count, never use
     Message message;
   };
+  /// Payloads over `max_numel` elements are refused unread, except a worker's state (kind State, bytes),
+  /// bounded by `max_state_bytes` instead.
   ServerLinks(Cluster& cluster, std::int64_t max_numel, std::chrono::milliseconds silence_limit,
-              std::shared_ptr<spdlog::logger> logger, int tag = 0);
+              std::shared_ptr<spdlog::logger> logger, int tag = 0, std::int64_t max_state_bytes = 0);
   ~ServerLinks();
   /// Next event, or nothing after `wait`.
   std::optional<Event> next(std::chrono::milliseconds wait);
@@ -185,7 +187,7 @@ class ServerLinks {
   std::string handshake(int rank, Wait& wait);
 
   Cluster& cluster_;
-  std::int64_t max_numel_;
+  std::int64_t max_numel_, max_state_bytes_;
   std::chrono::milliseconds silence_limit_;
   std::shared_ptr<spdlog::logger> logger_;
   int tag_;
