@@ -744,6 +744,12 @@ RunResult run_distributed(const PipelineSpec& spec, const Registry& registry, co
   if (control.resume && spec.engine == "async")
     throw Error("cannot resume: resuming a distributed async run is not implemented (its checkpoint holds the "
                 "server's state only); only sync runs resume (docs/distributed.md)");
+  if (control.checkpoint_every_sim_time > 0)
+    throw Error("--checkpoint-every sim:T counts simulated time, which a distributed run does not have; give a "
+                "number of rounds (--checkpoint-every N)");
+  if (control.checkpoint_every_steps > 0 && spec.engine == "async")
+    throw Error("--checkpoint-every is implemented for distributed sync runs only (an async run saves the "
+                "server's state on Ctrl-C, and cannot be resumed; docs/distributed.md)");
   std::signal(SIGPIPE, SIG_IGN);  // a peer that died must surface as an error, not kill this process
   Cluster cluster(cluster_spec, seconds(std::max(60.0, 4 * spec.timeout)), authentication_from(spec));
   if (logger) logger->info("rank {} of {}: connected through {}:{}", cluster.rank(), cluster.size(),

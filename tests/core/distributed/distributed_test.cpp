@@ -277,7 +277,7 @@ TEST(Distributed, InterruptedSyncRunResumesWithTheUninterruptedMetrics) {
           << columns[c] << " in row " << r;
 }
 
-TEST(Distributed, ResumingAnAsyncRunIsRefusedClearly) {
+TEST(Distributed, ResumeAndCheckpointEveryAreRefusedForAsyncRuns) {
   const std::string dir = temp_dir("dist_resume_async"), cfg = config_file(dir);
   std::filesystem::create_directories(dir + "/run");
   write_file(dir + "/run/config.yaml", read_file(cfg));
@@ -285,6 +285,10 @@ TEST(Distributed, ResumingAnAsyncRunIsRefusedClearly) {
   Outcome r = phalanx("launch --rank 0 --world-size 5 --master-port 29999 --resume " + dir + "/run --set engine.name=async");
   EXPECT_NE(r.code, 0);
   EXPECT_THAT(r.output, ::testing::HasSubstr("resuming a distributed async run is not implemented"));
+  Outcome every = phalanx("launch --rank 0 --world-size 5 --master-port 29999 " + cfg +
+                          " --set engine.name=async --checkpoint-every 10 --out " + dir + "/every");
+  EXPECT_NE(every.code, 0);
+  EXPECT_THAT(every.output, ::testing::HasSubstr("--checkpoint-every is implemented for distributed sync runs only"));
 }
 
 // The multi-machine instructions of docs/distributed.md, executed as written on a private network this test
