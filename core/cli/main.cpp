@@ -60,6 +60,8 @@ Usage:
   phalanx launch -n N CFG [--port P] [--set key=value]... [--out DIR] [--plugin-path DIR]
       Run CFG as a distributed run on this machine: a parameter server and N-1 worker processes on
       LibTorch c10d/Gloo (N = workers.count + 1). Ctrl-C stops every process and leaves a checkpoint.
+  phalanx launch -n N --resume DIR [--checkpoint-every N]
+      Continue the sync run in DIR from its checkpoint (written on Ctrl-C/SIGTERM or every N rounds).
   phalanx launch CFG [--rank R --world-size N --master-addr HOST --master-port P] [--set ...] [--out DIR]
       Be one process of a distributed run on many machines (rank 0: the server). Without flags, RANK,
       WORLD_SIZE, MASTER_ADDR, MASTER_PORT (or SLURM_PROCID, SLURM_NTASKS) are read. See docs/distributed.md.
@@ -344,7 +346,16 @@ RunResult run_one(const PipelineSpec& spec, const Registry& registry, const std:
   return r;
 }
 
-int cmd_launch(const Options& o) {
+int cmd_launch(const Options& given) {
+  // --resume DIR continues a sync run from DIR's checkpoint with DIR's config.yaml (docs/distributed.md).
+  Options o = given;
+  RunControl control;
+  if (!o.checkpoint_every.empty()) parse_checkpoint_every(o.checkpoint_every, control);
+  if (!o.resume.empty()) {
+    o.config = o.resume + "/config.yaml";
+    o.out = o.resume;
+    control.resume = true;
+  }
   Value root = load_config(o);
   // Recorded in the run's config.yaml, so `phalanx report` shows real and simulated runs apart.
   apply_override(root, "engine.distributed=true");
@@ -367,6 +378,8 @@ int cmd_launch(const Options& o) {
     for (const auto& s : o.overrides) args.insert(args.end(), {"--set", s});
     args.insert(args.end(), {"--out", fs::absolute(o.out.empty() ? "runs/" + spec.name : o.out).string()});
     for (const auto& a : child_args(o)) args.push_back(a);
+    if (!o.checkpoint_every.empty()) args.insert(args.end(), {"--checkpoint-every", o.checkpoint_every});
+    if (!o.resume.empty()) args.insert(args.end(), {"--resume", fs::absolute(o.resume).string()});
     const auto grace = std::chrono::milliseconds(static_cast<std::int64_t>(1000 * std::max(10.0, 2 * spec.timeout)));
     return launch_local(o.processes, o.port, boost::dll::program_location().string(), args, grace);
   }
@@ -389,11 +402,11 @@ int cmd_launch(const Options& o) {
   std::error_code ec;
   if (server) fs::create_directories(out, ec);
   auto logger = make_run_logger(server ? spec.name : spec.name + "/rank" + std::to_string(cluster.rank),
-                                server && !ec ? out + "/log.txt" : "");
+                                server && !ec ? out + "/log.txt" : "", control.resume);
   if (server) install_stop_handlers();
   RunResult r;
   try {
-    r = run_reporting_failures([&] { return run_distributed(spec, registry, cluster, server ? out : "", logger); },
+    r = run_reporting_failures([&] { return run_distributed(spec, registry, cluster, server ? out : "", logger, control); },
                                registry, logger.get());
     if (server && r.status == RunStatus::failed) write_failure_summary(out, r.message);
   } catch (const Error& e) {

@@ -1,5 +1,6 @@
 #include "phalanx/core/distributed/channel.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -94,9 +95,11 @@ bool send_with(c10d::ProcessGroup& pg, int to, const Message& m, int tag, Wait&&
   return wait(sending_head) && wait(sending_body);
 }
 
+// `max_state_bytes` (when larger) bounds a worker's state message instead of `max_numel`: only a byte
+// payload of kind State may be that large, so a gradient still cannot make the server allocate more.
 template <class Wait>
 std::optional<Message> receive_with(c10d::ProcessGroup& pg, int from, std::int64_t max_numel, int tag,
-                                    BufferPool* pool, Wait&& wait) {
+                                    BufferPool* pool, Wait&& wait, std::int64_t max_state_bytes = 0) {
   std::vector<at::Tensor> head{at::empty({static_cast<std::int64_t>(kHeaderLength)}, at::kLong)};
   if (!wait(pg.recv(head, from, tag))) return std::nullopt;
   Message m;
@@ -104,6 +107,8 @@ std::optional<Message> receive_with(c10d::ProcessGroup& pg, int from, std::int64
   if (m.header.magic != kMagic)
     throw Error("rank " + std::to_string(from) + " sent a message that is not a phalanx message (bad magic " +
                 std::to_string(m.header.magic) + "); is it running the same phalanx version?");
+  if (m.header.kind == MessageKind::State && m.header.dtype == static_cast<std::int64_t>(at::kByte))
+    max_numel = std::max(max_numel, max_state_bytes);
   if (m.header.numel < 0 || m.header.numel > max_numel || (m.header.numel > 0 && !known_dtype(m.header.dtype)))
     throw Error("rank " + std::to_string(from) + " announced a payload of " + std::to_string(m.header.numel) +
                 " elements of dtype code " + std::to_string(m.header.dtype) + " (at most " +
@@ -290,7 +295,8 @@ void Cluster::authenticate_with_server(std::chrono::milliseconds timeout, int ta
 struct ServerLinks::Link {
   std::mutex mutex;
   std::condition_variable posted;
-  std::optional<Message> outbox;
+  // Params replace a queued Params (a worker behind gets the latest); state messages and Stop queue up.
+  std::deque<Message> outbox;
   WorkPtr receiving, sending;  // in flight, so shutdown can abort them
   std::thread receiver, sender;
   std::atomic<bool> sender_done{false}, receiver_done{false};
@@ -320,8 +326,9 @@ bool wait_abortable(std::mutex& mutex, WorkPtr& slot, const std::atomic<bool>& s
 }  // namespace
 
 ServerLinks::ServerLinks(Cluster& cluster, std::int64_t max_numel, std::chrono::milliseconds silence_limit,
-                         std::shared_ptr<spdlog::logger> logger, int tag)
-    : cluster_(cluster), max_numel_(max_numel), silence_limit_(silence_limit), logger_(std::move(logger)), tag_(tag) {
+                         std::shared_ptr<spdlog::logger> logger, int tag, std::int64_t max_state_bytes)
+    : cluster_(cluster), max_numel_(max_numel), max_state_bytes_(max_state_bytes), silence_limit_(silence_limit),
+      logger_(std::move(logger)), tag_(tag) {
   for (int r = 0; r < cluster.size(); ++r) {
     alive_.push_back(std::make_unique<std::atomic<bool>>(r != 0));
     links_.push_back(std::make_unique<Link>());
@@ -419,7 +426,8 @@ void ServerLinks::receive_loop(int rank) {
   }
   while (!stopping_) {
     try {
-      std::optional<Message> m = receive_with(cluster_.group(), rank, max_numel_, tag_, pools_[rank].get(), wait);
+      std::optional<Message> m = receive_with(cluster_.group(), rank, max_numel_, tag_, pools_[rank].get(), wait,
+                                                      max_state_bytes_);
       if (!m) break;
       if (macs_[rank]) {
         const std::string why = macs_[rank]->verify(*m);
@@ -449,10 +457,10 @@ void ServerLinks::send_loop(int rank) {
     Message m;
     {
       std::unique_lock<std::mutex> lock(link.mutex);
-      link.posted.wait(lock, [&] { return stopping_ || (link.ready && link.outbox.has_value()); });
+      link.posted.wait(lock, [&] { return stopping_ || (link.ready && !link.outbox.empty()); });
       if (stopping_) break;
-      m = std::move(*link.outbox);
-      link.outbox.reset();
+      m = std::move(link.outbox.front());
+      link.outbox.pop_front();
     }
     if (macs_[rank]) macs_[rank]->seal(m);
     try {
@@ -478,7 +486,11 @@ void ServerLinks::post(int rank, Message m) {
   if (stopping_ || rank < 1 || rank >= static_cast<int>(links_.size()) || !alive(rank)) return;
   Link& link = *links_[rank];
   std::lock_guard<std::mutex> lock(link.mutex);
-  link.outbox = std::move(m);
+  const MessageKind kind = m.header.kind;
+  if (kind == MessageKind::Stop) link.outbox.clear();
+  else if (kind == MessageKind::Params && !link.outbox.empty() && link.outbox.back().header.kind == MessageKind::Params)
+    link.outbox.pop_back();
+  link.outbox.push_back(std::move(m));
   link.posted.notify_all();
 }
 

@@ -2,6 +2,7 @@
 // gradient on its own partition exactly as the simulation's worker k does (same partition, batch order,
 // worker rule), runs the attack when it is Byzantine, and sends the message with the iteration index of
 // the parameters it used. It leaves on the server's Stop, and with a clear error when the server is gone.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -9,6 +10,7 @@
 
 #include <ATen/ATen.h>
 
+#include "phalanx/core/distributed/checkpoint.hpp"
 #include "phalanx/core/distributed/distributed.hpp"
 #include "phalanx/core/engine/engine_parts.hpp"
 #include "phalanx/core/plugins/plugin_guard.hpp"
@@ -67,6 +69,32 @@ void send_wire_fault(const std::string& fault, Cluster& cluster, const Message& 
   cluster.send_sealed(0, extra, patience);
 }
 
+// The server's checkpoint requests: send this worker's state (SaveState), or continue from a saved one
+// (LoadState, before the first parameters of a resumed run). True when `p` was one of them.
+bool serve_state_request(const Message& p, Cluster& cluster, RunSetup& run, EnginePlugins& plugins, std::int64_t w,
+                         std::chrono::milliseconds patience, const std::shared_ptr<spdlog::logger>& logger) {
+  const std::string who = "worker " + std::to_string(w);
+  if (p.header.kind == MessageKind::LoadState) {
+    restore_worker_state(unpack_state(p.payload, who), run, plugins, w);
+    if (logger) logger->info("{}: resumed from the state the server saved", who);
+    return true;
+  }
+  if (p.header.kind != MessageKind::SaveState) return false;
+  Message m;
+  m.header.kind = MessageKind::State;
+  m.header.sender = cluster.rank();
+  m.header.index = p.header.index;
+  m.payload = pack_state(worker_state(run, plugins, w));
+  m.header.numel = m.payload.numel();
+  m.header.dtype = static_cast<std::int64_t>(at::kByte);
+  try {
+    cluster.send(0, m, patience);
+  } catch (const Error& e) {
+    throw Error(who + ": lost the server (rank 0) while sending its state for a checkpoint: " + e.what());
+  }
+  return true;
+}
+
 }  // namespace
 
 RunResult run_worker(const PipelineSpec& spec, const Registry& registry, Cluster& cluster,
@@ -96,10 +124,11 @@ RunResult run_worker(const PipelineSpec& spec, const Registry& registry, Cluster
   std::int64_t seq = 0;
   double compute_seconds = 0;
   Message previous;  // the last message sent, sealed (for the replay fault of the tests)
+  const std::int64_t max_numel = std::max(d, worker_state_limit(d, run.data.train_x.size(0)));
   for (;;) {
     Message p;
     try {
-      p = cluster.receive(0, patience, d);
+      p = cluster.receive(0, patience, max_numel);
     } catch (const RejectedMessage& e) {
       // Not from the server, or not as it sent it: never used. Keep waiting for the authentic one.
       if (logger) logger->warn("worker {}: rejected {}", w, e.what());
@@ -113,6 +142,7 @@ RunResult run_worker(const PipelineSpec& spec, const Registry& registry, Cluster
       if (logger) logger->info("worker {}: the server ended the run after {} messages", w, seq);
       return result;
     }
+    if (serve_state_request(p, cluster, run, plugins, w, patience, logger)) continue;
     if (p.header.kind == MessageKind::Challenge)
       throw Error("worker " + std::to_string(w) + ": the server requires authentication and this process has it "
                   "off; give it the run's key (PHALANX_KEY_FILE or engine.key_file) and engine.authentication: hmac");

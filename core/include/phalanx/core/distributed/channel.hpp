@@ -52,12 +52,15 @@ struct ClusterSpec {
 /// the environment keep the values of `defaults`.
 ClusterSpec cluster_from_environment(ClusterSpec defaults);
 
-// Challenge, Response, Welcome and Refused are the authentication handshake (docs/distributed.md).
+// Challenge, Response, Welcome and Refused are the authentication handshake (docs/distributed.md);
+// SaveState (server: send me your state), State (worker: its state, bytes) and LoadState (server: continue
+// from this state) are the distributed checkpoint (checkpoint.hpp).
 enum class MessageKind : std::int64_t {
-  Gradient = 1, Params = 2, Stop = 3, Challenge = 4, Response = 5, Welcome = 6, Refused = 7
+  Gradient = 1, Params = 2, Stop = 3, Challenge = 4, Response = 5, Welcome = 6, Refused = 7,
+  SaveState = 8, State = 9, LoadState = 10
 };
 
-constexpr std::int64_t kMagic = 0x50484c5803;  // "PHLX", protocol version 3
+constexpr std::int64_t kMagic = 0x50484c5804;  // "PHLX", protocol version 4
 constexpr std::size_t kHeaderLength = 14;      // 9 fields, the link sequence number, 4 words of MAC
 constexpr std::size_t kMacCoveredWords = 10;   // the MAC covers the header up to the link sequence number
 
@@ -148,8 +151,8 @@ class Cluster {
 
 /// Server side: one receiver and one sender thread per worker, so the server loop only ever waits on a
 /// queue with a deadline. Receivers push every message (or the worker's loss) as an Event; each sender
-/// delivers the newest message posted for its worker (an older one not yet started is replaced: a worker
-/// behind gets the latest parameters, not a backlog).
+/// delivers the messages posted for its worker in order, except that newer parameters replace older ones
+/// not yet started (a worker behind gets the latest parameters, not a backlog).
 class ServerLinks {
  public:
   struct Event {
@@ -159,12 +162,14 @@ class ServerLinks {
     std::string rejected;  // non-empty: `message` (or the handshake) failed authentication; count, never use
     Message message;
   };
+  /// Payloads over `max_numel` elements are refused unread, except a worker's state (kind State, bytes),
+  /// bounded by `max_state_bytes` instead.
   ServerLinks(Cluster& cluster, std::int64_t max_numel, std::chrono::milliseconds silence_limit,
-              std::shared_ptr<spdlog::logger> logger, int tag = 0);
+              std::shared_ptr<spdlog::logger> logger, int tag = 0, std::int64_t max_state_bytes = 0);
   ~ServerLinks();
   /// Next event, or nothing after `wait`.
   std::optional<Event> next(std::chrono::milliseconds wait);
-  /// Queues `m` for `rank` (replacing a queued, not yet started message).
+  /// Queues `m` for `rank`: Params replace a queued, not yet started Params; Stop replaces everything queued.
   void post(int rank, Message m);
   bool alive(int rank) const { return alive_[rank]->load(); }
   int alive_count() const;
@@ -182,7 +187,7 @@ class ServerLinks {
   std::string handshake(int rank, Wait& wait);
 
   Cluster& cluster_;
-  std::int64_t max_numel_;
+  std::int64_t max_numel_, max_state_bytes_;
   std::chrono::milliseconds silence_limit_;
   std::shared_ptr<spdlog::logger> logger_;
   int tag_;

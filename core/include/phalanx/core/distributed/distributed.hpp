@@ -17,15 +17,18 @@
 #include "phalanx/core/distributed/channel.hpp"
 #include "phalanx/core/config/pipeline.hpp"
 #include "phalanx/core/plugins/registry.hpp"
+#include "phalanx/core/run/run_control.hpp"
 #include "phalanx/core/run/stop_signal.hpp"
 #include "phalanx/core/engine.hpp"
 
 namespace phalanx::core {
 
 /// Runs this process's part of a distributed run: the server on rank 0 (writing `out_dir`), a worker on
-/// every other rank (writing nothing). The world size must be workers.count + 1.
+/// every other rank (writing nothing). The world size must be workers.count + 1. `control` (server only):
+/// --checkpoint-every N (rounds) and --resume (sync runs; docs/distributed.md, "Checkpoint and resume").
 RunResult run_distributed(const PipelineSpec& spec, const Registry& registry, const ClusterSpec& cluster,
-                          const std::string& out_dir, std::shared_ptr<spdlog::logger> logger);
+                          const std::string& out_dir, std::shared_ptr<spdlog::logger> logger,
+                          const RunControl& control = {});
 
 /// Why gradient message `m` received from `rank` cannot be used when the server sent that worker the
 /// parameters of index `expected` and is now at `current`; "" when it can. Checks kind, sender, dtype,
