@@ -3,7 +3,7 @@
 //
 //   raw:    the server takes a bare [d] tensor with recvAnysource and sends a [d] tensor back to its sender,
 //           nothing else: the most a Gloo point-to-point loop can do.
-//   server: what serve_async does per arrival: ServerLinks (receiver/sender threads per worker, framed
+//   server: what AsyncServer does per arrival: ServerLinks (receiver/sender threads per worker, framed
 //           header + payload), check_gradient_message (size, dtype, index, finiteness), the optimizer
 //           plugin's apply, and a reply carrying a snapshot of the parameters; engine.authentication off.
 //   mac:    the same with authentication on: the handshake, then an HMAC-SHA256 sealed by the sender and

@@ -1,4 +1,4 @@
-// The distributed mode (issue 5): the same pipeline as the simulations, across real processes on
+// The distributed mode (docs/distributed.md): the same pipeline as the simulations, across real processes on
 // LibTorch's c10d with the Gloo backend. Rank 0 is the parameter server and writes the run folder; ranks
 // 1..n are the workers (worker k = rank k + 1, so worker ids, data partitions and seeds match the
 // simulation). engine.name picks the protocol: `sync` (rounds: every live worker sends one message, the
