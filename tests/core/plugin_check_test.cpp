@@ -61,6 +61,10 @@ TEST(PluginCheck, EachBrokenPluginFailsThePropertyItBreaks) {
   EXPECT_EQ(status("aggregator 'bad_default': parameter declarations"), CheckStatus::Fail);
   EXPECT_THAT(results["aggregator 'bad_default': parameter declarations"].detail, ::testing::HasSubstr("'k'"));
   EXPECT_EQ(status("attack 'too_few_rows': shape and dtype"), CheckStatus::Fail);
+  EXPECT_EQ(status("aggregator 'torch_error': shape and dtype"), CheckStatus::Fail);
+  EXPECT_THAT(results["aggregator 'torch_error': shape and dtype"].detail, ::testing::HasSubstr("threw: "));
+  EXPECT_THAT(results["aggregator 'torch_error': shape and dtype"].detail,
+              ::testing::Not(::testing::HasSubstr("frame #")));  // one line per property, not LibTorch's stack
   for (const auto& [key, r] : results)
     if (r.plugin == "aggregator 'conforming_median'") EXPECT_EQ(r.status, CheckStatus::Pass) << core::format_result(r);
 }

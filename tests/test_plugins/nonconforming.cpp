@@ -1,7 +1,7 @@
 // Plugins that load and run but each break one conformance property `phalanx check-plugin` must catch:
 // a wrong output shape, a result that depends on the call count, one that depends on the row order, one
 // that forgets part of its state in save_state, a default outside its declared range, and an attack that
-// crafts the wrong number of rows. `conforming_median` breaks nothing (so a failure is not blanket).
+// crafts the wrong number of rows, and one on which LibTorch throws. `conforming_median` breaks nothing (so a failure is not blanket).
 #include <ATen/ATen.h>
 
 #include "phalanx/plugin.hpp"
@@ -56,6 +56,11 @@ class Median : public Aggregator {
   }
 };
 
+class TorchError : public Aggregator {  // LibTorch throws a c10::Error, whose what() holds stack frames
+ public:
+  at::Tensor aggregate(const at::Tensor& inputs) override { return inputs.mm(inputs)[0]; }
+};
+
 class TooFewRows : public Attack {
  public:
   at::Tensor craft(const AttackRound& round) override { return round.byzantine_true.narrow(0, 0, 1).clone(); }
@@ -76,6 +81,7 @@ PHALANX_PLUGIN("nonconforming", "1.0") {
   registrar.add_aggregator({"forgets_state", "running median whose count is not saved", {}}, make<ForgetsState>());
   registrar.add_aggregator({"bad_default", "default outside its range", {{"k", ParamType::Int, Value(5), "k", 0, 3}}},
                            make<Median>());
+  registrar.add_aggregator({"torch_error", "hands LibTorch an impossible product", {}}, make<TorchError>());
   registrar.add_aggregator({"conforming_median", "coordinate-wise median of the finite values", {}}, make<Median>());
   registrar.add_attack({"too_few_rows", "crafts one row for b workers", {}},
                        [](const Params&, const Context&) { return std::make_unique<TooFewRows>(); });

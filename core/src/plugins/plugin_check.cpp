@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include <ATen/ATen.h>
+#include <c10/util/Exception.h>
 
 #include "phalanx/core/config/config.hpp"
 #include "phalanx/core/run/run_output.hpp"
@@ -52,6 +53,8 @@ CheckResult run_property(const std::string& plugin, const std::string& property,
     r.status = CheckStatus::Pass;
   } catch (const Failed& f) {
     r.detail = f.why;
+  } catch (const c10::Error& e) {  // LibTorch's own: its message without the stack frames
+    r.detail = std::string("threw: ") + e.what_without_backtrace();
   } catch (const std::exception& e) {
     r.detail = std::string("threw: ") + e.what();
   } catch (...) {
