@@ -22,13 +22,19 @@ cmake -S "$src/examples/round_context_plugins" -B "$work/context" -DCMAKE_PREFIX
   -DCMAKE_BUILD_TYPE=Release > "$work/configure_context.log"
 cmake --build "$work/context" -j2 > "$work/build_context.log" || { cat "$work/build_context.log"; exit 1; }
 
+# The tutorial's plugin (docs/plugins.md), built the same way.
+cmake -S "$src/examples/norm_filter_plugin" -B "$work/tutorial" -DCMAKE_PREFIX_PATH="$work/prefix" \
+  -DCMAKE_BUILD_TYPE=Release > "$work/configure_tutorial.log"
+cmake --build "$work/tutorial" -j2 > "$work/build_tutorial.log" || { cat "$work/build_tutorial.log"; exit 1; }
+
 # What a plugin author runs before publishing: every conformance property must pass.
-for lib in "$work/example/example_trimmed_mean.so" "$work/context/example_trust.so" "$work/context/example_search.so"; do
+for lib in "$work/example/example_trimmed_mean.so" "$work/context/example_trust.so" "$work/context/example_search.so" \
+           "$work/tutorial/norm_filter.so"; do
   "$work/prefix/bin/phalanx" check-plugin "$lib" > "$work/check.txt" || { cat "$work/check.txt"; exit 1; }
   grep -q "properties pass" "$work/check.txt"
 done
 
-export PHALANX_PLUGIN_PATH="$work/example:$work/context"
+export PHALANX_PLUGIN_PATH="$work/example:$work/context:$work/tutorial"
 # Listed into a file first: `| grep -q` would close the pipe at the first match and, under pipefail, fail
 # on the SIGPIPE phalanx then gets while it still writes the rest of the list.
 "$work/prefix/bin/phalanx" plugins aggregator > "$work/plugins.txt"
@@ -44,4 +50,9 @@ awk -v a="$acc" 'BEGIN { exit !(a > 0.6) }' || { echo "accuracy $acc too low"; e
   > "$work/context_run.txt" 2>&1 || { cat "$work/context_run.txt"; exit 1; }
 cat "$work/context_run/comparison.md"
 for variant in "$work/context_run"/*/; do grep -q '"status": "ok"' "$variant/summary.json"; done
+# The tutorial's comparison: norm_filter, cm and krum under no attack and opt_alie.
+"$work/prefix/bin/phalanx" run "$src/examples/norm_filter_plugin/compare.yaml" --out "$work/tutorial_run" \
+  > "$work/tutorial_run.txt" 2>&1 || { cat "$work/tutorial_run.txt"; exit 1; }
+cat "$work/tutorial_run/comparison.md"
+for variant in "$work/tutorial_run"/*/; do grep -q '"status": "ok"' "$variant/summary.json"; done
 echo "example plugins OK: trimmed mean accuracy $acc"

@@ -64,7 +64,7 @@ Usage:
       WORLD_SIZE, MASTER_ADDR, MASTER_PORT (or SLURM_PROCID, SLURM_NTASKS) are read. See docs/distributed.md.
   phalanx plugins [KIND]
       List plugins (data, model, optimizer, aggregator, preaggregator, attack) with their parameters.
-  phalanx check-plugin LIB [--expect NAME=PROMISE[,PROMISE]]...
+  phalanx check-plugin LIB [--expect NAME=PROMISE[,PROMISE]]... [--params NAME={key: value}]...
       Run the conformance properties on every plugin in the library LIB (docs/plugins.md); exit 0 when all pass.
   phalanx --version
 

@@ -530,7 +530,7 @@ void parse_promises(const std::string& text, CheckOptions& options) {
 }
 
 const char* const kCheckPluginUsage =
-    "  phalanx check-plugin LIB [--expect NAME=PROMISE[,PROMISE]]...\n"
+    "  phalanx check-plugin LIB [--expect NAME=PROMISE[,PROMISE]]... [--params NAME={key: value}]...\n"
     "      Load the plugin library LIB alone and run the conformance properties on each plugin in it (shape,\n"
     "      dtype, determinism, permutation invariance, NaN/Inf rows, f outliers, state round trip, parameter\n"
     "      declarations); one PASS/FAIL/SKIP line each, exit 0 when none fails. An aggregator that does not\n"
