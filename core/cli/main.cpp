@@ -20,7 +20,7 @@
 #include "phalanx/core/config/pipeline.hpp"
 #include "phalanx/core/engine/preflight.hpp"
 #include "phalanx/core/plugins/registry.hpp"
-#include "phalanx/core/plugins/plugin_check.hpp"
+#include "phalanx/core/config/check_plugin_command.hpp"
 #include "phalanx/core/engine/run_failure.hpp"
 #include "phalanx/core/experiment/report.hpp"
 #include "phalanx/core/run/run_control.hpp"

@@ -3,6 +3,7 @@
 // plugin of tests/test_plugins/nonconforming.cpp fails the property it breaks.
 #include <sstream>
 
+#include "phalanx/core/config/check_plugin_command.hpp"
 #include "phalanx/core/config/config.hpp"
 #include "phalanx/core/plugins/plugin_check.hpp"
 #include "support.hpp"

@@ -55,11 +55,4 @@ std::string format_result(const CheckResult& result);
 /// trusts-first-row into `options`. Throws phalanx::Error naming the bad part and the valid ones.
 void parse_promises(const std::string& text, CheckOptions& options);
 
-/// `phalanx check-plugin LIB [--expect NAME=PROMISES]... [--params NAME='{key: value}']...`: loads LIB alone, prints one line per property
-/// per plugin to `out` and returns 0 when every property passes, 1 otherwise. Throws phalanx::Error when
-/// LIB cannot be loaded or the arguments are wrong.
-int check_plugin_command(const std::vector<std::string>& args, std::ostream& out);
-
-extern const char* const kCheckPluginUsage;
-
 }  // namespace phalanx::core
