@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs this build into a temporary prefix, builds examples/trimmed_mean_plugin against the *installed*
-# SDK with find_package(phalanx), and runs it in a pipeline with the installed phalanx.
+# Installs this build into a temporary prefix, builds examples/trimmed_mean_plugin and
+# examples/round_context_plugins against the *installed* SDK with find_package(phalanx), checks every
+# library with `phalanx check-plugin` and runs them in pipelines with the installed phalanx.
 set -euo pipefail
 src=$1
 build=$2
@@ -17,7 +18,23 @@ cmake -S "$src/examples/trimmed_mean_plugin" -B "$work/example" -DCMAKE_PREFIX_P
   -DCMAKE_BUILD_TYPE=Release > "$work/configure.log"
 cmake --build "$work/example" -j2 > "$work/build.log" || { cat "$work/build.log"; exit 1; }
 
-export PHALANX_PLUGIN_PATH="$work/example"
+cmake -S "$src/examples/round_context_plugins" -B "$work/context" -DCMAKE_PREFIX_PATH="$work/prefix" \
+  -DCMAKE_BUILD_TYPE=Release > "$work/configure_context.log"
+cmake --build "$work/context" -j2 > "$work/build_context.log" || { cat "$work/build_context.log"; exit 1; }
+
+# The tutorial's plugin (docs/plugins.md), built the same way.
+cmake -S "$src/examples/norm_filter_plugin" -B "$work/tutorial" -DCMAKE_PREFIX_PATH="$work/prefix" \
+  -DCMAKE_BUILD_TYPE=Release > "$work/configure_tutorial.log"
+cmake --build "$work/tutorial" -j2 > "$work/build_tutorial.log" || { cat "$work/build_tutorial.log"; exit 1; }
+
+# What a plugin author runs before publishing: every conformance property must pass.
+for lib in "$work/example/example_trimmed_mean.so" "$work/context/example_trust.so" "$work/context/example_search.so" \
+           "$work/tutorial/norm_filter.so"; do
+  "$work/prefix/bin/phalanx" check-plugin "$lib" > "$work/check.txt" || { cat "$work/check.txt"; exit 1; }
+  grep -q "properties pass" "$work/check.txt"
+done
+
+export PHALANX_PLUGIN_PATH="$work/example:$work/context:$work/tutorial"
 # Listed into a file first: `| grep -q` would close the pipe at the first match and, under pipefail, fail
 # on the SIGPIPE phalanx then gets while it still writes the rest of the list.
 "$work/prefix/bin/phalanx" plugins aggregator > "$work/plugins.txt"
@@ -27,4 +44,15 @@ grep -q '"status": "ok"' "$work/run/summary.json"
 # The plugin must actually have learned something under the attack.
 acc=$(sed -n 's/.*"test_accuracy": \([0-9.e-]*\).*/\1/p' "$work/run/summary.json")
 awk -v a="$acc" 'BEGIN { exit !(a > 0.6) }' || { echo "accuracy $acc too low"; exit 1; }
-echo "example plugin OK: accuracy $acc"
+
+# The round-context aggregator and the oracle attack, side by side with cm and opt_alie.
+"$work/prefix/bin/phalanx" run "$src/examples/round_context_plugins/pipeline.yaml" --out "$work/context_run" \
+  > "$work/context_run.txt" 2>&1 || { cat "$work/context_run.txt"; exit 1; }
+cat "$work/context_run/comparison.md"
+for variant in "$work/context_run"/*/; do grep -q '"status": "ok"' "$variant/summary.json"; done
+# The tutorial's comparison: norm_filter, cm and krum under no attack and opt_alie.
+"$work/prefix/bin/phalanx" run "$src/examples/norm_filter_plugin/compare.yaml" --out "$work/tutorial_run" \
+  > "$work/tutorial_run.txt" 2>&1 || { cat "$work/tutorial_run.txt"; exit 1; }
+cat "$work/tutorial_run/comparison.md"
+for variant in "$work/tutorial_run"/*/; do grep -q '"status": "ok"' "$variant/summary.json"; done
+echo "example plugins OK: trimmed mean accuracy $acc"

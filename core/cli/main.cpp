@@ -21,6 +21,7 @@
 #include "phalanx/core/config/pipeline.hpp"
 #include "phalanx/core/engine/preflight.hpp"
 #include "phalanx/core/plugins/registry.hpp"
+#include "phalanx/core/config/check_plugin_command.hpp"
 #include "phalanx/core/engine/run_failure.hpp"
 #include "phalanx/core/experiment/report.hpp"
 #include "phalanx/core/run/run_control.hpp"
@@ -68,6 +69,8 @@ Usage:
   phalanx plugins [KIND]
       List plugins (data, model, optimizer, aggregator, preaggregator, attack) with their parameters;
       `phalanx plugins core` lists the core's own config keys the same way.
+  phalanx check-plugin LIB [--expect NAME=PROMISE[,PROMISE]]... [--params NAME={key: value}]...
+      Run the conformance properties on every plugin in the library LIB (docs/plugins.md); exit 0 when all pass.
   phalanx --version
 
 run, sweep, launch and validate refuse a run that would not fit in the memory available, or in
@@ -561,6 +564,7 @@ int main(int argc, char** argv) {
       std::cout << "phalanx " PHALANX_VERSION " (SDK ABI " << PHALANX_SDK_ABI_VERSION << ", " << PHALANX_BUILD_FINGERPRINT << ")\n";
       return 0;
     }
+    if (argc >= 2 && std::string(argv[1]) == "check-plugin") return check_plugin_command({argv + 2, argv + argc}, std::cout);
     Options o = parse(argc, argv);
     if (o.command == "run") return cmd_run(o);
     if (o.command == "validate") return cmd_validate(o);

@@ -23,8 +23,9 @@ class TrimmedMean : public Aggregator {
   at::Tensor aggregate(const at::Tensor& inputs) override {
     at::Tensor rows = finite_rows(inputs);  // NaN/Inf rows count as trimmed outliers
     const std::int64_t dropped = inputs.size(0) - rows.size(0);
-    const std::int64_t trim = std::max<std::int64_t>(0, trim_ - dropped / 2);
-    if (rows.size(0) <= 2 * trim) throw Error("example_trimmed_mean: too few finite messages to trim");
+    if (rows.size(0) == 0) throw Error("example_trimmed_mean: every message holds NaN or Inf");
+    // A pre-aggregator (bucketing) may hand over fewer rows than workers: trim less, keep at least one.
+    const std::int64_t trim = std::min(std::max<std::int64_t>(0, trim_ - dropped / 2), (rows.size(0) - 1) / 2);
     at::Tensor sorted = std::get<0>(rows.sort(0));
     return sorted.narrow(0, trim, rows.size(0) - 2 * trim).mean(0);
   }
