@@ -93,7 +93,7 @@ TEST(Logging, DebugLevelShowsPluginDebugMessagesInfoHidesThem) {
     core::set_log_options(level, /*quiet=*/true);  // quiet: nothing on the test's console
     const std::string file = dir + "/" + spdlog::level::to_string_view(level).data() + ".txt";
     auto logger = core::make_run_logger("t", file);
-    core::RunContext context(core::RunInfo{}, 1, "aggregator 'probe'", logger);
+    core::RunContext context(RunInfo{}, 1, "aggregator 'probe'", logger);
     context.debug("a debug message");
     context.info("an info message");
     logger->flush();
