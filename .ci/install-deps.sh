@@ -8,6 +8,7 @@ packages=(
   libtorch-dev libgloo-dev            # tensors, autograd, models; c10d/Gloo for the distributed mode
   libopenblas0-pthread                # fast BLAS for LibTorch (the default reference BLAS is 3-20x slower)
   libyaml-cpp-dev libspdlog-dev libboost-dev libboost-filesystem-dev zlib1g-dev
+  libcli11-dev                        # the command line's flags (header-only)
   libssl-dev                          # OpenSSL: HMAC-SHA256 authentication of the distributed mode
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist               # /usr/share/datasets/fashion-mnist

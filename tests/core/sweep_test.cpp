@@ -1,6 +1,7 @@
 // Sweeps (grid x seeds, parallel processes, resume) and reports.
 #include "phalanx/core/experiment/sweep.hpp"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "phalanx/core/config/config.hpp"
@@ -121,6 +122,104 @@ TEST(Sweep, RunRefusesASweepConfig) {
   std::string out;
   EXPECT_EQ(phalanx("run " + dir + "/s.yaml", &out), 2);
   EXPECT_THAT(out, ::testing::HasSubstr("run it with `phalanx sweep"));
+}
+
+TEST(SweepShard, ParsesSlicesAndRefusesBadOnes) {
+  const core::Shard s = core::parse_shard("2/5");
+  EXPECT_EQ(s.index, 2);
+  EXPECT_EQ(s.count, 5);
+  EXPECT_ERROR_WITH(core::parse_shard("5/5"), "i must be from 0 to 4", "numbered from 0");
+  EXPECT_ERROR_WITH(core::parse_shard("0/0"), "N must be at least 1");
+  for (const char* bad : {"1", "a/4", "1/", "-1/4", "1/4/2", ""})
+    EXPECT_ERROR_WITH(core::parse_shard(bad), "--shard expects i/N");
+}
+
+TEST(SweepShard, SlurmArrayTasksCountFromTheArraysFirstId) {
+  EXPECT_FALSE(core::shard_from_slurm(nullptr, "4", nullptr).has_value());
+  EXPECT_FALSE(core::shard_from_slurm("1", nullptr, nullptr).has_value());
+  auto s = core::shard_from_slurm("3", "4", "0");  // --array=0-3
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->index, 3);
+  EXPECT_EQ(s->count, 4);
+  s = core::shard_from_slurm("4", "4", "1");  // --array=1-4
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->index, 3);
+  EXPECT_ERROR_WITH(core::shard_from_slurm("6", "4", "0"), "SLURM_ARRAY_TASK_ID=6", "--array=0-3");
+  EXPECT_ERROR_WITH(core::shard_from_slurm("x", "4", nullptr), "give --shard i/N explicitly");
+}
+
+TEST(SweepShard, SlicesAreDisjointAndCoverTheSweep) {
+  const auto runs = core::expand_sweep(core::parse_yaml(kSweep, "s.yaml"));
+  std::vector<std::string> seen;
+  for (int i = 0; i < 3; ++i) {
+    const auto mine = core::runs_of_shard(runs, {i, 3});
+    EXPECT_GE(mine.size(), 5u);  // 16 runs: 6, 5, 5
+    for (const auto& r : mine) seen.push_back(r.label);
+  }
+  std::vector<std::string> all;
+  for (const auto& r : runs) all.push_back(r.label);
+  std::sort(seen.begin(), seen.end());
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(seen, all);
+}
+
+// Everything of a summary.json but its wall-clock times (the "wall_time" line and the "time" breakdown).
+std::string summary_without_times(const std::string& dir) {
+  std::string text = read_file(dir + "/summary.json");
+  text = text.substr(0, text.find("\"time\""));
+  const std::size_t wall = text.find("\"wall_time\"");
+  return wall == std::string::npos ? text : text.erase(wall, text.find('\n', wall) - wall);
+}
+
+TEST(SweepShard, ShardsAsSeparateProcessesEqualTheWholeSweep) {
+  const std::string dir = temp_dir("sweep_shards");
+  write_file(dir + "/s.yaml", R"(name: sh
+data: {name: synthetic, train_size: 200, test_size: 100}
+model: {name: logreg}
+workers: {count: 4, byzantine: 1}
+optimizer: {name: byzsgdnm, lr: 0.1}
+attack: {name: bitflip, scale: 10}
+training: {batch_size: 8, budget: {steps: 12}, eval_every: 6}
+sweep: {aggregator: [{name: cm}, {name: mean}], optimizer.lr: [0.05, 0.2]}
+seeds: [1, 2]
+report: {best_over: [optimizer.lr]}
+)");
+  std::string out;
+  ASSERT_EQ(phalanx("sweep " + dir + "/s.yaml --no-plots -q --out " + dir + "/whole", &out), 0) << out;
+  // Shard 0 by flag, shard 1 as the second task of a SLURM array, at the same time into one folder.
+  const std::string sweep = test::phalanx_binary() + " sweep " + dir + "/s.yaml -q --out " + dir + "/sharded";
+  ASSERT_EQ(run_command("(" + sweep + " --shard 0/2 > " + dir + "/s0.txt 2>&1 & SLURM_ARRAY_TASK_ID=1 "
+                        "SLURM_ARRAY_TASK_COUNT=2 " + sweep + " > " + dir + "/s1.txt 2>&1; r1=$?; wait $!; "
+                        "r0=$?; exit $((r0 + r1)))", &out), 0)
+      << read_file(dir + "/s0.txt") << read_file(dir + "/s1.txt");
+  EXPECT_THAT(read_file(dir + "/s0.txt"), ::testing::HasSubstr("sweep shard 0/2: 4 finished"));
+  EXPECT_THAT(read_file(dir + "/s1.txt"), ::testing::HasSubstr("sweep shard 1/2: 4 finished"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/sharded/report.md")) << "a shard leaves the report to the end";
+  for (const auto& run : core::expand_sweep(core::load_yaml_file(dir + "/s.yaml"))) {
+    EXPECT_EQ(metrics_without_wall_time(dir + "/sharded/" + run.label),
+              metrics_without_wall_time(dir + "/whole/" + run.label)) << run.label;
+    EXPECT_EQ(summary_without_times(dir + "/sharded/" + run.label), summary_without_times(dir + "/whole/" + run.label))
+        << run.label;
+  }
+  std::string whole, sharded;
+  ASSERT_EQ(phalanx("report " + dir + "/whole --no-plots", &whole), 0) << whole;
+  ASSERT_EQ(phalanx("report " + dir + "/sharded --no-plots", &sharded), 0) << sharded;
+  EXPECT_THAT(sharded, ::testing::HasSubstr("best optimizer.lr"));
+  // Equal but for the title, "# Report: <folder>".
+  EXPECT_EQ(sharded.substr(sharded.find('\n')), whole.substr(whole.find('\n')));
+}
+
+TEST(SweepShard, BadShardsAreUsageErrors) {
+  const std::string dir = temp_dir("sweep_bad_shard");
+  write_file(dir + "/s.yaml", kSweep);
+  std::string out;
+  EXPECT_EQ(phalanx("sweep " + dir + "/s.yaml --shard 2/2", &out), 2);
+  EXPECT_THAT(out, ::testing::HasSubstr("--shard 2/2: i must be from 0 to 1"));
+  EXPECT_EQ(run_command("SLURM_ARRAY_TASK_ID=9 SLURM_ARRAY_TASK_COUNT=4 SLURM_ARRAY_TASK_MIN=0 " +
+                            test::phalanx_binary() + " sweep " + dir + "/s.yaml",
+                        &out),
+            2);
+  EXPECT_THAT(out, ::testing::HasSubstr("use a contiguous array"));
 }
 
 TEST(Report, MeanAndStdOverSeedsFromMetrics) {

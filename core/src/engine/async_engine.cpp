@@ -361,6 +361,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
                          static_cast<double>(arrivals * spec.batch_size), lr, now, result);
         if (diverged_on_test_loss(result, updates)) break;
       }
+      report_step(control, updates, total_steps);
     } else if (spec.buffer == 1 && arrivals >= 4 * total_arrivals) {
       result.status = RunStatus::failed;
       result.message = "almost every message was refused as non-finite; the run cannot make progress";

@@ -140,6 +140,7 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
                        static_cast<double>((step + 1) * spec.workers * spec.batch_size), lr, sim_time, result);
       if (diverged_on_test_loss(result, step + 1)) break;
     }
+    report_step(control, step + 1, total_steps);
     if (step + 1 == total_steps) break;
     if (stop_requested()) {
       save_checkpoint_after(step + 1);

@@ -1,5 +1,6 @@
 #include "phalanx/core/experiment/sweep.hpp"
 
+#include <chrono>
 #include <csignal>
 
 #include <spawn.h>
@@ -16,6 +17,7 @@
 
 #include "phalanx/core/experiment/compare.hpp"
 #include "phalanx/core/config/config.hpp"
+#include "phalanx/core/run/progress.hpp"
 #include "phalanx/core/run/run_control.hpp"
 #include "phalanx/core/run/stop_signal.hpp"
 #include "phalanx/error.hpp"
@@ -92,6 +94,53 @@ std::vector<SweepRun> expand_sweep(const Value& root) {
   return runs;
 }
 
+namespace {
+
+// A whole non-negative number, or nullopt.
+std::optional<long> whole_number(const std::string& text) {
+  if (text.empty() || text.size() > 9 || text.find_first_not_of("0123456789") != std::string::npos) return {};
+  return std::stol(text);
+}
+
+}  // namespace
+
+Shard parse_shard(const std::string& text) {
+  const std::size_t slash = text.find('/');
+  const auto index = whole_number(text.substr(0, slash));
+  const auto count = slash == std::string::npos ? std::nullopt : whole_number(text.substr(slash + 1));
+  if (!index || !count)
+    throw Error("--shard expects i/N (slice i of N, i from 0 to N-1, e.g. --shard 0/4), got '" + text + "'");
+  if (*count < 1) throw Error("--shard " + text + ": N must be at least 1");
+  if (*index >= *count)
+    throw Error("--shard " + text + ": i must be from 0 to " + std::to_string(*count - 1) +
+                " (slices are numbered from 0)");
+  return {static_cast<int>(*index), static_cast<int>(*count)};
+}
+
+std::optional<Shard> shard_from_slurm(const char* task_id, const char* task_count, const char* task_min) {
+  if (!task_id || !task_count) return std::nullopt;
+  const auto id = whole_number(task_id), count = whole_number(task_count);
+  const auto min = task_min ? whole_number(task_min) : std::optional<long>(0);
+  if (!id || !count || !min || *count < 1)
+    throw Error(std::string("SLURM_ARRAY_TASK_ID='") + task_id + "', SLURM_ARRAY_TASK_COUNT='" + task_count +
+                "'" + (task_min ? std::string(", SLURM_ARRAY_TASK_MIN='") + task_min + "'" : "") +
+                " are not a job array's numbers; give --shard i/N explicitly");
+  const long index = *id - *min;
+  if (index < 0 || index >= *count)
+    throw Error("SLURM_ARRAY_TASK_ID=" + std::to_string(*id) + " is task " + std::to_string(index) + " of an array of " +
+                std::to_string(*count) + " starting at " + std::to_string(*min) +
+                ": use a contiguous array without a step (sbatch --array=0-" + std::to_string(*count - 1) +
+                "), or give --shard i/N explicitly");
+  return Shard{static_cast<int>(index), static_cast<int>(*count)};
+}
+
+std::vector<SweepRun> runs_of_shard(const std::vector<SweepRun>& runs, const Shard& shard) {
+  std::vector<SweepRun> mine;
+  for (std::size_t k = 0; k < runs.size(); ++k)
+    if (static_cast<int>(k % static_cast<std::size_t>(shard.count)) == shard.index) mine.push_back(runs[k]);
+  return mine;
+}
+
 bool run_finished(const std::string& dir) {
   // A failed run (a crash, a plugin that could not load, a full disk) is tried again on resume, an
   // interrupted one continues from its checkpoint; a run that ended ok or diverged is an outcome, kept.
@@ -100,7 +149,7 @@ bool run_finished(const std::string& dir) {
 }
 
 SweepOutcome run_sweep(const std::vector<SweepRun>& runs, const std::string& out_dir, int jobs,
-                       const std::string& phalanx_binary, const std::vector<std::string>& extra_args) {
+                       const std::string& phalanx_binary, const std::vector<std::string>& extra_args, bool quiet) {
   SweepOutcome outcome;
   std::vector<const SweepRun*> todo;
   for (const auto& r : runs) {
@@ -114,6 +163,7 @@ SweepOutcome run_sweep(const std::vector<SweepRun>& runs, const std::string& out
     std::cerr << "sweep: " << outcome.skipped << " of " << runs.size() << " runs already finished, skipping them\n";
 
   std::map<pid_t, const SweepRun*> running;
+  const auto started = std::chrono::steady_clock::now();
   std::size_t next = 0, done = 0;
   auto start_one = [&](const SweepRun& r) {
     const std::string dir = out_dir + "/" + r.label;
@@ -155,6 +205,7 @@ SweepOutcome run_sweep(const std::vector<SweepRun>& runs, const std::string& out
     }
     auto it = running.find(pid);
     if (it == running.end()) continue;
+    const std::string label = it->second->label;
     const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     // A run that saved and exited, or one that the signal reached before it could (still starting up).
     const bool stopped =
@@ -162,10 +213,16 @@ SweepOutcome run_sweep(const std::vector<SweepRun>& runs, const std::string& out
         (WIFSIGNALED(status) && (WTERMSIG(status) == SIGINT || WTERMSIG(status) == SIGTERM));
     ++done;
     ok ? ++outcome.finished : stopped ? ++outcome.interrupted : ++outcome.failed;
-    std::cerr << "sweep: [" << done << "/" << todo.size() << "] " << it->second->label
-              << (ok ? " done" : stopped ? " interrupted (the next sweep resumes it)" : " FAILED")
-              << (ok || stopped ? "" : " (see " + out_dir + "/" + it->second->label + "/console.txt)") << "\n";
     running.erase(it);
+    // Time left: the wall time per run so far (with `jobs` in parallel) times the runs not yet ended.
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const double left = static_cast<double>(todo.size() - done) * elapsed / static_cast<double>(done);
+    if (!quiet || !(ok || stopped))
+      std::cerr << "sweep: " << label << (ok ? " done" : stopped ? " interrupted (the next sweep resumes it)" : " FAILED")
+                << (ok || stopped ? "" : " (see " + out_dir + "/" + label + "/console.txt)") << "; "
+                << sweep_progress_text(outcome.finished, static_cast<int>(running.size()), outcome.failed,
+                                       static_cast<int>(todo.size()), left)
+                << "\n";
   }
   return outcome;
 }

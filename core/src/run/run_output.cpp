@@ -1,5 +1,7 @@
 #include "phalanx/core/run/run_output.hpp"
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -212,12 +214,30 @@ void write_failure_summary(const std::string& dir, const std::string& message) {
   fs::rename(tmp, path, ec);
 }
 
+namespace {
+struct LogOptions {
+  spdlog::level::level_enum level = spdlog::level::info;
+  bool quiet = false;
+};
+LogOptions& log_options() {
+  static LogOptions options;
+  return options;
+}
+}  // namespace
+
+void set_log_options(spdlog::level::level_enum level, bool quiet) { log_options() = {level, quiet}; }
+
 std::shared_ptr<spdlog::logger> make_run_logger(const std::string& name, const std::string& file, bool append) {
   static auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   std::vector<spdlog::sink_ptr> sinks{console};
   if (!file.empty()) sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(file, !append));
   auto logger = std::make_shared<spdlog::logger>(name, sinks.begin(), sinks.end());
-  logger->set_pattern("[%H:%M:%S] [%^%l%$] %v");
+  const std::string pattern = "[%H:%M:%S] [%^%l%$] %v";
+  logger->set_pattern(pattern);
+  // On a terminal a log line first clears the progress line it would otherwise continue (core/run/progress.hpp).
+  if (::isatty(STDERR_FILENO)) console->set_pattern("\r\033[K" + pattern);
+  logger->set_level(log_options().level);
+  console->set_level(log_options().quiet ? spdlog::level::warn : spdlog::level::trace);
   logger->flush_on(spdlog::level::info);
   return logger;
 }

@@ -7,6 +7,7 @@
 //   report: {best_over: [optimizer.lr]}    # optional: `phalanx report` keeps the best value per cell
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,25 @@ std::vector<SweepRun> expand_sweep(const Value& root);
 /// retried).
 bool run_finished(const std::string& dir);
 
+/// One of N disjoint slices of a sweep (`phalanx sweep --shard i/N`), for sweeps spread over machines that
+/// share the output folder. Run k of the expanded list belongs to slice k mod N: stable for a given config,
+/// and round robin so that each slice gets a like mix of cheap and costly grid cells.
+struct Shard {
+  int index = 0;  // from 0 to count - 1
+  int count = 1;
+};
+
+/// Parses "i/N" with 0 <= i < N; throws an Error saying what is wrong otherwise.
+Shard parse_shard(const std::string& text);
+
+/// The shard of a SLURM job array task, when SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT are both given
+/// (null pointers: unset): index = SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN (0 when unset), so both
+/// --array=0-(N-1) and --array=1-N work; a task outside [0, N) (an array with a step) is an Error.
+std::optional<Shard> shard_from_slurm(const char* task_id, const char* task_count, const char* task_min);
+
+/// The runs of `runs` that belong to `shard`, in their order.
+std::vector<SweepRun> runs_of_shard(const std::vector<SweepRun>& runs, const Shard& shard);
+
 struct SweepOutcome {
   int finished = 0;  // ran now and ended with status ok
   int skipped = 0;   // already finished before
@@ -34,8 +54,10 @@ struct SweepOutcome {
 };
 
 /// Runs every not-yet-finished run of `runs` under `out_dir` with `phalanx_binary run`, `jobs` at a time.
-/// `extra_args` are passed to each child (e.g. --plugin-path). Progress goes to stderr.
+/// `extra_args` are passed to each child (e.g. --plugin-path). Progress goes to stderr: a line per run that
+/// ends, with runs done, running, failed and the time left (`quiet`: only failures).
 SweepOutcome run_sweep(const std::vector<SweepRun>& runs, const std::string& out_dir, int jobs,
-                       const std::string& phalanx_binary, const std::vector<std::string>& extra_args);
+                       const std::string& phalanx_binary, const std::vector<std::string>& extra_args,
+                       bool quiet = false);
 
 }  // namespace phalanx::core

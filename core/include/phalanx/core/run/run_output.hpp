@@ -94,6 +94,10 @@ std::string format_number(double x);
 std::shared_ptr<spdlog::logger> make_run_logger(const std::string& name, const std::string& file,
                                                 bool append = false);
 
+/// The level of every run logger made from now on (`phalanx --log-level`; plugins' debug() shows at debug),
+/// and with `quiet` only warnings and errors on the console (log.txt keeps the level's lines).
+void set_log_options(spdlog::level::level_enum level, bool quiet);
+
 /// The Context handed to each plugin: run facts, a seed private to the plugin, logging with its name.
 class RunContext : public Context {
  public:
