@@ -49,10 +49,14 @@ awk -v a="$acc" 'BEGIN { exit !(a > 0.6) }' || { echo "accuracy $acc too low"; e
 "$work/prefix/bin/phalanx" run "$src/examples/round_context_plugins/pipeline.yaml" --out "$work/context_run" \
   > "$work/context_run.txt" 2>&1 || { cat "$work/context_run.txt"; exit 1; }
 cat "$work/context_run/comparison.md"
-for variant in "$work/context_run"/*/; do grep -q '"status": "ok"' "$variant/summary.json"; done
+# every variant folder (the report's plots/ folder beside them has no summary.json)
+n=0; for summary in "$work/context_run"/*/summary.json; do grep -q '"status": "ok"' "$summary"; n=$((n + 1)); done
+[ "$n" -ge 2 ] || { echo "expected at least 2 variants in $work/context_run, found $n"; exit 1; }
 # The tutorial's comparison: norm_filter, cm and krum under no attack and opt_alie.
 "$work/prefix/bin/phalanx" run "$src/examples/norm_filter_plugin/compare.yaml" --out "$work/tutorial_run" \
   > "$work/tutorial_run.txt" 2>&1 || { cat "$work/tutorial_run.txt"; exit 1; }
 cat "$work/tutorial_run/comparison.md"
-for variant in "$work/tutorial_run"/*/; do grep -q '"status": "ok"' "$variant/summary.json"; done
+# every variant folder (the report's plots/ folder beside them has no summary.json)
+n=0; for summary in "$work/tutorial_run"/*/summary.json; do grep -q '"status": "ok"' "$summary"; n=$((n + 1)); done
+[ "$n" -ge 2 ] || { echo "expected at least 2 variants in $work/tutorial_run, found $n"; exit 1; }
 echo "example plugins OK: trimmed mean accuracy $acc"
