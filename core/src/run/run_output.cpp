@@ -256,16 +256,4 @@ void RunContext::log(LogLevel level, const std::string& message) const {
   }
 }
 
-std::optional<RunStatus> read_summary_status(const std::string& dir) {
-  std::ifstream in(dir + "/summary.json");
-  if (!in) return std::nullopt;
-  std::stringstream text;
-  text << in.rdbuf();
-  const std::string key = "\"status\": \"";
-  const auto pos = text.str().find(key);
-  if (pos == std::string::npos) return std::nullopt;
-  const auto start = pos + key.size();
-  return parse_run_status(text.str().substr(start, text.str().find('"', start) - start));
-}
-
 }  // namespace phalanx::core

@@ -1,5 +1,8 @@
 #include "phalanx/core/run/run_status.hpp"
 
+#include <fstream>
+#include <sstream>
+
 namespace phalanx::core {
 
 const char* to_string(RunStatus status) {
@@ -19,5 +22,17 @@ std::optional<RunStatus> parse_run_status(const std::string& text) {
 }
 
 std::ostream& operator<<(std::ostream& out, RunStatus status) { return out << to_string(status); }
+
+std::optional<RunStatus> read_summary_status(const std::string& dir) {
+  std::ifstream in(dir + "/summary.json");
+  if (!in) return std::nullopt;
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string key = "\"status\": \"";
+  const auto pos = text.str().find(key);
+  if (pos == std::string::npos) return std::nullopt;
+  const auto start = pos + key.size();
+  return parse_run_status(text.str().substr(start, text.str().find('"', start) - start));
+}
 
 }  // namespace phalanx::core

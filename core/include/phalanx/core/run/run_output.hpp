@@ -83,8 +83,6 @@ class RunOutput {
 /// visible in reports and not retried by a resumed sweep. Never throws.
 void write_failure_summary(const std::string& dir, const std::string& message);
 
-/// The status recorded in `dir`/summary.json; nullopt when there is no summary or no known status in it.
-std::optional<RunStatus> read_summary_status(const std::string& dir);
 
 /// Formats a double so that it reads back bit for bit (for determinism checks) yet stays short.
 std::string format_number(double x);

@@ -21,4 +21,7 @@ const char* to_string(RunStatus status);
 std::optional<RunStatus> parse_run_status(const std::string& text);
 std::ostream& operator<<(std::ostream& out, RunStatus status);
 
+/// The status recorded in `dir`/summary.json; nullopt when there is no summary or no known status in it.
+std::optional<RunStatus> read_summary_status(const std::string& dir);
+
 }  // namespace phalanx::core
