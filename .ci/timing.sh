@@ -13,10 +13,12 @@ timed() {
   echo "=== ${name}: $((SECONDS - start)) s"
 }
 
+# Under .ci/run's `set -o pipefail`, `sort | head` fails with SIGPIPE (exit 141) once head stops reading, so
+# the lists are cut by awk, which reads its whole input.
 # The ten slowest tests of a ctest log (lines "  3/483 Test  #17: Suite.Name ....   Passed   12.34 sec").
 slowest_tests() {
   grep -E 'Test +#[0-9]+: ' "$1" | sed -E 's/.*Test +#[0-9]+: ([^ ]+) .* ([0-9.]+) sec.*/\2 \1/' |
-    sort -rn | head -10 | awk '{printf "  %8.1f s  %s\n", $1, $2}'
+    sort -rn | awk 'NR <= 10 {printf "  %8.1f s  %s\n", $1, $2}'
 }
 
 # Compile and link seconds per target from a ninja log (summed over its objects; -j2 runs two at once).
@@ -28,7 +30,7 @@ compile_per_target() {
       if (t ~ /^(aggregators|preaggregators|attacks|optimizers|data|models)_/) t = "built-in plugins (all)"
       s[t] += ($2 - $1) / 1000
     }
-    END { for (t in s) printf "%8.1f s  %s\n", s[t], t }' "$1" | sort -rn | head -12
+    END { for (t in s) printf "%8.1f s  %s\n", s[t], t }' "$1" | sort -rn | awk 'NR <= 12'
 }
 
 breakdown() {
