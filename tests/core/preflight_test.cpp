@@ -96,6 +96,28 @@ std::int64_t logged(const std::string& log, const std::string& key) {
 // The estimate against the measured peak of a real run: its resident memory at the peak minus what the
 // process held before the run (LibTorch, the plugins). 64 workers and a 250 k-parameter model, so the
 // n x d matrices (64 MiB each) dominate as they do in large runs. docs/reliability.md states the factor.
+// A sweep's runs differ in partition, workers and seed around a few data sets; validating it must not load
+// the data once per run (a 5,168-run grid took minutes per thousand runs before the cache kept several).
+TEST(Preflight, CacheLoadsEachDataSetOnceAcrossPartitionsAndWorkerCounts) {
+  core::PreflightCache cache;
+  const auto limit = core::memory_limit("");
+  const std::string with_partition = std::string(kSmallRun) + "seed: 3\n";
+  core::preflight(spec_from(with_partition), builtin_registry(), limit, &cache);
+  ASSERT_EQ(cache.entries.size(), 1u);
+  const at::Tensor first = cache.entries.front().second.train_x;
+  Value skewed = core::parse_yaml(with_partition, "preflight.yaml");
+  core::set_path(skewed, "data.partition", core::parse_yaml("{name: dirichlet, alpha: 0.5}", "inline"));
+  core::set_path(skewed, "workers.count", Value(std::int64_t{12}));
+  core::preflight(core::resolve_pipeline(skewed, builtin_registry()), builtin_registry(), limit, &cache);
+  ASSERT_EQ(cache.entries.size(), 1u) << "a new partition or worker count reloaded the same data";
+  EXPECT_TRUE(cache.entries.front().second.train_x.is_same(first));
+
+  // Another data seed is another data set (synthetic draws its samples from it); both stay cached.
+  core::set_path(skewed, "seed", Value(std::int64_t{4}));
+  core::preflight(core::resolve_pipeline(skewed, builtin_registry()), builtin_registry(), limit, &cache);
+  EXPECT_EQ(cache.entries.size(), 2u);
+}
+
 TEST(Preflight, EstimateIsWithinAFactorOfTheMeasuredPeakOfARealRun) {
   const std::string dir = temp_dir("preflight_rss");
   write_file(dir + "/big.yaml", R"(name: big

@@ -122,18 +122,36 @@ struct Measurer {
                   ", fewer workers or more data");
   }
 
+  // What load_data depends on: the data section but its partition (applied after loading) and the data seed.
+  std::string data_key() const {
+    const Value* section = spec.resolved.find("data");
+    if (!section || !(section->type() == Value::Type::Map)) return spec.data.name + "\n" + std::to_string(data_seed(spec, "data"));
+    Value without_partition = Value::map({});
+    for (const auto& [key, value] : section->as_map())
+      if (key != "partition") without_partition.as_map().emplace_back(key, value);
+    return to_yaml(without_partition) + "\n" + std::to_string(data_seed(spec, "data"));
+  }
+
+  Dataset cached_data(const std::string& data_what, const RunInfo& info) {
+    auto load = [&] {
+      return measured(spec, limit, "loading " + data_what, plugin_keys(spec.data),
+                      [&] { return load_data(spec, registry, info, nullptr); });
+    };
+    if (!cache) return load();
+    const std::string key = data_key();
+    auto& entries = cache->entries;
+    auto hit = std::find_if(entries.begin(), entries.end(), [&](const auto& e) { return e.first == key; });
+    std::pair<std::string, Dataset> entry = hit != entries.end() ? *hit : std::make_pair(key, load());
+    if (hit != entries.end()) entries.erase(hit);
+    if (entries.size() >= PreflightCache::kMaxEntries) entries.erase(entries.begin());
+    entries.push_back(entry);
+    return entry.second;
+  }
+
   void run() {
     RunInfo info = run_info(spec, "");
     const std::string data_what = "data " + plugin_text(spec.data);
-    const Value* data_section = spec.resolved.find("data");
-    const std::string key = (data_section ? to_yaml(*data_section) : spec.data.name) + std::to_string(spec.seed);
-    Dataset data = cache && cache->key == key ? cache->data
-                                              : measured(spec, limit, "loading " + data_what, plugin_keys(spec.data),
-                                                         [&] { return load_data(spec, registry, info, nullptr); });
-    if (cache) {
-      cache->key = key;
-      cache->data = data;
-    }
+    Dataset data = cached_data(data_what, info);
     const std::int64_t n_train = data.train_x.size(0);
     add(data_what + ": " + with_commas(n_train) + " train + " + with_commas(data.test_x.size(0)) + " test samples",
         plugin_keys(spec.data),

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "phalanx/core/config/pipeline.hpp"
@@ -46,8 +47,11 @@ struct MemoryEstimate {
 
 /// The data set of the last preflight, kept so that checking many runs of one sweep loads it once.
 struct PreflightCache {
-  std::string key;  // the resolved data section and seed
-  Dataset data;
+  // A sweep varies the partition, the workers and the seeds around a few data sets: the cache holds the
+  // last few by what loading depends on (data section without its partition, data seed), so validating a
+  // grid of thousands of runs loads each data set once instead of once per run.
+  static constexpr std::size_t kMaxEntries = 4;
+  std::vector<std::pair<std::string, Dataset>> entries;  // most recently used last
 };
 
 /// Measures `spec` (see above) and throws phalanx::Error, naming the largest items and their keys, when
