@@ -1,4 +1,5 @@
 #include "support.hpp"
+#include "small_run.hpp"
 
 #include <array>
 #include <cstdio>
@@ -16,6 +17,22 @@ std::string source_dir() { return PHALANX_SOURCE_DIR; }
 std::string phalanx_binary() { return PHALANX_BINARY; }
 std::string builtin_plugin_dir() { return PHALANX_BUILTIN_PLUGIN_DIR; }
 std::string test_plugin_dir() { return PHALANX_TEST_PLUGIN_DIR; }
+
+const char* const kSmallRun = R"(name: small_run
+seed: 5
+data: {name: synthetic, train_size: 600, test_size: 100, features: 8, classes: 3}
+model: {name: mlp, hidden: [8]}
+workers: {count: 6, byzantine: 2}
+optimizer: {name: sgd, lr: 0.05}
+training: {batch_size: 8, budget: {steps: 3}, eval_every: 3}
+)";
+
+core::PipelineSpec resolve_config(const std::string& yaml, const std::vector<std::string>& overrides,
+                                  const core::Registry& registry, const std::string& file) {
+  Value root = core::parse_yaml(yaml, file);
+  for (const auto& o : overrides) core::apply_override(root, o);
+  return core::resolve_pipeline(root, registry);
+}
 
 const core::Registry& builtin_registry() {
   static core::Registry* registry = [] {

@@ -9,6 +9,7 @@
 
 #include "cli.hpp"
 #include "phalanx/core/config/config.hpp"
+#include "phalanx/core/config/outline.hpp"
 #include "phalanx/core/engine.hpp"
 #include "phalanx/core/engine/preflight.hpp"
 #include "phalanx/core/engine/run_failure.hpp"
@@ -114,6 +115,8 @@ Prepared prepare_variants(const Value& root, const Registry& registry, const Mem
     try {
       p.specs.push_back(resolve_pipeline(v.config, registry));
       refuse_distributed(p.specs.back());
+      // These plugin instances only prove that construction succeeds; the run makes its own (engine.cpp
+      // says why they cannot be handed over).
       check_plugins(p.specs.back(), registry);
       p.estimates.push_back(preflight(p.specs.back(), registry, limit, &cache));
     } catch (const Error& e) {
@@ -129,7 +132,7 @@ ReportOptions report_for(const Value& root, const Options& o) {
   return report;
 }
 
-int finish_comparison(const PipelineSpec& base, const std::vector<VariantResult>& results, const std::string& out,
+int finish_comparison(const ComparisonOutline& base, const std::vector<VariantResult>& results, const std::string& out,
                       int failures, ReportOptions report) {
   std::string table = comparison_table(base.compare, results);
   std::cout << "\n" << table << "\nRuns are in " << out << "/<variant>/ (metrics.csv, summary.json, log.txt)\n";
@@ -158,7 +161,7 @@ int cmd_run(const Options& o) {
                   " [--jobs N]`");
   Registry registry;
   load_plugins(registry, o, &root);
-  PipelineSpec base = resolve_pipeline(root, registry);
+  const ComparisonOutline base = resolve_outline(root);
   const MemoryLimit limit = memory_limit(o.max_memory);
   const Prepared p = prepare_variants(root, registry, limit);
   const std::string out = o.out.empty() ? "runs/" + base.name : o.out;

@@ -1,6 +1,6 @@
 // Shared by the attacks that search against the configured defence through the oracle (opt_alie, opt_ipm,
-// agr_minmax, agr_minsum): the objective D, ByzFL's line search and the halving search of Shejwalkar and
-// Houmansadr (NDSS 2021). Header-only: each attack is its own plugin library.
+// agr_minmax, agr_minsum): the objective D, ByzFL's line search with the attack built on it (LineSearchAttack)
+// and the halving search of Shejwalkar and Houmansadr (NDSS 2021). Header-only: each attack is its own plugin library.
 //
 // D(row) = ||F(honest rows, then every Byzantine row set to `row`) - mean_h||, computed in float64, where F is
 // the configured pre-aggregators + aggregator (AttackRound::defence, which runs on a copy of their state, so the
@@ -10,8 +10,10 @@
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -112,6 +114,35 @@ double byzfl_line_search(const LineSearch& s, Objective objective) {
   }
   return best_x;
 }
+
+/// An attack whose Byzantine workers all send one row a(tau) of a one-parameter family, tau chosen by ByzFL's
+/// search to maximize D (opt_alie, opt_ipm). `family(honest, mean)` gives a(.) for the round's honest rows
+/// (float64, checked) and their mean; it is called once per round, so what a(.) precomputes is computed once.
+/// A round without honest rows or Byzantine workers leaves the true messages (no_honest_rows).
+class LineSearchAttack : public Attack {
+ public:
+  using Row = std::function<at::Tensor(double tau)>;
+  using Family = std::function<Row(const at::Tensor& honest, const at::Tensor& mean)>;
+
+  LineSearchAttack(std::string name, LineSearch search, Family family)
+      : name_(std::move(name)), search_(search), family_(std::move(family)) {}
+
+  at::Tensor craft(const AttackRound& round) override {
+    const std::int64_t b = round.byzantine_true.size(0);
+    if (b == 0 || no_honest_rows(round)) return round.byzantine_true;
+    at::Tensor honest = checked_honest(round, name_);
+    at::Tensor mean = honest.mean(0);
+    const Row row = family_(honest, mean);
+    const double tau = byzfl_line_search(search_, [&](double t) { return deviation(round, row(t), mean); });
+    return repeated(row(tau), b);
+  }
+  bool omniscient() const override { return true; }
+
+ private:
+  std::string name_;
+  LineSearch search_;
+  Family family_;
+};
 
 /// The halving search of the AGR-tailored attacks (Shejwalkar and Houmansadr 2021, the released notebooks'
 /// our_attack_trmean): gamma starts at gamma_init with step gamma_init; a gamma is accepted when

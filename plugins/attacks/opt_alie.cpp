@@ -26,40 +26,21 @@
 #include "phalanx/gamma_search.hpp"
 #include "phalanx/plugin.hpp"
 
-namespace {
-
-using namespace phalanx;
-
-class OptimalAlie : public Attack {
- public:
-  explicit OptimalAlie(defence_search::LineSearch search) : search_(search) {}
-
-  at::Tensor craft(const AttackRound& round) override {
-    const std::int64_t b = round.byzantine_true.size(0);
-    if (b == 0 || defence_search::no_honest_rows(round)) return round.byzantine_true;
-    at::Tensor honest = defence_search::checked_honest(round, "opt_alie");
-    at::Tensor mean = honest.mean(0);
-    at::Tensor std = honest.size(0) > 1 ? perturbation_direction("std", honest, mean).neg_() : at::zeros_like(mean);
-    auto row = [&](double tau) { return mean.add(std, tau); };
-    const double tau = defence_search::byzfl_line_search(
-        search_, [&](double t) { return defence_search::deviation(round, row(t), mean); });
-    return defence_search::repeated(row(tau), b);
-  }
-  bool omniscient() const override { return true; }
-
- private:
-  defence_search::LineSearch search_;
-};
-
-}  // namespace
-
 PHALANX_PLUGIN("opt_alie", "1.0") {
+  using namespace phalanx;
+  using defence_search::LineSearchAttack;
   registrar.add_attack(
       {"opt_alie",
        "Optimal ALIE (ByzFL): mean_h + tau * std_h with tau line-searched to push the defence's output farthest "
        "from the honest mean",
        defence_search::line_search_params()},
       [](const Params& p, const Context&) {
-        return std::make_unique<OptimalAlie>(defence_search::line_search_from(p));
+        return std::make_unique<LineSearchAttack>(
+            "opt_alie", defence_search::line_search_from(p),
+            [](const at::Tensor& honest, const at::Tensor& mean) -> LineSearchAttack::Row {
+              at::Tensor std =
+                  honest.size(0) > 1 ? perturbation_direction("std", honest, mean).neg_() : at::zeros_like(mean);
+              return [mean, std](double tau) { return mean.add(std, tau); };
+            });
       });
 }

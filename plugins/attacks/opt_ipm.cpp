@@ -20,38 +20,19 @@
 #include "defence_search.hpp"
 #include "phalanx/plugin.hpp"
 
-namespace {
-
-using namespace phalanx;
-
-class OptimalIpm : public Attack {
- public:
-  explicit OptimalIpm(defence_search::LineSearch search) : search_(search) {}
-
-  at::Tensor craft(const AttackRound& round) override {
-    const std::int64_t b = round.byzantine_true.size(0);
-    if (b == 0 || defence_search::no_honest_rows(round)) return round.byzantine_true;
-    at::Tensor mean = defence_search::checked_honest(round, "opt_ipm").mean(0);
-    auto row = [&](double tau) { return mean.mul(-tau); };
-    const double tau = defence_search::byzfl_line_search(
-        search_, [&](double t) { return defence_search::deviation(round, row(t), mean); });
-    return defence_search::repeated(row(tau), b);
-  }
-  bool omniscient() const override { return true; }
-
- private:
-  defence_search::LineSearch search_;
-};
-
-}  // namespace
-
 PHALANX_PLUGIN("opt_ipm", "1.0") {
+  using namespace phalanx;
+  using defence_search::LineSearchAttack;
   registrar.add_attack(
       {"opt_ipm",
        "Optimal IPM (ByzFL): -tau * mean_h with tau line-searched to push the defence's output farthest from the "
        "honest mean",
        defence_search::line_search_params()},
       [](const Params& p, const Context&) {
-        return std::make_unique<OptimalIpm>(defence_search::line_search_from(p));
+        return std::make_unique<LineSearchAttack>(
+            "opt_ipm", defence_search::line_search_from(p),
+            [](const at::Tensor&, const at::Tensor& mean) -> LineSearchAttack::Row {
+              return [mean](double tau) { return mean.mul(-tau); };
+            });
       });
 }

@@ -8,6 +8,7 @@
 #include "phalanx/core/config/config.hpp"
 #include "phalanx/core/engine/engine_parts.hpp"
 #include "phalanx/core/config/pipeline.hpp"
+#include "small_run.hpp"
 #include "support.hpp"
 
 namespace phalanx::test {
@@ -23,16 +24,10 @@ optimizer: {name: sgd, lr: 0.05}
 training: {batch_size: 8, budget: {steps: 120}, eval_every: 40}
 )";
 
-core::PipelineSpec spec(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
-  Value root = core::parse_yaml(yaml, "async.yaml");
-  for (const auto& o : overrides) core::apply_override(root, o);
-  return core::resolve_pipeline(root, builtin_registry());
-}
-
 TEST(AsyncEngine, SameSeedGivesIdenticalMetrics) {
   const std::string a = temp_dir("async_det_a"), b = temp_dir("async_det_b");
-  core::run_async(spec(kAsync), builtin_registry(), a, nullptr);
-  core::run_async(spec(kAsync), builtin_registry(), b, nullptr);
+  core::run_async(resolve_config(kAsync), builtin_registry(), a, nullptr);
+  core::run_async(resolve_config(kAsync), builtin_registry(), b, nullptr);
   EXPECT_EQ(metrics_without_wall_time(a), metrics_without_wall_time(b));
   EXPECT_NE(metrics_without_wall_time(a), "");
 }
@@ -51,7 +46,7 @@ TEST(AsyncEngine, ThreadCountDoesNotChangeAnyMetric) {
       std::vector<std::string> all = overrides;
       all.push_back("training.threads=" + std::to_string(threads));
       const std::string dir = temp_dir("async_threads_" + std::to_string(threads));
-      core::RunResult r = core::run_async(spec(kAsync, all), builtin_registry(), dir, nullptr);
+      core::RunResult r = core::run_async(resolve_config(kAsync, all), builtin_registry(), dir, nullptr);
       ASSERT_EQ(r.status, core::RunStatus::ok) << r.message;
       const std::string metrics = metrics_without_wall_time(dir);
       EXPECT_EQ(std::count(metrics.begin(), metrics.end(), '\n'), 3);
@@ -65,7 +60,7 @@ TEST(AsyncEngine, HomogeneousWorkersAreStaleByKMinusOne) {
   // K equal workers deliver in turn: after the first round every gradient is K - 1 updates old, and the
   // simulated clock advances by one compute time per K updates.
   core::RunResult r = core::run_async(
-      spec(kAsync, {"engine.speed={name: homogeneous, time: 2.0}", "training.eval_every=60"}), builtin_registry(), "",
+      resolve_config(kAsync, {"engine.speed={name: homogeneous, time: 2.0}", "training.eval_every=60"}), builtin_registry(), "",
       nullptr);
   EXPECT_EQ(r.last.step, 120);
   EXPECT_EQ(r.last.staleness_max, 5);
@@ -75,9 +70,9 @@ TEST(AsyncEngine, HomogeneousWorkersAreStaleByKMinusOne) {
 }
 
 TEST(AsyncEngine, SlowWorkersMakeStalerGradients) {
-  core::RunResult even = core::run_async(spec(kAsync, {"engine.speed=homogeneous"}), builtin_registry(), "", nullptr);
+  core::RunResult even = core::run_async(resolve_config(kAsync, {"engine.speed=homogeneous"}), builtin_registry(), "", nullptr);
   core::RunResult slow = core::run_async(
-      spec(kAsync, {"engine.speed={name: heterogeneous, slow_fraction: 0.34, slow_factor: 8}"}), builtin_registry(), "",
+      resolve_config(kAsync, {"engine.speed={name: heterogeneous, slow_fraction: 0.34, slow_factor: 8}"}), builtin_registry(), "",
       nullptr);
   EXPECT_GT(slow.last.staleness_max, 3 * even.last.staleness_max);
 }
@@ -86,8 +81,8 @@ TEST(AsyncEngine, OneWorkerEqualsTheSynchronousEngine) {
   // With K = 1 nothing is ever stale: the asynchronous run is plain SGD, step for step the same as the
   // synchronous engine with one worker (same data stream, same model initialisation).
   const std::vector<std::string> one{"workers.count=1", "engine.speed=homogeneous"};
-  core::RunResult a = core::run_async(spec(kAsync, one), builtin_registry(), "", nullptr);
-  core::PipelineSpec sync_spec = spec(kAsync, {"workers.count=1", "engine={name: sync}"});
+  core::RunResult a = core::run_async(resolve_config(kAsync, one), builtin_registry(), "", nullptr);
+  core::PipelineSpec sync_spec = resolve_config(kAsync, {"workers.count=1", "engine={name: sync}"});
   core::RunResult s = core::run_sync(sync_spec, builtin_registry(), "", nullptr);
   EXPECT_EQ(a.last.step, s.last.step);
   EXPECT_EQ(a.last.test_loss, s.last.test_loss);
@@ -96,7 +91,7 @@ TEST(AsyncEngine, OneWorkerEqualsTheSynchronousEngine) {
 }
 
 TEST(AsyncEngine, TwoHundredFiftySixWorkersRun) {
-  core::RunResult r = core::run_async(spec(kAsync, {"workers.count=256", "training.budget.steps=600"}),
+  core::RunResult r = core::run_async(resolve_config(kAsync, {"workers.count=256", "training.budget.steps=600"}),
                                       builtin_registry(), "", nullptr);
   EXPECT_EQ(r.status, core::RunStatus::ok);
   EXPECT_EQ(r.last.step, 600);
@@ -105,7 +100,7 @@ TEST(AsyncEngine, TwoHundredFiftySixWorkersRun) {
 
 TEST(AsyncEngine, BufferedRobustAggregationSurvivesBitflipping) {
   core::RunResult r = core::run_async(
-      spec(kAsync, {"workers={count: 7, byzantine: 2}", "engine.buffer=7", "aggregator={name: cm}",
+      resolve_config(kAsync, {"workers={count: 7, byzantine: 2}", "engine.buffer=7", "aggregator={name: cm}",
                     "attack={name: bitflip, scale: 10}", "training.budget.steps=60", "training.eval_every=20"}),
       builtin_registry(), "", nullptr);
   EXPECT_EQ(r.status, core::RunStatus::ok);
@@ -114,7 +109,7 @@ TEST(AsyncEngine, BufferedRobustAggregationSurvivesBitflipping) {
 }
 
 TEST(AsyncEngine, UnbufferedServerRefusesNonFiniteMessages) {
-  core::RunResult r = core::run_async(spec(kAsync, {"workers={count: 6, byzantine: 2}", "attack=nan"}),
+  core::RunResult r = core::run_async(resolve_config(kAsync, {"workers={count: 6, byzantine: 2}", "attack=nan"}),
                                       builtin_registry(), "", nullptr);
   EXPECT_EQ(r.status, core::RunStatus::ok);
   EXPECT_GT(r.last.nonfinite_messages, 0);
@@ -124,7 +119,7 @@ TEST(AsyncEngine, UnbufferedServerRefusesNonFiniteMessages) {
 TEST(AsyncEngine, OverflowingHonestGradientsEndTheRunAsDiverged) {
   // With a huge step the loss overflows and honest workers push non-finite gradients: that is the model
   // diverging (reported as such at once), not a Byzantine message to refuse.
-  core::RunResult r = core::run_async(spec(kAsync, {"optimizer.lr=1e12"}), builtin_registry(), "", nullptr);
+  core::RunResult r = core::run_async(resolve_config(kAsync, {"optimizer.lr=1e12"}), builtin_registry(), "", nullptr);
   EXPECT_EQ(r.status, core::RunStatus::diverged);
   EXPECT_NE(r.message.find("non-finite"), std::string::npos) << r.message;
   EXPECT_LT(r.last.step, 120);
@@ -132,7 +127,7 @@ TEST(AsyncEngine, OverflowingHonestGradientsEndTheRunAsDiverged) {
 
 TEST(AsyncEngine, SummaryBreaksTheWallTimeDown) {
   const std::string dir = temp_dir("async_time");
-  core::RunResult r = core::run_async(spec(kAsync), builtin_registry(), dir, nullptr);
+  core::RunResult r = core::run_async(resolve_config(kAsync), builtin_registry(), dir, nullptr);
   EXPECT_GT(r.time.compute, 0);
   EXPECT_GT(r.time.update, 0);
   EXPECT_GT(r.time.evaluation, 0);

@@ -9,6 +9,7 @@
 #include "phalanx/core/config/config.hpp"
 #include "phalanx/core/config/pipeline.hpp"
 
+#include "small_run.hpp"
 #include "support.hpp"
 
 namespace phalanx::test {
@@ -25,14 +26,10 @@ attack: {name: alie}
 training: {batch_size: 8, budget: {steps: 60}, eval_every: 20}
 )";
 
-core::PipelineSpec spec_of(const std::string& yaml, const core::Registry& r = builtin_registry()) {
-  return core::resolve_pipeline(core::parse_yaml(yaml, "test.yaml"), r);
-}
-
 TEST(SyncEngine, SameSeedGivesIdenticalMetrics) {
   const std::string a = temp_dir("det_a"), b = temp_dir("det_b");
-  core::run_sync(spec_of(kSmall), builtin_registry(), a, nullptr);
-  core::run_sync(spec_of(kSmall), builtin_registry(), b, nullptr);
+  core::run_sync(resolve_config(kSmall), builtin_registry(), a, nullptr);
+  core::run_sync(resolve_config(kSmall), builtin_registry(), b, nullptr);
   const std::string ma = metrics_without_wall_time(a);
   EXPECT_EQ(std::count(ma.begin(), ma.end(), '\n'), 3);
   EXPECT_EQ(ma, metrics_without_wall_time(b));
@@ -42,7 +39,7 @@ TEST(SyncEngine, DifferentSeedGivesDifferentMetrics) {
   Value other = core::parse_yaml(kSmall, "t.yaml");
   core::set_path(other, "seed", Value(6));
   const std::string a = temp_dir("seed_a"), b = temp_dir("seed_b");
-  core::run_sync(spec_of(kSmall), builtin_registry(), a, nullptr);
+  core::run_sync(resolve_config(kSmall), builtin_registry(), a, nullptr);
   core::run_sync(core::resolve_pipeline(other, builtin_registry()), builtin_registry(), b, nullptr);
   EXPECT_NE(metrics_without_wall_time(a), metrics_without_wall_time(b));
 }
@@ -66,7 +63,7 @@ TEST(SyncEngine, ThreadCountDoesNotChangeAnyMetric) {
 
 TEST(SyncEngine, WritesEveryOutputFile) {
   const std::string dir = temp_dir("outputs");
-  core::RunResult r = core::run_sync(spec_of(kSmall), builtin_registry(), dir, nullptr);
+  core::RunResult r = core::run_sync(resolve_config(kSmall), builtin_registry(), dir, nullptr);
   EXPECT_EQ(r.status, core::RunStatus::ok);
   EXPECT_EQ(r.last.step, 60);
   EXPECT_EQ(r.last.gradients, 60 * 4 * 8);  // steps x honest workers x batch
@@ -78,15 +75,15 @@ TEST(SyncEngine, WritesEveryOutputFile) {
   // config.yaml is complete: it runs as is and resolves to the same configuration.
   Value written = core::load_yaml_file(dir + "/config.yaml");
   EXPECT_EQ(core::to_yaml(core::resolve_pipeline(written, builtin_registry()).resolved),
-            core::to_yaml(spec_of(kSmall).resolved));
+            core::to_yaml(resolve_config(kSmall).resolved));
 }
 
 TEST(SyncEngine, RecordsHowFarTheAggregateIsFromTheHonestMean) {
   auto run = [](const std::string& overrides) {
-    Value root = core::parse_yaml(kSmall, "t.yaml");
+    std::vector<std::string> each;
     std::stringstream in(overrides);
-    for (std::string o; std::getline(in, o, ';');) core::apply_override(root, o);
-    return core::run_sync(core::resolve_pipeline(root, builtin_registry()), builtin_registry(), "", nullptr).last;
+    for (std::string o; std::getline(in, o, ';');) each.push_back(o);
+    return core::run_sync(resolve_config(kSmall, each), builtin_registry(), "", nullptr).last;
   };
   // The mean of honest rows only is the honest mean (up to float32 rounding of the aggregate).
   core::MetricsRow honest = run("workers.byzantine=0;aggregator={name: mean};training.budget={steps: 20}");
@@ -166,7 +163,7 @@ TEST(SyncEngine, DivergenceEndsTheRunWithStatusNotACrash) {
 TEST(SyncEngine, UnwritableOutputFolderIsAClearError) {
   const std::string dir = temp_dir("unwritable");
   write_file(dir + "/file", "x");
-  EXPECT_ERROR_WITH(core::run_sync(spec_of(kSmall), builtin_registry(), dir + "/file/run", nullptr),
+  EXPECT_ERROR_WITH(core::run_sync(resolve_config(kSmall), builtin_registry(), dir + "/file/run", nullptr),
                     "cannot create output folder", "--out");
 }
 

@@ -13,19 +13,11 @@
 #include "phalanx/core/engine/round_parts.hpp"
 #include "phalanx/core/engine/sync_engine.hpp"
 #include "phalanx/core/engine/training_parts.hpp"
+#include "small_run.hpp"
 #include "support.hpp"
 
 namespace phalanx::test {
 namespace {
-
-const char* kRun = R"(name: context
-seed: 5
-data: {name: synthetic, train_size: 600, test_size: 100, features: 8, classes: 3}
-model: {name: mlp, hidden: [8]}
-workers: {count: 6, byzantine: 2}
-optimizer: {name: sgd, lr: 0.05}
-training: {batch_size: 8, budget: {steps: 3}, eval_every: 3}
-)";
 
 // The built-in plugins plus the probes of tests/test_plugins/context_probe.cpp.
 const core::Registry& probe_registry() {
@@ -39,9 +31,7 @@ const core::Registry& probe_registry() {
 }
 
 core::PipelineSpec spec(const std::vector<std::string>& overrides) {
-  Value root = core::parse_yaml(kRun, "context.yaml");
-  for (const auto& o : overrides) core::apply_override(root, o);
-  return core::resolve_pipeline(root, probe_registry());
+  return resolve_config(kSmallRun, overrides, probe_registry());
 }
 
 struct Seen {

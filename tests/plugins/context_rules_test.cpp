@@ -7,6 +7,7 @@
 #include "phalanx/core/config/config.hpp"
 #include "phalanx/core/config/pipeline.hpp"
 #include "phalanx/core/engine/sync_engine.hpp"
+#include "small_run.hpp"
 #include "support.hpp"
 
 namespace phalanx::test {
@@ -172,20 +173,10 @@ TEST(FoolsGold, WithoutWorkerIdsItNamesThePreAggregatorThatRemovedThem) {
 
 // ---- in the engines ---------------------------------------------------------------------------------------
 
-const char* kRun = R"(name: context_rules
-seed: 5
-data: {name: synthetic, train_size: 600, test_size: 100, features: 8, classes: 3}
-model: {name: mlp, hidden: [8]}
-workers: {count: 6, byzantine: 2}
-attack: {name: signflip}
-optimizer: {name: sgd, lr: 0.05}
-training: {batch_size: 8, budget: {steps: 3}, eval_every: 3}
-)";
-
-core::PipelineSpec spec(const std::vector<std::string>& overrides) {
-  Value root = core::parse_yaml(kRun, "context_rules.yaml");
-  for (const auto& o : overrides) core::apply_override(root, o);
-  return core::resolve_pipeline(root, builtin_registry());
+// The support library's small run with a signflip attack.
+core::PipelineSpec spec(std::vector<std::string> overrides) {
+  overrides.insert(overrides.begin(), "attack={name: signflip}");
+  return resolve_config(kSmallRun, overrides);
 }
 
 TEST(ContextRules, RunInTheSyncAndAsyncSimulationsReproducibly) {

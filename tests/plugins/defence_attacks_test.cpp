@@ -17,6 +17,7 @@
 #include "phalanx/core/config/pipeline.hpp"
 #include "phalanx/core/engine/round_parts.hpp"
 #include "phalanx/core/engine/sync_engine.hpp"
+#include "small_run.hpp"
 #include "support.hpp"
 
 namespace phalanx::test {
@@ -191,24 +192,9 @@ TEST(DefenceAttacks, RefuseSearchParametersOutsideByzflsRange) {
 
 // ---- the oracle leaves the real defence alone ------------------------------------------------------------
 
-const char* kRun = R"(name: defence_attacks
-seed: 5
-data: {name: synthetic, train_size: 600, test_size: 100, features: 8, classes: 3}
-model: {name: mlp, hidden: [8]}
-workers: {count: 6, byzantine: 2}
-optimizer: {name: sgd, lr: 0.05}
-training: {batch_size: 8, budget: {steps: 3}, eval_every: 3}
-)";
-
-core::PipelineSpec spec(const std::vector<std::string>& overrides) {
-  Value root = core::parse_yaml(kRun, "defence_attacks.yaml");
-  for (const auto& o : overrides) core::apply_override(root, o);
-  return core::resolve_pipeline(root, builtin_registry());
-}
-
 TEST(DefenceAttacks, QueriesLeaveCenteredClippingBucketingAndFoolsGoldAsTheyWere) {
   for (const std::string defence : {"{name: cc, pre: [{name: bucketing, s: 2}]}", "{name: foolsgold}"}) {
-    core::PipelineSpec s = spec({"aggregator=" + defence});
+    core::PipelineSpec s = resolve_config(kSmallRun, {"aggregator=" + defence});
     RunInfo info = core::run_info(s, "");
     core::EnginePlugins probed = core::make_plugins(s, builtin_registry(), info, nullptr);
     core::EnginePlugins twin = core::make_plugins(s, builtin_registry(), info, nullptr);
@@ -239,8 +225,8 @@ TEST(DefenceAttacks, RunInTheSyncAndAsyncSimulationsReproducibly) {
       std::vector<std::string> o{"attack={name: " + attack + "}", "aggregator={name: cc}"};
       if (engine == "async") o.push_back("engine={name: async, buffer: 6, speed: {name: homogeneous, time: 1.0}}");
       const std::string a = temp_dir("defence_attack_a_" + engine + attack), b = temp_dir("defence_attack_b_" + engine + attack);
-      core::run_pipeline(spec(o), builtin_registry(), a, nullptr);
-      core::run_pipeline(spec(o), builtin_registry(), b, nullptr);
+      core::run_pipeline(resolve_config(kSmallRun, o), builtin_registry(), a, nullptr);
+      core::run_pipeline(resolve_config(kSmallRun, o), builtin_registry(), b, nullptr);
       EXPECT_EQ(metrics_without_wall_time(a), metrics_without_wall_time(b));
     }
   }

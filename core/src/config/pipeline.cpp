@@ -1,4 +1,5 @@
 #include "phalanx/core/config/pipeline.hpp"
+#include "phalanx/core/config/outline.hpp"
 
 #include <filesystem>
 
@@ -381,6 +382,15 @@ PipelineSpec resolve_pipeline(const Value& root, const Registry& registry) {
   resolve_compare(root, s, resolved);
   s.resolved = std::move(resolved);
   return s;
+}
+
+ComparisonOutline resolve_outline(const Value& root) {
+  check_top_level_keys(root);
+  PipelineSpec s;
+  Value resolved = Value::map({});
+  resolve_top_level(root, s, resolved);
+  resolve_compare(root, s, resolved);
+  return {s.name, std::move(s.compare)};
 }
 
 }  // namespace phalanx::core

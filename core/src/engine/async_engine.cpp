@@ -1,7 +1,6 @@
 #include "phalanx/core/engine/async_engine.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <queue>
 #include <tuple>
@@ -13,6 +12,7 @@
 #include "phalanx/core/engine/round_parts.hpp"
 #include "phalanx/core/engine/run_failure.hpp"
 #include "phalanx/core/engine/run_checkpoint.hpp"
+#include "phalanx/core/engine/simulated_run.hpp"
 #include "phalanx/core/run/stop_signal.hpp"
 #include "phalanx/core/engine/training_parts.hpp"
 #include "phalanx/error.hpp"
@@ -138,250 +138,273 @@ at::Tensor honest_rows_of(const at::Tensor& rows, const std::vector<std::int64_t
   return rows.index_select(0, at::tensor(honest, at::kLong));
 }
 
+// One arrival is one mini-batch gradient: a budget of epochs or gradients fixes the number of arrivals (the
+// same for every method), and the number of server updates follows from the buffer size.
+std::int64_t arrival_budget(const PipelineSpec& spec, const Dataset& data) {
+  return spec.budget.unit == "steps" ? spec.budget.amount * spec.buffer
+                                     : budget_steps(spec.budget, data.train_x.size(0), 1, 1, spec.batch_size);
+}
+
+// The asynchronous engine's event loop. Between two arrivals the simulation is the shared state
+// (SimulatedRun) plus state_; pulls whose gradients are not computed yet (waiting_) are computed before a
+// checkpoint, so save_checkpoint and the constructor's resume write and read exactly state_.
+class AsyncLoop {
+ public:
+  explicit AsyncLoop(SimulatedRun& run);
+  void run();
+
+ private:
+  enum class Arrived { applied, buffered, refused, ended };
+
+  /// The index of the server's parameters: the optimizer's own count when it keeps one, else the updates.
+  std::int64_t current_index() const;
+  /// Computes the gradients of every pull not computed yet, side by side (they read the same parameters).
+  void finish_waiting();
+  /// Worker k pulls the parameters at simulated time `now`: draws its mini-batch and schedules its delivery.
+  void start_work(std::int64_t k, double now);
+  /// Byzantine rows of `rows` (flagged by `workers`) are rewritten by the attack, which sees the honest rows
+  /// of the same batch (or the last honest message when there is none) and, when `context` is given (a
+  /// buffered round), the defence as an oracle.
+  void attack_rows(at::Tensor rows, const std::vector<std::int64_t>& workers, const RoundContext* context);
+  /// Takes the next delivery off the queue and counts it; returns its worker.
+  std::int64_t next_arrival();
+  /// engine.buffer = 1: applies worker k's message alone.
+  Arrived apply_alone(std::int64_t k, double lr);
+  /// engine.buffer > 1: buffers worker k's message and applies the aggregate of a full buffer.
+  Arrived add_to_buffer(std::int64_t k, double lr);
+  /// Applies `update` (computed at parameter index arrival.computed_at) to the server's parameters.
+  void apply(const at::Tensor& update, const Arrival& arrival, double lr);
+  /// After an update: evaluation and divergence checks. False when they ended the run.
+  bool after_update(double lr);
+  void save_checkpoint();
+
+  SimulatedRun& run_;
+  const PipelineSpec& spec_;
+  const std::int64_t K_, h_, d_, total_arrivals_;
+  // The server's parameters are the model's own flat vector: a worker that pulls them computes its gradient
+  // in place, without a copy. A look-ahead point (SMEGA2) is swapped in for the computation and back out.
+  at::Tensor& server_;
+  at::Tensor saved_server_;
+  AsyncState state_;
+  // A pull draws the worker's mini-batch at once (in pull order, so the draws never depend on threads) but
+  // computes its gradient only when the result is needed or the parameters are about to change.
+  std::vector<WorkerTask> waiting_;  // pulled, gradient not computed yet; in pull order
+  std::vector<bool> is_waiting_;
+  const RoundContextSource round_source_;
+};
+
+AsyncLoop::AsyncLoop(SimulatedRun& run)
+    : run_(run), spec_(run.spec), K_(run.spec.workers), h_(run.spec.honest()), d_(run.model().dimension()),
+      total_arrivals_(arrival_budget(run.spec, run.data())), server_(run.model().params()),
+      state_(K_, d_, run.spec.buffer, h_ < K_), is_waiting_(K_, false), round_source_(run.spec, run.data()) {
+  std::optional<Checkpoint> resumed = run_.take_resume_point();
+  if (!resumed) {
+    for (std::int64_t k = 0; k < K_; ++k) start_work(k, 0.0);
+    return;
+  }
+  state_.restore(*resumed, K_, d_, spec_.buffer);
+  if (run_.logger)
+    run_.logger->info("resumed from {} at update {} (simulated time {})", checkpoint_path(run_.out_dir),
+                      state_.updates, state_.now);
+}
+
+std::int64_t AsyncLoop::current_index() const {
+  const std::int64_t own = run_.plugins.optimizer->iteration();
+  return own >= 0 ? own : state_.updates;
+}
+
+void AsyncLoop::finish_waiting() {
+  if (waiting_.empty()) return;
+  run_.compute(waiting_);
+  for (WorkerTask& task : waiting_) {  // in pull order, as the losses were summed before
+    if (task.worker < h_) run_.metrics.add_train_loss(task.loss);
+    state_.pending[task.worker] = task.message;
+    state_.pending_loss[task.worker] = task.loss;
+    is_waiting_[task.worker] = false;
+  }
+  waiting_.clear();
+}
+
+void AsyncLoop::start_work(std::int64_t k, double now) {
+  state_.pulled[k] = current_index();
+  const at::Tensor point = run_.plugins.optimizer->params_for_worker(server_, k);
+  {
+    ScopedTimer timer(run_.result.time.batches);
+    waiting_.push_back(draw_batch(spec_, run_.plugins, run_.data(), run_.run.streams[k], k, state_.pulled[k]));
+    is_waiting_[k] = true;
+  }
+  if (!point.is_same(server_)) {
+    // A look-ahead point is swapped into the model for this one gradient, so everything pulled before it
+    // must be computed first, and this one right away.
+    WorkerTask task = std::move(waiting_.back());
+    waiting_.pop_back();
+    finish_waiting();
+    if (!saved_server_.defined()) saved_server_ = at::empty_like(server_);
+    saved_server_.copy_(server_);
+    server_.copy_(point);
+    waiting_.push_back(std::move(task));
+    finish_waiting();
+    server_.copy_(saved_server_);
+  }
+  state_.events.push({now + run_.speed.next(k), k});
+}
+
+void AsyncLoop::attack_rows(at::Tensor rows, const std::vector<std::int64_t>& workers, const RoundContext* context) {
+  std::vector<std::int64_t> honest_idx, byz_idx;
+  for (std::size_t i = 0; i < workers.size(); ++i) (workers[i] >= h_ ? byz_idx : honest_idx).push_back(i);
+  if (byz_idx.empty()) return;
+  EnginePlugins& plugins = run_.plugins;
+  ScopedTimer timer(run_.result.time.attack);
+  at::Tensor hi = at::tensor(honest_idx, at::kLong), bi = at::tensor(byz_idx, at::kLong);
+  AttackRound round{honest_idx.empty() ? state_.last_honest : rows.index_select(0, hi), rows.index_select(0, bi),
+                    state_.updates};
+  PhaseScope phase("the attack", Kind::Attack, spec_.attack.name);
+  round.previous_aggregate = state_.previous_aggregate;
+  std::optional<EngineDefenceOracle> oracle;
+  if (context && !honest_idx.empty()) {
+    oracle.emplace(spec_, plugins, *context, at::cat({hi, bi}));
+    round.defence = &*oracle;
+  }
+  at::Tensor crafted = guard_plugin(plugins.labels.attack, [&] { return plugins.attack->craft(round); });
+  require_shape(crafted, {static_cast<std::int64_t>(byz_idx.size()), d_}, "attack '" + spec_.attack.name + "'");
+  rows.index_copy_(0, bi, crafted);
+}
+
+void AsyncLoop::save_checkpoint() {
+  finish_waiting();  // a checkpoint holds every message in flight
+  Checkpoint checkpoint = run_.shared_checkpoint();
+  state_.save(checkpoint);
+  run_.write(checkpoint);
+}
+
+std::int64_t AsyncLoop::next_arrival() {
+  const Delivery next = state_.events.top();
+  state_.events.pop();
+  state_.now = next.time;
+  const std::int64_t k = next.worker;
+  if (is_waiting_[k]) finish_waiting();
+  ++state_.arrivals;
+  if (k < h_) {
+    ++state_.honest_arrivals;
+    if (h_ < K_) state_.last_honest.copy_(state_.pending[k].unsqueeze(0));
+  }
+  return k;
+}
+
+void AsyncLoop::apply(const at::Tensor& update, const Arrival& arrival, double lr) {
+  finish_waiting();  // their parameters are about to change
+  EnginePlugins& plugins = run_.plugins;
+  ScopedTimer timer(run_.result.time.update);
+  call_plugin("the server update", Kind::Optimizer, spec_.optimizer.name, plugins.labels.optimizer,
+              [&] { plugins.optimizer->apply(server_, update, arrival, lr); });
+}
+
+AsyncLoop::Arrived AsyncLoop::apply_alone(std::int64_t k, double lr) {
+  at::Tensor message = state_.pending[k].unsqueeze(0);
+  if (k >= h_) {
+    message = message.clone();  // the attack rewrites it; the worker rule may own the original
+    attack_rows(message, {k}, nullptr);
+  }
+  // No aggregator stands between a single arrival and the model: the server refuses non-finite Byzantine
+  // messages itself (counted in nonfinite_messages) instead of letting one poison the parameters. An honest
+  // worker's gradient is trusted in simulation; a non-finite loss means the model itself is diverging (and
+  // a non-finite gradient with a finite loss shows up in the parameters at the next evaluation, and in the
+  // next worker's loss).
+  if (k < h_ && !std::isfinite(state_.pending_loss[k])) {
+    run_.result.status = RunStatus::diverged;
+    run_.result.message = "worker " + std::to_string(k) + "'s loss became non-finite at update " +
+                          std::to_string(state_.updates) + "; lower optimizer.lr";
+    return Arrived::ended;
+  }
+  if (k >= h_ && count_nonfinite_rows(message)) {
+    run_.metrics.add_nonfinite(1);
+    return Arrived::refused;
+  }
+  const Arrival arrival{k, state_.pulled[k], current_index(), state_.now};
+  run_.metrics.add_staleness(arrival.staleness());
+  apply(message[0], arrival, lr);
+  return Arrived::applied;
+}
+
+AsyncLoop::Arrived AsyncLoop::add_to_buffer(std::int64_t k, double lr) {
+  std::vector<std::int64_t>& workers = state_.buffer_workers;
+  state_.buffer[static_cast<std::int64_t>(workers.size())].copy_(state_.pending[k]);
+  workers.push_back(k);
+  state_.buffer_staleness.push_back(current_index() - state_.pulled[k]);
+  run_.metrics.add_staleness(current_index() - state_.pulled[k]);
+  if (static_cast<std::int64_t>(workers.size()) < spec_.buffer) return Arrived::buffered;
+  at::Tensor rows = state_.buffer.clone();
+  const RoundContext context = round_source_.context(state_.updates, workers, state_.buffer_staleness, run_.model());
+  attack_rows(rows, workers, &context);
+  run_.metrics.add_nonfinite(count_nonfinite_rows(rows));
+  at::Tensor update = [&] {
+    ScopedTimer timer(run_.result.time.aggregation);
+    return aggregate_rows(spec_, run_.plugins, rows, context);
+  }();
+  if (diverged_on_update(run_.result, update, spec_.aggregator.name, "at update " + std::to_string(state_.updates)))
+    return Arrived::ended;
+  run_.metrics.add_honest_comparison(update, honest_rows_of(rows, workers, h_));
+  if (h_ < K_ && run_.plugins.attack->omniscient()) state_.previous_aggregate = update.clone();
+  apply(update, Arrival{-1, current_index(), current_index(), state_.now}, lr);
+  workers.clear();
+  state_.buffer_staleness.clear();
+  return Arrived::applied;
+}
+
+bool AsyncLoop::after_update(double lr) {
+  const std::int64_t updates = ++state_.updates, total_steps = run_.total_steps;
+  // Checked at every evaluation rather than every update (a pass over d per arrival is a large share of a
+  // small model's step); a non-finite parameter shows up sooner anyway, as an honest worker's non-finite
+  // gradient.
+  const bool evaluate_now = updates % spec_.eval_every == 0 || updates == total_steps;
+  if (evaluate_now && diverged_on_parameters(run_.result, server_, "by update " + std::to_string(updates)))
+    return false;
+  if (evaluate_now) {
+    run_.metrics.evaluate(updates, state_.honest_arrivals * spec_.batch_size,
+                          static_cast<double>(state_.arrivals * spec_.batch_size), lr, state_.now, run_.result);
+    if (diverged_on_test_loss(run_.result, updates)) return false;
+  }
+  report_step(run_.control, updates, total_steps);
+  return true;
+}
+
+void AsyncLoop::run() {
+  while (state_.updates < run_.total_steps) {
+    set_failure_step(state_.updates);
+    const std::int64_t k = next_arrival();
+    const double lr = learning_rate(spec_.schedule, spec_.lr, state_.updates, run_.total_steps);
+    const Arrived arrived = spec_.buffer == 1 ? apply_alone(k, lr) : add_to_buffer(k, lr);
+    if (arrived == Arrived::ended) break;
+    if (arrived == Arrived::applied && !after_update(lr)) break;
+    if (arrived == Arrived::refused && state_.arrivals >= 4 * total_arrivals_) {
+      run_.result.status = RunStatus::failed;
+      run_.result.message = "almost every message was refused as non-finite; the run cannot make progress";
+      break;
+    }
+    if (state_.updates == run_.total_steps) break;
+    start_work(k, state_.now);
+    if (stop_requested()) {
+      save_checkpoint();
+      run_.interrupt(state_.updates);
+      break;
+    }
+    if (arrived == Arrived::applied && run_.checkpoints.due(state_.updates, state_.now)) save_checkpoint();
+  }
+}
+
 }  // namespace
 
 RunResult run_async(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
                     std::shared_ptr<spdlog::logger> logger, const RunControl& control) {
-  RunCheckpointer checkpoints(control, spec, out_dir);
-  std::optional<Checkpoint> resumed = checkpoints.resume_point();
-  RunSetup run = prepare_run(spec, registry, out_dir, logger, resumed ? resumed->get_int("metrics/rows") : -1);
-  RunInfo& info = run.info;
-  const Dataset& data = run.data;
-  std::vector<BatchStream>& streams = run.streams;
-  std::unique_ptr<FlatModel>& model = run.model;
-  std::unique_ptr<RunOutput>& output = run.output;
-  const std::int64_t d = model->dimension(), K = spec.workers, h = spec.honest();
-  // One arrival is one mini-batch gradient: a budget of epochs or gradients fixes the number of arrivals
-  // (the same for every method), and the number of server updates follows from the buffer size.
-  const std::int64_t total_arrivals = spec.budget.unit == "steps"
-                                          ? spec.budget.amount * spec.buffer
-                                          : budget_steps(spec.budget, data.train_x.size(0), 1, 1, spec.batch_size);
-  const std::int64_t total_steps = std::max<std::int64_t>(1, total_arrivals / spec.buffer);
-  info.total_steps = total_steps;
-  EnginePlugins plugins = make_plugins(spec, registry, info, logger);
-  SpeedModel speed(spec.speed, K, derive_seed(spec.seed, "speed"));
+  SimulatedRun run(spec, registry, out_dir, logger, control, [&](const Dataset& data) {
+    return std::max<std::int64_t>(1, arrival_budget(spec, data) / spec.buffer);
+  });
   if (logger)
     logger->info("run '{}' (async): {} workers ({} Byzantine), model {} with d = {}, {} updates of {} arrival(s), "
-                 "batch {}, speed model {}", spec.name, K, spec.byzantine, spec.model.name, d, total_steps, spec.buffer,
-                 spec.batch_size, spec.speed.name);
-
-  RunResult result;
-  result.total_steps = total_steps;
-  const auto started = std::chrono::steady_clock::now();
-  MetricsTracker metrics(spec, data, *model, output.get(), logger, total_steps);
-
-  // The server's parameters are the model's own flat vector: a worker that pulls them computes its gradient
-  // in place, without a copy. A look-ahead point (SMEGA2) is swapped in for the computation and back out.
-  at::Tensor& server = model->params();
-  at::Tensor saved_server;
-  AsyncState state(K, d, spec.buffer, h < K);
-  // The loop below names the state's parts directly.
-  double& now = state.now;
-  std::int64_t &updates = state.updates, &arrivals = state.arrivals, &honest_arrivals = state.honest_arrivals;
-  std::vector<at::Tensor>& pending = state.pending;
-  std::vector<double>& pending_loss = state.pending_loss;
-  std::vector<std::int64_t>& pulled = state.pulled;
-  EventQueue& events = state.events;
-  at::Tensor& buffer = state.buffer;
-  std::vector<std::int64_t> &buffer_workers = state.buffer_workers, &buffer_staleness = state.buffer_staleness;
-  at::Tensor &previous_aggregate = state.previous_aggregate, &last_honest = state.last_honest;
-  auto current_index = [&] {
-    const std::int64_t own = plugins.optimizer->iteration();
-    return own >= 0 ? own : updates;
-  };
-  double lr = learning_rate(spec.schedule, spec.lr, 0, total_steps);
-
-  // A pull draws the worker's mini-batch at once (in pull order, so the draws never depend on threads) but
-  // computes its gradient only when the result is needed or the parameters are about to change: every pull
-  // made since the last update reads the same parameters, so those gradients are computed side by side.
-  const int threads = gradient_threads(spec.threads, K);
-  WorkerPool pool(threads);
-  const std::vector<std::unique_ptr<FlatModel>> replicas =
-      build_replicas(spec, registry, info, data, *model, threads, logger);
-  std::vector<FlatModel*> models{model.get()};
-  for (const auto& r : replicas) models.push_back(r.get());
-  std::vector<WorkerTask> waiting;  // pulled, gradient not computed yet; in pull order
-  std::vector<bool> is_waiting(K, false);
-  auto finish_waiting = [&] {
-    if (waiting.empty()) return;
-    compute_messages(spec, plugins, pool, models, waiting, result.time);
-    for (WorkerTask& task : waiting) {  // in pull order, as the losses were summed before
-      if (task.worker < h) metrics.add_train_loss(task.loss);
-      pending[task.worker] = task.message;
-      pending_loss[task.worker] = task.loss;
-      is_waiting[task.worker] = false;
-    }
-    waiting.clear();
-  };
-  auto start_work = [&](std::int64_t k, double now) {
-    pulled[k] = current_index();
-    const at::Tensor point = plugins.optimizer->params_for_worker(server, k);
-    {
-      ScopedTimer timer(result.time.batches);
-      waiting.push_back(draw_batch(spec, plugins, data, streams[k], k, pulled[k]));
-      is_waiting[k] = true;
-    }
-    if (!point.is_same(server)) {
-      // A look-ahead point is swapped into the model for this one gradient, so everything pulled before it
-      // must be computed first, and this one right away.
-      WorkerTask task = std::move(waiting.back());
-      waiting.pop_back();
-      finish_waiting();
-      if (!saved_server.defined()) saved_server = at::empty_like(server);
-      saved_server.copy_(server);
-      server.copy_(point);
-      waiting.push_back(std::move(task));
-      finish_waiting();
-      server.copy_(saved_server);
-    }
-    events.push({now + speed.next(k), k});
-  };
-  if (!resumed)
-    for (std::int64_t k = 0; k < K; ++k) start_work(k, 0.0);
-
-  const RoundContextSource round_source(spec, data);
-
-  // Between two arrivals the simulation is the shared state plus AsyncState.
-  auto save_checkpoint = [&] {
-    finish_waiting();  // a checkpoint holds every message in flight
-    Checkpoint checkpoint;
-    save_shared_state(checkpoint, run, plugins, speed, metrics, result);
-    state.save(checkpoint);
-    checkpoints.write(checkpoint);
-  };
-  if (resumed) {
-    const Checkpoint& c = *resumed;
-    load_shared_state(c, run, plugins, speed, metrics, result);
-    state.restore(c, K, d, spec.buffer);
-    if (logger) logger->info("resumed from {} at update {} (simulated time {})", checkpoint_path(out_dir), updates, now);
-    resumed.reset();
-  }
-
-  // Byzantine rows of `rows` (flagged by `byzantine`) are rewritten by the attack, which sees the honest
-  // rows of the same batch (or the last honest message when there is none) and, when `context` is given
-  // (a buffered round), the defence as an oracle.
-  auto attack_rows = [&](at::Tensor rows, const std::vector<std::int64_t>& workers, const RoundContext* context) {
-    std::vector<std::int64_t> honest_idx, byz_idx;
-    for (std::size_t i = 0; i < workers.size(); ++i) (workers[i] >= h ? byz_idx : honest_idx).push_back(i);
-    if (byz_idx.empty()) return;
-    ScopedTimer timer(result.time.attack);
-    at::Tensor hi = at::tensor(honest_idx, at::kLong), bi = at::tensor(byz_idx, at::kLong);
-    AttackRound round{honest_idx.empty() ? last_honest : rows.index_select(0, hi), rows.index_select(0, bi),
-                      updates};
-    PhaseScope phase("the attack", Kind::Attack, spec.attack.name);
-    round.previous_aggregate = previous_aggregate;
-    std::optional<EngineDefenceOracle> oracle;
-    if (context && !honest_idx.empty()) {
-      oracle.emplace(spec, plugins, *context, at::cat({hi, bi}));
-      round.defence = &*oracle;
-    }
-    at::Tensor crafted = guard_plugin(plugins.labels.attack, [&] { return plugins.attack->craft(round); });
-    require_shape(crafted, {static_cast<std::int64_t>(byz_idx.size()), d}, "attack '" + spec.attack.name + "'");
-    rows.index_copy_(0, bi, crafted);
-  };
-
-  while (updates < total_steps) {
-    set_failure_step(updates);
-    Delivery next = events.top();
-    events.pop();
-    now = next.time;
-    const std::int64_t k = next.worker;
-    if (is_waiting[k]) finish_waiting();
-    ++arrivals;
-    if (k < h) {
-      ++honest_arrivals;
-      if (h < K) last_honest.copy_(pending[k].unsqueeze(0));
-    }
-    lr = learning_rate(spec.schedule, spec.lr, updates, total_steps);
-    bool applied = false;
-    if (spec.buffer == 1) {
-      at::Tensor message = pending[k].unsqueeze(0);
-      if (k >= h) {
-        message = message.clone();  // the attack rewrites it; the worker rule may own the original
-        attack_rows(message, {k}, nullptr);
-      }
-      // No aggregator stands between a single arrival and the model: the server refuses non-finite
-      // Byzantine messages itself (counted in nonfinite_messages) instead of letting one poison the
-      // parameters. An honest worker's gradient is trusted in simulation; a non-finite loss means the model
-      // itself is diverging (and a non-finite gradient with a finite loss shows up in the parameters at the
-      // next evaluation, and in the next worker's loss).
-      if (k < h && !std::isfinite(pending_loss[k])) {
-        result.status = RunStatus::diverged;
-        result.message = "worker " + std::to_string(k) + "'s loss became non-finite at update " +
-                         std::to_string(updates) + "; lower optimizer.lr";
-        break;
-      }
-      if (k >= h && count_nonfinite_rows(message)) {
-        metrics.add_nonfinite(1);
-      } else {
-        Arrival arrival{k, pulled[k], current_index(), now};
-        metrics.add_staleness(arrival.staleness());
-        finish_waiting();  // their parameters are about to change
-        ScopedTimer timer(result.time.update);
-        call_plugin("the server update", Kind::Optimizer, spec.optimizer.name, plugins.labels.optimizer,
-                    [&] { plugins.optimizer->apply(server, message[0], arrival, lr); });
-        applied = true;
-      }
-    } else {
-      buffer[static_cast<std::int64_t>(buffer_workers.size())].copy_(pending[k]);
-      buffer_workers.push_back(k);
-      buffer_staleness.push_back(current_index() - pulled[k]);
-      metrics.add_staleness(current_index() - pulled[k]);
-      if (static_cast<std::int64_t>(buffer_workers.size()) == spec.buffer) {
-        at::Tensor rows = buffer.clone();
-        const RoundContext context = round_source.context(updates, buffer_workers, buffer_staleness, *model);
-        attack_rows(rows, buffer_workers, &context);
-        metrics.add_nonfinite(count_nonfinite_rows(rows));
-        at::Tensor update = [&] {
-          ScopedTimer timer(result.time.aggregation);
-          return aggregate_rows(spec, plugins, rows, context);
-        }();
-        if (diverged_on_update(result, update, spec.aggregator.name, "at update " + std::to_string(updates))) break;
-        metrics.add_honest_comparison(update, honest_rows_of(rows, buffer_workers, h));
-        if (h < K && plugins.attack->omniscient()) previous_aggregate = update.clone();
-        Arrival arrival{-1, current_index(), current_index(), now};
-        finish_waiting();  // their parameters are about to change
-        ScopedTimer timer(result.time.update);
-        call_plugin("the server update", Kind::Optimizer, spec.optimizer.name, plugins.labels.optimizer,
-                    [&] { plugins.optimizer->apply(server, update, arrival, lr); });
-        buffer_workers.clear();
-        buffer_staleness.clear();
-        applied = true;
-      }
-    }
-    if (applied) {
-      ++updates;
-      // Checked at every evaluation rather than every update (a pass over d per arrival is a large share
-      // of a small model's step); a non-finite parameter shows up sooner anyway, as an honest worker's
-      // non-finite gradient.
-      const bool evaluate_now = updates % spec.eval_every == 0 || updates == total_steps;
-      if (evaluate_now && diverged_on_parameters(result, server, "by update " + std::to_string(updates))) break;
-      if (evaluate_now) {
-        metrics.evaluate(updates, honest_arrivals * spec.batch_size,
-                         static_cast<double>(arrivals * spec.batch_size), lr, now, result);
-        if (diverged_on_test_loss(result, updates)) break;
-      }
-      report_step(control, updates, total_steps);
-    } else if (spec.buffer == 1 && arrivals >= 4 * total_arrivals) {
-      result.status = RunStatus::failed;
-      result.message = "almost every message was refused as non-finite; the run cannot make progress";
-      break;
-    }
-    if (updates == total_steps) break;
-    start_work(k, now);
-    if (stop_requested()) {
-      save_checkpoint();
-      mark_interrupted(result, updates, checkpoints);
-      break;
-    }
-    if (applied && checkpoints.due(updates, now)) save_checkpoint();
-  }
-  if (result.status != RunStatus::interrupted) checkpoints.remove();
-  result.time.total += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  if (result.status != RunStatus::ok && logger) logger->warn("{}", result.message);
-  if (output) output->write_summary(result.status, result.message, result.has_last ? &result.last : nullptr,
-                                    total_steps, &result.time);
-  return result;
+                 "batch {}, speed model {}", spec.name, spec.workers, spec.byzantine, spec.model.name,
+                 run.model().dimension(), run.total_steps, spec.buffer, spec.batch_size, spec.speed.name);
+  AsyncLoop(run).run();
+  return run.finish();
 }
 
 }  // namespace phalanx::core

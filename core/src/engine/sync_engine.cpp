@@ -1,16 +1,14 @@
 #include "phalanx/core/engine/sync_engine.hpp"
 
 #include <algorithm>
-#include <chrono>
-#include <cmath>
 
 #include <ATen/ATen.h>
 
 #include "phalanx/core/engine/engine_parts.hpp"
 #include "phalanx/core/plugins/plugin_guard.hpp"
 #include "phalanx/core/engine/round_parts.hpp"
-#include "phalanx/core/engine/run_checkpoint.hpp"
 #include "phalanx/core/engine/run_failure.hpp"
+#include "phalanx/core/engine/simulated_run.hpp"
 #include "phalanx/core/run/stop_signal.hpp"
 #include "phalanx/core/engine/training_parts.hpp"
 #include "phalanx/error.hpp"
@@ -19,142 +17,164 @@
 namespace phalanx::core {
 
 namespace {
+
 std::vector<std::int64_t> every_worker(std::int64_t n) {
   std::vector<std::int64_t> all(n);
   for (std::int64_t w = 0; w < n; ++w) all[w] = w;
   return all;
 }
+
+// The synchronous engine's loop over rounds. Between two steps everything a later step reads is in the
+// shared state (SimulatedRun) and in the three members below the divider: save_checkpoint writes them and
+// resume reads them back.
+class SyncRounds {
+ public:
+  explicit SyncRounds(SimulatedRun& run);
+  void run();
+
+ private:
+  void resume();
+  /// Draws every worker's mini-batch, computes the messages into messages_ and advances the clock.
+  void compute_round(std::int64_t step);
+  /// Lets the attack rewrite the Byzantine rows of messages_.
+  void attack(std::int64_t step, const RoundContext& context);
+  /// One round: messages, attack, aggregate, update, evaluation. False when it ended the run.
+  bool step(std::int64_t step);
+  void save_checkpoint(std::int64_t steps_done);
+
+  SimulatedRun& run_;
+  const PipelineSpec& spec_;
+  const std::int64_t h_, b_;
+  at::Tensor messages_;  // [workers, d], the engine's own copies of the round's messages
+  const RoundContextSource round_source_;
+  const std::vector<std::int64_t> all_workers_;
+  std::vector<WorkerTask> tasks_;
+  // ---- the loop's own state between two steps
+  std::int64_t first_step_ = 0;
+  double sim_time_ = 0;
+  at::Tensor previous_aggregate_;  // what omniscient attacks see of the last update
+};
+
+SyncRounds::SyncRounds(SimulatedRun& run)
+    : run_(run), spec_(run.spec), h_(run.spec.honest()), b_(run.spec.byzantine),
+      messages_(at::empty({run.spec.workers, run.model().dimension()}, at::kFloat)),
+      round_source_(run.spec, run.data()), all_workers_(every_worker(run.spec.workers)), tasks_(run.spec.workers) {
+  resume();
+}
+
+void SyncRounds::resume() {
+  std::optional<Checkpoint> resumed = run_.take_resume_point();
+  if (!resumed) return;
+  first_step_ = resumed->get_int("sync/step");
+  sim_time_ = resumed->get_double("sync/sim_time");
+  if (resumed->has("sync/previous_aggregate")) previous_aggregate_ = resumed->get("sync/previous_aggregate").clone();
+  if (run_.logger) run_.logger->info("resumed from {} at step {}", checkpoint_path(run_.out_dir), first_step_);
+}
+
+void SyncRounds::save_checkpoint(std::int64_t steps_done) {
+  Checkpoint checkpoint = run_.shared_checkpoint();
+  checkpoint.put_int("sync/step", steps_done);
+  checkpoint.put_double("sync/sim_time", sim_time_);
+  if (previous_aggregate_.defined()) checkpoint.put("sync/previous_aggregate", previous_aggregate_);
+  run_.write(checkpoint);
+}
+
+void SyncRounds::compute_round(std::int64_t step) {
+  double round_time = 0;  // a synchronous round waits for its slowest worker
+  {
+    ScopedTimer timer(run_.result.time.batches);
+    for (std::int64_t w = 0; w < spec_.workers; ++w) {
+      round_time = std::max(round_time, run_.speed.next(w));
+      tasks_[w] = draw_batch(spec_, run_.plugins, run_.data(), run_.run.streams[w], w, step);
+    }
+  }
+  run_.compute(tasks_, messages_);
+  for (std::int64_t w = 0; w < h_; ++w) run_.metrics.add_train_loss(tasks_[w].loss);  // in worker order
+  sim_time_ += round_time;
+}
+
+void SyncRounds::attack(std::int64_t step, const RoundContext& context) {
+  EnginePlugins& plugins = run_.plugins;
+  ScopedTimer timer(run_.result.time.attack);
+  // The Byzantine rows are the engine's own copies of the workers' messages, so the attack gets them as a
+  // view (no copy), and an attack that returns them unchanged (none, labelflip) costs nothing more.
+  at::Tensor byzantine = messages_.narrow(0, h_, b_);
+  AttackRound round{messages_.narrow(0, 0, h_), byzantine, step};
+  round.previous_aggregate = previous_aggregate_;
+  const EngineDefenceOracle oracle(spec_, plugins, context, at::Tensor());
+  round.defence = &oracle;
+  PhaseScope phase("the attack", Kind::Attack, spec_.attack.name);
+  at::Tensor crafted = guard_plugin(plugins.labels.attack, [&] { return plugins.attack->craft(round); });
+  require_shape(crafted, {b_, messages_.size(1)}, "attack '" + spec_.attack.name + "'");
+  if (!(crafted.data_ptr() == byzantine.data_ptr() && crafted.strides() == byzantine.strides()))
+    byzantine.copy_(crafted);
+}
+
+bool SyncRounds::step(std::int64_t step) {
+  RunResult& result = run_.result;
+  EnginePlugins& plugins = run_.plugins;
+  const std::int64_t total_steps = run_.total_steps;
+  const double lr = learning_rate(spec_.schedule, spec_.lr, step, total_steps);
+  compute_round(step);
+  const RoundContext context =
+      round_source_.context(step, all_workers_, std::vector<std::int64_t>(spec_.workers, 0), run_.model());
+  if (b_ > 0) attack(step, context);
+  // Honest messages are trusted in simulation (a diverging model shows up in the update and parameters
+  // below); the Byzantine ones are counted.
+  if (b_ > 0) run_.metrics.add_nonfinite(count_nonfinite_rows(messages_.narrow(0, h_, b_)));
+  at::Tensor update = [&] {
+    ScopedTimer timer(result.time.aggregation);
+    return aggregate_rows(spec_, plugins, messages_, context);
+  }();
+  if (diverged_on_update(result, update, spec_.aggregator.name, "at step " + std::to_string(step))) return false;
+  if (b_ > 0 && plugins.attack->omniscient()) previous_aggregate_ = update.clone();
+  run_.metrics.add_honest_comparison(update, messages_.narrow(0, 0, h_));
+  Arrival arrival;
+  arrival.computed_at = step;
+  arrival.current = step;
+  arrival.sim_time = sim_time_;
+  {
+    ScopedTimer timer(result.time.update);
+    call_plugin("the server update", Kind::Optimizer, spec_.optimizer.name, plugins.labels.optimizer,
+                [&] { plugins.optimizer->apply(run_.model().params(), update, arrival, lr); });
+  }
+  run_.metrics.add_staleness(0);
+  if (diverged_on_parameters(result, run_.model().params(), "at step " + std::to_string(step))) return false;
+  if ((step + 1) % spec_.eval_every == 0 || step + 1 == total_steps) {
+    run_.metrics.evaluate(step + 1, (step + 1) * h_ * spec_.batch_size,
+                          static_cast<double>((step + 1) * spec_.workers * spec_.batch_size), lr, sim_time_, result);
+    if (diverged_on_test_loss(result, step + 1)) return false;
+  }
+  report_step(run_.control, step + 1, total_steps);
+  return true;
+}
+
+void SyncRounds::run() {
+  for (std::int64_t step = first_step_; step < run_.total_steps; ++step) {
+    set_failure_step(step);
+    if (!this->step(step) || step + 1 == run_.total_steps) break;
+    if (stop_requested()) {
+      save_checkpoint(step + 1);
+      run_.interrupt(step + 1);
+      break;
+    }
+    if (run_.checkpoints.due(step + 1, sim_time_)) save_checkpoint(step + 1);
+  }
+}
+
 }  // namespace
 
 RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std::string& out_dir,
                    std::shared_ptr<spdlog::logger> logger, const RunControl& control) {
-  RunCheckpointer checkpoints(control, spec, out_dir);
-  std::optional<Checkpoint> resumed = checkpoints.resume_point();
-  RunSetup run = prepare_run(spec, registry, out_dir, logger, resumed ? resumed->get_int("metrics/rows") : -1);
-  RunInfo& info = run.info;
-  const Dataset& data = run.data;
-  std::vector<BatchStream>& streams = run.streams;
-  std::unique_ptr<FlatModel>& model = run.model;
-  std::unique_ptr<RunOutput>& output = run.output;
-  const std::int64_t d = model->dimension();
-  const std::int64_t total_steps =
-      budget_steps(spec.budget, data.train_x.size(0), spec.workers, spec.honest(), spec.batch_size);
-  info.total_steps = total_steps;
-  EnginePlugins plugins = make_plugins(spec, registry, info, logger);
-  SpeedModel speed(spec.speed, spec.workers, derive_seed(spec.seed, "speed"));
+  SimulatedRun run(spec, registry, out_dir, logger, control, [&](const Dataset& data) {
+    return budget_steps(spec.budget, data.train_x.size(0), spec.workers, spec.honest(), spec.batch_size);
+  });
   if (logger)
     logger->info("run '{}': {} workers ({} Byzantine), model {} with d = {}, {} steps of batch {}", spec.name,
-                 spec.workers, spec.byzantine, spec.model.name, d, total_steps, spec.batch_size);
-
-  const std::int64_t h = spec.honest(), b = spec.byzantine;
-  RunResult result;
-  result.total_steps = total_steps;
-  const auto started = std::chrono::steady_clock::now();
-  MetricsTracker metrics(spec, data, *model, output.get(), logger, total_steps);
-  at::Tensor messages = at::empty({spec.workers, d}, at::kFloat);
-  const RoundContextSource round_source(spec, data);
-  const std::vector<std::int64_t> all_workers = every_worker(spec.workers);
-  at::Tensor previous_aggregate;  // what omniscient attacks see of the last update
-  const int threads = gradient_threads(spec.threads, spec.workers);
-  WorkerPool pool(threads);
-  const std::vector<std::unique_ptr<FlatModel>> replicas =
-      build_replicas(spec, registry, info, data, *model, threads, logger);
-  std::vector<FlatModel*> models{model.get()};
-  for (const auto& r : replicas) models.push_back(r.get());
-  std::vector<WorkerTask> tasks(spec.workers);
-  double sim_time = 0;
-  std::int64_t first_step = 0;
-  if (resumed) {
-    load_shared_state(*resumed, run, plugins, speed, metrics, result);
-    first_step = resumed->get_int("sync/step");
-    sim_time = resumed->get_double("sync/sim_time");
-    if (resumed->has("sync/previous_aggregate")) previous_aggregate = resumed->get("sync/previous_aggregate").clone();
-    if (logger) logger->info("resumed from {} at step {}", checkpoint_path(out_dir), first_step);
-    resumed.reset();  // its tensors (a copy of the model and all plugin state) are not needed any more
-  }
-  // Between two steps everything a later step reads is in the plugins, the streams, the speed model, the
-  // metrics sums and these two numbers.
-  auto save_checkpoint_after = [&](std::int64_t steps_done) {
-    Checkpoint checkpoint;
-    save_shared_state(checkpoint, run, plugins, speed, metrics, result);
-    checkpoint.put_int("sync/step", steps_done);
-    checkpoint.put_double("sync/sim_time", sim_time);
-    if (previous_aggregate.defined()) checkpoint.put("sync/previous_aggregate", previous_aggregate);
-    checkpoints.write(checkpoint);
-  };
-
-  for (std::int64_t step = first_step; step < total_steps; ++step) {
-    set_failure_step(step);
-    const double lr = learning_rate(spec.schedule, spec.lr, step, total_steps);
-    double round_time = 0;  // a synchronous round waits for its slowest worker
-    {
-      ScopedTimer timer(result.time.batches);
-      for (std::int64_t w = 0; w < spec.workers; ++w) {
-        round_time = std::max(round_time, speed.next(w));
-        tasks[w] = draw_batch(spec, plugins, data, streams[w], w, step);
-      }
-    }
-    compute_messages(spec, plugins, pool, models, tasks, result.time, messages);
-    for (std::int64_t w = 0; w < h; ++w) metrics.add_train_loss(tasks[w].loss);  // in worker order
-    sim_time += round_time;
-    const RoundContext context =
-        round_source.context(step, all_workers, std::vector<std::int64_t>(spec.workers, 0), *model);
-    if (b > 0) {
-      ScopedTimer timer(result.time.attack);
-      // The Byzantine rows are the engine's own copies of the workers' messages, so the attack gets them as a
-      // view (no copy), and an attack that returns them unchanged (none, labelflip) costs nothing more.
-      at::Tensor byzantine = messages.narrow(0, h, b);
-      AttackRound round{messages.narrow(0, 0, h), byzantine, step};
-      round.previous_aggregate = previous_aggregate;
-      const EngineDefenceOracle oracle(spec, plugins, context, at::Tensor());
-      round.defence = &oracle;
-      PhaseScope phase("the attack", Kind::Attack, spec.attack.name);
-      at::Tensor crafted = guard_plugin(plugins.labels.attack, [&] { return plugins.attack->craft(round); });
-      require_shape(crafted, {b, d}, "attack '" + spec.attack.name + "'");
-      if (!(crafted.data_ptr() == byzantine.data_ptr() && crafted.strides() == byzantine.strides()))
-        byzantine.copy_(crafted);
-    }
-    // Honest messages are trusted in simulation (a diverging model shows up in the update and parameters
-    // below); the Byzantine ones are counted.
-    if (b > 0) metrics.add_nonfinite(count_nonfinite_rows(messages.narrow(0, h, b)));
-    at::Tensor update = [&] {
-      ScopedTimer timer(result.time.aggregation);
-      return aggregate_rows(spec, plugins, messages, context);
-    }();
-    if (diverged_on_update(result, update, spec.aggregator.name, "at step " + std::to_string(step))) break;
-    if (b > 0 && plugins.attack->omniscient()) previous_aggregate = update.clone();
-    metrics.add_honest_comparison(update, messages.narrow(0, 0, h));
-    Arrival arrival;
-    arrival.computed_at = step;
-    arrival.current = step;
-    arrival.sim_time = sim_time;
-    {
-      ScopedTimer timer(result.time.update);
-      call_plugin("the server update", Kind::Optimizer, spec.optimizer.name, plugins.labels.optimizer,
-                  [&] { plugins.optimizer->apply(model->params(), update, arrival, lr); });
-    }
-    metrics.add_staleness(0);
-    if (diverged_on_parameters(result, model->params(), "at step " + std::to_string(step))) break;
-    if ((step + 1) % spec.eval_every == 0 || step + 1 == total_steps) {
-      metrics.evaluate(step + 1, (step + 1) * h * spec.batch_size,
-                       static_cast<double>((step + 1) * spec.workers * spec.batch_size), lr, sim_time, result);
-      if (diverged_on_test_loss(result, step + 1)) break;
-    }
-    report_step(control, step + 1, total_steps);
-    if (step + 1 == total_steps) break;
-    if (stop_requested()) {
-      save_checkpoint_after(step + 1);
-      mark_interrupted(result, step + 1, checkpoints);
-      break;
-    }
-    if (checkpoints.due(step + 1, sim_time)) save_checkpoint_after(step + 1);
-  }
-  if (result.status != RunStatus::interrupted) checkpoints.remove();
-  result.time.total += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  if (result.status != RunStatus::ok && logger) logger->warn("{}", result.message);
-  if (output) output->write_summary(result.status, result.message, result.has_last ? &result.last : nullptr,
-                                    total_steps, &result.time);
-  return result;
+                 spec.workers, spec.byzantine, spec.model.name, run.model().dimension(), run.total_steps,
+                 spec.batch_size);
+  SyncRounds(run).run();
+  return run.finish();
 }
 
 }  // namespace phalanx::core
