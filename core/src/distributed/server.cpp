@@ -4,6 +4,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdlib>
+#include <functional>
 #include <optional>
 #include <sstream>
 
@@ -13,6 +14,7 @@
 #include "phalanx/core/distributed/checkpoint.hpp"
 #include "phalanx/core/engine/engine_parts.hpp"
 #include "phalanx/core/engine/run_checkpoint.hpp"
+#include "phalanx/core/run/checkpoint.hpp"
 #include "phalanx/core/plugins/plugin_guard.hpp"
 #include "phalanx/core/engine/round_parts.hpp"
 #include "phalanx/core/run/stop_signal.hpp"
@@ -30,6 +32,14 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 std::chrono::milliseconds seconds(double s) { return std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000)); }
+
+/// Copies checkpoint entry `name` into `target`, which it must match in shape and dtype.
+void restore_entry(at::Tensor target, const Checkpoint& checkpoint, const std::string& name) {
+  const at::Tensor& saved = checkpoint.get(name);
+  if (saved.sizes() != target.sizes() || saved.scalar_type() != target.scalar_type())
+    throw Error("checkpoint entry '" + name + "' does not fit this run (saved with another model or engine.buffer?)");
+  target.copy_(saved);
+}
 
 }  // namespace
 
@@ -84,6 +94,7 @@ struct Server {
   BufferPool snapshots{static_cast<std::size_t>(2 * spec.workers + 4)};
   std::int64_t d = 0, h = 0, n = 0;
   std::vector<std::int64_t> rejected_by_worker;
+  std::vector<std::pair<std::int64_t, double>> gone_since;  // by rank: (update or round, seconds) of its loss
 
   double elapsed() const { return std::chrono::duration<double>(Clock::now() - started).count(); }
 
@@ -96,11 +107,21 @@ struct Server {
       logger->warn("server: rejected message {} of worker {} (rank {}): it {}", m.header.seq, rank - 1, rank, why);
   }
 
-  void lost(const ServerLinks::Event& e) {
-    metrics.add_missing(1);
+  // `at`: the update (async) or round (sync) in progress.
+  void lost(const ServerLinks::Event& e, std::int64_t at) {
+    gone_since[e.rank] = {at, elapsed()};
     if (logger)
       logger->warn("server: worker {} (rank {}) is gone ({}); {} worker(s) left", e.rank - 1, e.rank, e.reason,
                    links.alive_count());
+  }
+
+  // A restarted process took the rank back (ServerLinks::rejoin): the log states the gap.
+  void rejoined(const ServerLinks::Event& e, std::int64_t at, const char* unit) {
+    if (!logger) return;
+    const auto [since, when] = gone_since[e.rank];
+    logger->warn("server: worker {} (rank {}) rejoined at {} {}; it was gone since {} {} ({:.1f} s); it gets the "
+                 "current parameters and starts from a fresh state", e.rank - 1, e.rank, unit, at, unit, since,
+                 elapsed() - when);
   }
 
   void maybe_crash(std::int64_t update) {
@@ -113,20 +134,28 @@ struct Server {
 
 // The server's own part of a checkpoint, in the simulation's format (run_checkpoint.hpp). Real processes
 // have no simulated speeds; the format holds a speed model all the same, so an unused one is saved.
+// The wall clock (sim_time) goes on from where the checkpoint left it.
 void save_server_state(Checkpoint& checkpoint, Server& s, const RunResult& result) {
   const SpeedModel unused(s.spec.speed, s.spec.workers, derive_seed(s.spec.seed, "speed"));
   save_shared_state(checkpoint, s.run, s.plugins, unused, s.metrics, result);
+  checkpoint.put_double("distributed/elapsed", s.elapsed());
 }
 
 void load_server_state(const Checkpoint& checkpoint, Server& s, RunResult& result) {
   SpeedModel unused(s.spec.speed, s.spec.workers, derive_seed(s.spec.seed, "speed"));
   load_shared_state(checkpoint, s.run, s.plugins, unused, s.metrics, result);
+  if (checkpoint.has("distributed/elapsed"))
+    s.started -= std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(checkpoint.get_double("distributed/elapsed")));
 }
 
-/// Asks every live worker for its state (they are all between rounds: the server sent them nothing since
-/// their last message) and puts what arrives within engine.timeout into `checkpoint`, unread. Any message
-/// of a worker means it waits for parameters again (`idle`). Returns how many workers answered.
-std::int64_t gather_worker_states(Server& s, Checkpoint& checkpoint, std::int64_t step, std::vector<char>& idle) {
+/// Asks every live worker for its state (they are all between rounds, or drained in async mode: the server
+/// sent them nothing since their last message) and puts what arrives within engine.timeout into
+/// `checkpoint`, unread. Any message of a worker means it waits for parameters again (`idle`); a worker lost
+/// or rejoined meanwhile is handed to `on_link` (a rejoined one is not in this checkpoint). Returns how many
+/// workers answered.
+std::int64_t gather_worker_states(Server& s, Checkpoint& checkpoint, std::int64_t step, std::vector<char>& idle,
+                                  const std::function<void(const ServerLinks::Event&)>& on_link = {}) {
   Message ask;
   ask.header.kind = MessageKind::SaveState;
   ask.header.index = step;
@@ -145,7 +174,11 @@ std::int64_t gather_worker_states(Server& s, Checkpoint& checkpoint, std::int64_
   };
   while (still_waiting() && Clock::now() < deadline) {
     auto e = s.links.next(std::chrono::milliseconds(100));
-    if (!e || e->lost) continue;
+    if (!e) continue;
+    if (e->lost || e->rejoined) {
+      if (on_link) on_link(*e);
+      continue;
+    }
     if (!e->rejected.empty()) {
       s.reject(e->rank, e->message, e->rejected);
       continue;
@@ -163,8 +196,8 @@ std::int64_t gather_worker_states(Server& s, Checkpoint& checkpoint, std::int64_
     ++gathered;
   }
   if (s.logger && gathered < s.n)
-    s.logger->warn("server: checkpoint after round {} holds the state of {} of {} workers; the others start "
-                   "afresh when the run resumes", step, gathered, s.n);
+    s.logger->warn("server: checkpoint after {} {} holds the state of {} of {} workers; the others start "
+                   "afresh when the run resumes", s.spec.engine == "async" ? "update" : "round", step, gathered, s.n);
   return gathered;
 }
 
@@ -284,7 +317,13 @@ class SyncServer {
   void take(const ServerLinks::Event& e, const Message& params) {
     const std::int64_t step = progress_.step, w = e.rank - 1;
     if (e.lost) {
-      if (s_.logger) s_.logger->warn("server: worker {} (rank {}) is gone ({})", w, e.rank, e.reason);
+      s_.lost(e, step);
+      return;
+    }
+    if (e.rejoined) {
+      s_.rejoined(e, step, "round");
+      s_.links.post(e.rank, params);  // it joins the round in progress
+      idle_[w] = 0;
       return;
     }
     const Message& m = e.message;
@@ -348,9 +387,7 @@ class SyncServer {
       return stop(RunStatus::failed, "round " + std::to_string(step) + " with " + std::to_string(got_) + " of " +
                                          std::to_string(s_.n) + " messages: " + e.what());
     }
-    if (!at::isfinite(update).all().item<bool>())
-      return stop(RunStatus::diverged, "aggregator '" + spec_.aggregator.name + "' produced a non-finite update at "
-                                       "step " + std::to_string(step) + "; the run stopped (the model would be poisoned)");
+    if (diverged_on_update(result_, update, spec_.aggregator.name, "at step " + std::to_string(step))) return false;
     Arrival arrival;
     arrival.computed_at = step;
     arrival.current = step;
@@ -361,10 +398,7 @@ class SyncServer {
       guard_plugin(s_.plugins.labels.optimizer, [&] { s_.plugins.optimizer->apply(params, update, arrival, lr_); });
     }
     s_.metrics.add_staleness(0);
-    if (count_nonfinite_rows(params.unsqueeze(0)) > 0)
-      return stop(RunStatus::diverged, "parameters became non-finite at step " + std::to_string(step) +
-                                           "; lower optimizer.lr or use a robust aggregator");
-    return true;
+    return !diverged_on_parameters(result_, params, "at step " + std::to_string(step));
   }
 
   // An omniscient attack needs the honest messages of the round: the server, which has them, plays the
@@ -406,7 +440,11 @@ class SyncServer {
   void checkpoint() {
     if (!s_.checkpoints.writes()) return;
     Checkpoint c;
-    const std::int64_t gathered = gather_worker_states(s_, c, progress_.step, idle_);
+    const std::int64_t gathered = gather_worker_states(s_, c, progress_.step, idle_, [&](const ServerLinks::Event& e) {
+      if (e.lost) s_.lost(e, progress_.step);
+      else s_.rejoined(e, progress_.step, "round");  // idle_: it gets the next round's parameters
+      idle_[e.rank - 1] = e.rejoined ? 1 : 0;
+    });
     save_server_state(c, s_, result_);
     progress_.save(c);
     s_.checkpoints.write(c);
@@ -443,7 +481,7 @@ class SyncServer {
 };
 
 /// Everything the asynchronous loop carries from one message to the next besides the plugins, the model
-/// and the metrics, in one place (what a checkpoint of an async run would have to hold with them).
+/// and the metrics: a checkpoint saves and restores exactly this (with the buffered rows).
 struct AsyncProgress {
   std::int64_t updates = 0;          // server updates applied
   std::int64_t arrivals = 0;         // messages accepted
@@ -453,21 +491,68 @@ struct AsyncProgress {
   std::vector<std::int64_t> pulled;          // by worker: the index of the parameters it was last sent
   std::vector<std::int64_t> buffer_workers;  // engine.buffer > 1: the workers of the messages buffered
   std::vector<char> buffer_copy;             // ... and whether each is a Byzantine worker's true message
+
+  void save(Checkpoint& c) const {
+    c.put_int("async/updates", updates);
+    c.put_int("distributed/arrivals", arrivals);
+    c.put_int("distributed/honest_arrivals", honest_arrivals);
+    c.put_int("distributed/received", received);
+    c.put_int("distributed/params_sent", seq);
+    c.put("distributed/pulled", at::tensor(pulled, at::kLong));
+    c.put("distributed/buffer_workers", at::tensor(buffer_workers, at::kLong));
+    c.put("distributed/buffer_copy", at::tensor(std::vector<std::int64_t>(buffer_copy.begin(), buffer_copy.end()), at::kLong));
+  }
+  void load(const Checkpoint& c) {
+    updates = c.get_int("async/updates");
+    arrivals = c.get_int("distributed/arrivals");
+    honest_arrivals = c.get_int("distributed/honest_arrivals");
+    received = c.get_int("distributed/received");
+    seq = c.get_int("distributed/params_sent");
+    pulled = int_list(c, "distributed/pulled");
+    buffer_workers = int_list(c, "distributed/buffer_workers");
+    const std::vector<std::int64_t> copy = int_list(c, "distributed/buffer_copy");
+    buffer_copy.assign(copy.begin(), copy.end());
+    if (copy.size() != buffer_workers.size())
+      throw Error("checkpoint: distributed/buffer_copy and distributed/buffer_workers differ in length");
+  }
+
+ private:
+  static std::vector<std::int64_t> int_list(const Checkpoint& c, const std::string& name) {
+    const at::Tensor t = c.get(name).to(at::kLong).contiguous();
+    return std::vector<std::int64_t>(t.data_ptr<std::int64_t>(), t.data_ptr<std::int64_t>() + t.numel());
+  }
 };
 
 /// The asynchronous protocol: the server takes messages from any worker as they come, applies each (or
 /// every engine.buffer of them, aggregated) with its true iteration index and staleness, and replies to
-/// that worker with the newest parameters.
+/// that worker with the newest parameters. A checkpoint first drains the messages in flight (each worker
+/// holds one request: its answer is applied, not replied to), so no update is in flight when the server's
+/// and the workers' states are saved, and each accepted message is counted exactly once across a resume.
 class AsyncServer {
  public:
   AsyncServer(Server& s, std::int64_t total_steps, std::int64_t total_arrivals)
       : s_(s), spec_(s.spec), total_steps_(total_steps), total_arrivals_(total_arrivals),
         server_(s.run.model->params().clone()), buffer_(at::empty({s.spec.buffer, s.d}, at::kFloat)),
-        last_honest_(at::zeros({1, s.d})) {
+        last_honest_(at::zeros({1, s.d})), awaiting_(s.n, 0) {
     result_.total_steps = total_steps;
     omniscient_ = spec_.byzantine > 0 && s.plugins.attack->omniscient();
     progress_.pulled.assign(s.n, 0);
     lr_ = learning_rate(spec_.schedule, spec_.lr, 0, total_steps);
+  }
+
+  /// Continues from `checkpoint`: the server's state here, each worker's sent to it.
+  void restore(const Checkpoint& checkpoint) {
+    load_server_state(checkpoint, s_, result_);
+    progress_.load(checkpoint);
+    if (static_cast<std::int64_t>(progress_.pulled.size()) != s_.n ||
+        static_cast<std::int64_t>(progress_.buffer_workers.size()) >= spec_.buffer)
+      throw Error("checkpoint: the async server's state does not fit " + std::to_string(s_.n) + " workers and "
+                  "engine.buffer = " + std::to_string(spec_.buffer));
+    server_.copy_(s_.run.model->params());
+    restore_entry(buffer_, checkpoint, "distributed/buffer");
+    restore_entry(last_honest_, checkpoint, "distributed/last_honest");
+    restore_worker_states(s_, checkpoint);
+    if (s_.logger) s_.logger->info("server: resumed at update {} of {}", progress_.updates, total_steps_);
   }
 
   RunResult run() {
@@ -475,33 +560,106 @@ class AsyncServer {
     while (progress_.updates < total_steps_ && !stop_requested() && can_go_on()) {
       auto e = s_.links.next(std::chrono::milliseconds(100));
       if (!e) continue;
-      if (e->lost) {
-        s_.lost(*e);
-        continue;
-      }
-      ++progress_.received;
-      if (!e->rejected.empty()) {
-        // No reply: a forged message must not make the server hand out extra work (docs/distributed.md).
-        s_.reject(e->rank, e->message, e->rejected);
-        continue;
-      }
-      const Taken taken = take(e->message, e->rank);
-      if (taken == Taken::stop || (taken == Taken::applied && !after_update())) break;
-      // A rejected message's worker is still there: give it fresh parameters to go on with.
-      if (taken == Taken::rejected || progress_.updates < total_steps_) reply(e->rank);
+      const Handled handled = handle(*e, /*answer=*/true);
+      if (handled == Handled::stop) break;
+      if (handled == Handled::applied && progress_.updates < total_steps_ &&
+          s_.checkpoints.due(progress_.updates, 0) && !checkpoint())
+        break;
     }
+    if (stop_requested() && result_.status == RunStatus::ok && progress_.updates < total_steps_) interrupt();
     s_.run.model->params().copy_(server_);
-    if (stop_requested() && result_.status == RunStatus::ok && progress_.updates < total_steps_) {
-      result_.status = RunStatus::interrupted;
-      result_.message = "stopped by a signal at update " + std::to_string(progress_.updates) + " of " +
-                        std::to_string(total_steps_);
-      evaluate();
-    }
+    if (result_.status == RunStatus::ok && progress_.updates == total_steps_) s_.checkpoints.remove();
     return result_;
   }
 
  private:
   enum class Taken { rejected, kept, applied, stop };
+  enum class Handled { go_on, applied, stop };
+
+  // One event of the links: a lost worker, a rejected message, or a worker's message checked and used.
+  // `answer`: reply to the worker with fresh parameters (not while draining for a checkpoint).
+  Handled handle(const ServerLinks::Event& e, bool answer) {
+    const std::int64_t k = e.rank - 1;
+    if (e.lost) {
+      awaiting_[k] = 0;
+      s_.metrics.add_missing(1);
+      s_.lost(e, progress_.updates);
+      return Handled::go_on;
+    }
+    if (e.rejoined) {
+      awaiting_[k] = 0;
+      s_.rejoined(e, progress_.updates, "update");
+      if (answer && progress_.updates < total_steps_) reply(e.rank);
+      return Handled::go_on;
+    }
+    ++progress_.received;
+    if (!e.rejected.empty()) {
+      // No reply: a forged message must not make the server hand out extra work (docs/distributed.md).
+      s_.reject(e.rank, e.message, e.rejected);
+      return Handled::go_on;
+    }
+    awaiting_[k] = 0;
+    const Taken taken = take(e.message, e.rank);
+    if (taken == Taken::stop || (taken == Taken::applied && !after_update())) return Handled::stop;
+    // A rejected message's worker is still there: give it fresh parameters to go on with.
+    if (answer && (taken == Taken::rejected || progress_.updates < total_steps_)) reply(e.rank);
+    return taken == Taken::applied ? Handled::applied : Handled::go_on;
+  }
+
+  // Takes the answers to the requests in flight (applied as usual, not replied to) until every live worker
+  // waits for parameters, or engine.timeout passed (a worker whose answer was lost stays out of the
+  // checkpoint). False when the run must stop (divergence).
+  bool drain() {
+    const auto deadline = Clock::now() + seconds(spec_.timeout);
+    auto in_flight = [&] {
+      for (int r = 1; r <= s_.n; ++r)
+        if (awaiting_[r - 1] && s_.links.alive(r)) return true;
+      return false;
+    };
+    while (in_flight() && Clock::now() < deadline)
+      if (auto e = s_.links.next(std::chrono::milliseconds(100)))
+        if (handle(*e, /*answer=*/false) == Handled::stop) return false;
+    return true;
+  }
+
+  // Drains, gathers the workers' states, writes the checkpoint and sends every waiting worker fresh
+  // parameters. False when the run must stop.
+  bool checkpoint(bool then_go_on = true) {
+    if (!s_.checkpoints.writes()) return true;
+    if (!drain()) return false;
+    Checkpoint c;
+    std::vector<char> idle(s_.n, 0);
+    const std::int64_t gathered =
+        gather_worker_states(s_, c, progress_.updates, idle, [&](const ServerLinks::Event& e) { handle(e, false); });
+    s_.run.model->params().copy_(server_);
+    save_server_state(c, s_, result_);
+    progress_.save(c);
+    c.put("distributed/buffer", buffer_);
+    c.put("distributed/last_honest", last_honest_);
+    s_.checkpoints.write(c);
+    if (s_.logger)
+      s_.logger->info("server: checkpoint after update {} (server and {} of {} workers) in {}", progress_.updates,
+                      gathered, s_.n, checkpoint_path(s_.run.output->dir()));
+    if (then_go_on && progress_.updates < total_steps_)
+      for (int r = 1; r <= s_.n; ++r)
+        if (s_.links.alive(r) && !awaiting_[r - 1]) reply(r);
+    return true;
+  }
+
+  // Ctrl-C or SIGTERM: a checkpoint, then a metrics row for the updates done (after the checkpoint, so a
+  // resumed run does not keep it: the uninterrupted run has no row there).
+  void interrupt() {
+    checkpoint(/*then_go_on=*/false);
+    if (result_.status != RunStatus::ok || progress_.updates >= total_steps_) return;  // diverged, or done draining
+    result_.status = RunStatus::interrupted;
+    result_.message = "stopped by a signal at update " + std::to_string(progress_.updates) + " of " +
+                      std::to_string(total_steps_);
+    if (s_.checkpoints.writes())
+      result_.message += "; checkpoint in " + checkpoint_path(s_.run.output->dir()) + "; continue with `phalanx "
+                         "launch -n " + std::to_string(s_.n + 1) + " --resume " + s_.run.output->dir() + "`";
+    s_.run.model->params().copy_(server_);
+    evaluate();
+  }
 
   std::int64_t current_index() const {
     const std::int64_t own = s_.plugins.optimizer->iteration();
@@ -509,6 +667,7 @@ class AsyncServer {
   }
 
   void reply(int rank) {
+    awaiting_[rank - 1] = 1;
     std::int64_t& pulled = progress_.pulled[rank - 1];
     pulled = current_index();
     s_.links.post(rank, params_message(pulled, progress_.seq++,
@@ -581,12 +740,8 @@ class AsyncServer {
       ScopedTimer timer(result_.time.aggregation);
       return aggregate_rows(spec_, s_.plugins, rows);
     }();
-    if (!at::isfinite(update).all().item<bool>()) {
-      result_.status = RunStatus::diverged;
-      result_.message = "aggregator '" + spec_.aggregator.name + "' produced a non-finite update at update " +
-                        std::to_string(progress_.updates);
+    if (diverged_on_update(result_, update, spec_.aggregator.name, "at update " + std::to_string(progress_.updates)))
       return Taken::stop;
-    }
     Arrival arrival{-1, current_index(), current_index(), s_.elapsed()};
     {
       ScopedTimer timer(result_.time.update);
@@ -614,12 +769,7 @@ class AsyncServer {
   bool after_update() {
     const std::int64_t updates = ++progress_.updates;
     s_.maybe_crash(updates);
-    if (count_nonfinite_rows(server_.unsqueeze(0)) > 0) {
-      result_.status = RunStatus::diverged;
-      result_.message = "parameters became non-finite at update " + std::to_string(updates) +
-                        "; lower optimizer.lr or use a robust aggregator";
-      return false;
-    }
+    if (diverged_on_parameters(result_, server_, "at update " + std::to_string(updates))) return false;
     if (updates % spec_.eval_every != 0 && updates != total_steps_) return true;
     s_.run.model->params().copy_(server_);
     evaluate();
@@ -641,6 +791,7 @@ class AsyncServer {
   at::Tensor server_;       // the server's parameters; model.params() is where evaluations happen
   at::Tensor buffer_;       // [engine.buffer, d]
   at::Tensor last_honest_;  // [1, d]: what an attack sees when a buffer holds no honest message
+  std::vector<char> awaiting_;  // by worker: sent parameters, its answer not yet taken
 };
 
 RunResult run_server(const PipelineSpec& spec, const Registry& registry, Cluster& cluster, const std::string& out_dir,
@@ -668,12 +819,16 @@ RunResult run_server(const PipelineSpec& spec, const Registry& registry, Cluster
   s.n = spec.workers;
   s.h = spec.honest();
   s.rejected_by_worker.assign(spec.workers + 1, 0);
+  s.gone_since.assign(spec.workers + 1, {0, 0.0});
   try {
     if (spec.engine == "async") {
       const std::int64_t total_arrivals = spec.budget.unit == "steps"
                                               ? spec.budget.amount * spec.buffer
                                               : budget_steps(spec.budget, run.data.train_x.size(0), 1, 1, spec.batch_size);
-      result = AsyncServer(s, total_steps, total_arrivals).run();
+      AsyncServer async(s, total_steps, total_arrivals);
+      if (resumed) async.restore(*resumed);
+      resumed.reset();
+      result = async.run();
     } else {
       SyncServer sync(s, total_steps);
       if (resumed) sync.restore(*resumed);
@@ -685,10 +840,6 @@ RunResult run_server(const PipelineSpec& spec, const Registry& registry, Cluster
     result.message = e.what();
   }
   links.shutdown(seconds(std::min(spec.timeout, 10.0)));
-  if (result.status == RunStatus::interrupted && run.output && spec.engine == "async") {
-    const std::string file = save_checkpoint(run.output->dir(), run.model->params(), plugins);
-    result.message += "; checkpoint in " + file;
-  }
   if (result.status != RunStatus::ok && logger) logger->warn("{}", result.message);
   // compute_s stays 0: the gradients are computed in the worker processes; engine_s is the server's
   // waiting for and exchanging messages.
@@ -741,15 +892,9 @@ RunResult run_distributed(const PipelineSpec& spec, const Registry& registry, co
                 std::to_string(spec.workers + 1) + "` or --set workers.count=" +
                 std::to_string(cluster_spec.world_size - 1));
   // Every process refuses, so none waits for the others in vain.
-  if (control.resume && spec.engine == "async")
-    throw Error("cannot resume: resuming a distributed async run is not implemented (its checkpoint holds the "
-                "server's state only); only sync runs resume (docs/distributed.md)");
   if (control.checkpoint_every_sim_time > 0)
     throw Error("--checkpoint-every sim:T counts simulated time, which a distributed run does not have; give a "
-                "number of rounds (--checkpoint-every N)");
-  if (control.checkpoint_every_steps > 0 && spec.engine == "async")
-    throw Error("--checkpoint-every is implemented for distributed sync runs only (an async run saves the "
-                "server's state on Ctrl-C, and cannot be resumed; docs/distributed.md)");
+                "number of server updates (--checkpoint-every N)");
   std::signal(SIGPIPE, SIG_IGN);  // a peer that died must surface as an error, not kill this process
   Cluster cluster(cluster_spec, seconds(std::max(60.0, 4 * spec.timeout)), authentication_from(spec));
   if (logger) logger->info("rank {} of {}: connected through {}:{}", cluster.rank(), cluster.size(),
