@@ -3,6 +3,8 @@
 // the test instead of stopping the suite.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <sstream>
 
@@ -400,6 +402,53 @@ TEST(Distributed, UninvitedProcessesAreRefusedAndTheRunCompletes) {
   EXPECT_THAT(read_file(dir + "/rank0.txt"), ::testing::HasSubstr("rank 3): it failed authentication"));
   EXPECT_THAT(read_file(dir + "/rank3.txt"), ::testing::HasSubstr("the server refused this process"));
   EXPECT_THAT(read_file(dir + "/rank4.txt"), ::testing::HasSubstr("the server requires authentication"));
+}
+
+// A worker killed mid-run and started again with --rejoin takes its rank back: the server forms a fresh
+// link with it (handshake included), sends it the current parameters, and the run counts one missing
+// message per round it was gone. The run is long and stopped with Ctrl-C once the worker is back, so a
+// slow start of the new process cannot make the test flaky. Named Interrupted... so that
+// .ci/sanitize.sh's slow_end_to_end pattern skips it under ASan.
+TEST(Distributed, InterruptedRunTakesBackAKilledWorkerThatRejoins) {
+  const std::string dir = temp_dir("dist_rejoin"), cfg = config_file(dir), out = dir + "/run";
+  write_file(dir + "/run.key", "the run's shared secret, 32 bytes");
+  ASSERT_EQ(run_command("chmod 600 " + dir + "/run.key", nullptr), 0);
+  const std::string launch = "timeout -k 5 90 " + test::phalanx_binary() + " launch " + cfg +
+                             " --set 'training.budget={steps: 1000000}' --set training.eval_every=100"
+                             " --set engine.timeout=1";
+  write_file(dir + "/rejoin.sh",
+             "export WORLD_SIZE=5 MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) +
+             " PHALANX_KEY_FILE=" + dir + "/run.key\n"
+             "rows() { cat " + out + "/metrics.csv 2>/dev/null | wc -l; }\n"
+             "for r in 0 1 2 3 4; do RANK=$r " + launch + " --out " + out + " > " + dir + "/rank$r.txt 2>&1 & "
+             "eval pid$r=$!; done\n"
+             "for i in $(seq 600); do [ $(rows) -ge 2 ] && break; sleep 0.1; done\n"
+             "kill -9 $(cat /proc/$pid2/task/$pid2/children)\n"  // the phalanx process under `timeout`
+             "for i in $(seq 600); do grep -q 'worker 1 (rank 2) is gone' " + out + "/log.txt && break; sleep 0.1; done\n"
+             "RANK=2 " + launch + " --rejoin > " + dir + "/again.txt 2>&1 & again=$!\n"
+             "for i in $(seq 600); do grep -q rejoined " + out + "/log.txt && break; sleep 0.1; done\n"
+             "n=$(rows); for i in $(seq 600); do [ $(rows) -gt $n ] && break; sleep 0.1; done\n"
+             "kill -INT $(cat /proc/$pid0/task/$pid0/children)\n"
+             "wait $pid0; echo server=$?\nwait $again; echo again=$?\n");
+  std::string output;
+  run_command("bash " + dir + "/rejoin.sh 2>&1", &output);
+  EXPECT_THAT(output, ::testing::HasSubstr("server=130"));
+  EXPECT_THAT(output, ::testing::HasSubstr("again=0")) << read_file(dir + "/again.txt");
+  EXPECT_EQ(status_of(out), "interrupted") << read_file(dir + "/rank0.txt");
+  // "rejoined at round A; it was gone since round B": rounds B..A-1 went without it.
+  const std::string log = read_file(out + "/log.txt");
+  const auto at = log.find("rejoined at round ");
+  ASSERT_NE(at, std::string::npos) << log.substr(0, 3000);
+  long back = 0, since = 0;
+  ASSERT_EQ(std::sscanf(log.c_str() + at, "rejoined at round %ld; it was gone since round %ld", &back, &since), 2);
+  EXPECT_GT(back, since);
+  EXPECT_GE(last_metric(out, "missing_messages"), back - since);
+  EXPECT_EQ(last_metric(out, "rejected_messages"), 0);
+  // The new process contributed: it answered rounds until the server stopped the run.
+  const std::string again = read_file(dir + "/again.txt");
+  const auto ended = again.find("the server ended the run after ");
+  ASSERT_NE(ended, std::string::npos) << again;
+  EXPECT_GT(std::atol(again.c_str() + ended + 31), 0) << again;
 }
 
 TEST(Distributed, LaunchRefusesAProcessCountThatDoesNotFitTheConfig) {
