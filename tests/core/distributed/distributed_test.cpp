@@ -451,6 +451,16 @@ TEST(Distributed, InterruptedRunTakesBackAKilledWorkerThatRejoins) {
   EXPECT_GT(std::atol(again.c_str() + ended + 31), 0) << again;
 }
 
+TEST(Distributed, RejoinIsRefusedForTheServerAndWithLaunchN) {
+  const std::string dir = temp_dir("dist_rejoin_usage"), cfg = config_file(dir);
+  Outcome server = phalanx("launch --rank 0 --world-size 5 --master-port 29999 --rejoin " + cfg);
+  EXPECT_EQ(server.code, 2);
+  EXPECT_THAT(server.output, ::testing::HasSubstr("--rejoin is for a restarted worker"));
+  Outcome all = phalanx("launch -n 5 --rejoin " + cfg);
+  EXPECT_EQ(all.code, 2);
+  EXPECT_THAT(all.output, ::testing::HasSubstr("give it --rank (or RANK), not -n"));
+}
+
 TEST(Distributed, LaunchRefusesAProcessCountThatDoesNotFitTheConfig) {
   const std::string dir = temp_dir("dist_count"), cfg = config_file(dir);
   Outcome r = phalanx("launch -n 3 " + cfg + " --out " + dir + "/run");
