@@ -176,6 +176,8 @@ class AsyncServer {
     std::vector<char> idle(s_.n, 0);
     const std::int64_t gathered =
         gather_worker_states(s_, c, progress_.updates, idle, [&](const ServerLinks::Event& e) { handle(e, false); });
+    // An answer that came after the drain was applied above; it may have ended the run.
+    if (result_.status != RunStatus::ok) return false;
     s_.run.model->params().copy_(server_);
     save_server_state(c, s_, result_);
     progress_.save(c);

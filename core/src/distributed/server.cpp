@@ -73,13 +73,9 @@ void load_server_state(const Checkpoint& checkpoint, Server& s, RunResult& resul
         std::chrono::duration<double>(checkpoint.get_double("distributed/elapsed")));
 }
 
-/// Asks every live worker for its state (they are all between rounds, or drained in async mode: the server
-/// sent them nothing since their last message) and puts what arrives within engine.timeout into
-/// `checkpoint`, unread. Any message of a worker means it waits for parameters again (`idle`); a worker lost
-/// or rejoined meanwhile is handed to `on_link` (a rejoined one is not in this checkpoint). Returns how many
-/// workers answered.
+// See server_parts.hpp.
 std::int64_t gather_worker_states(Server& s, Checkpoint& checkpoint, std::int64_t step, std::vector<char>& idle,
-                                  const std::function<void(const ServerLinks::Event&)>& on_link) {
+                                  const std::function<void(const ServerLinks::Event&)>& on_other) {
   Message ask;
   ask.header.kind = MessageKind::SaveState;
   ask.header.index = step;
@@ -99,17 +95,12 @@ std::int64_t gather_worker_states(Server& s, Checkpoint& checkpoint, std::int64_
   while (still_waiting() && Clock::now() < deadline) {
     auto e = s.links.next(std::chrono::milliseconds(100));
     if (!e) continue;
-    if (e->lost || e->rejoined) {
-      if (on_link) on_link(*e);
-      continue;
-    }
-    if (!e->rejected.empty()) {
-      s.reject(e->rank, e->message, e->rejected);
+    const Message& m = e->message;
+    if (e->lost || e->rejoined || !e->rejected.empty() || m.header.kind != MessageKind::State || !waiting[e->rank]) {
+      on_other(*e);
       continue;
     }
     idle[e->rank - 1] = 1;
-    const Message& m = e->message;
-    if (m.header.kind != MessageKind::State || !waiting[e->rank]) continue;  // a late gradient: already missing
     waiting[e->rank] = 0;
     if (m.header.dtype != static_cast<std::int64_t>(at::kByte) || !m.payload.defined() ||
         m.payload.scalar_type() != at::kByte || m.header.sender != e->rank) {

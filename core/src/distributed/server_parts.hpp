@@ -89,11 +89,11 @@ void load_server_state(const Checkpoint& checkpoint, Server& s, RunResult& resul
 
 /// Asks every live worker for its state (they are all between rounds, or drained in async mode: the server
 /// sent them nothing since their last message) and puts what arrives within engine.timeout into
-/// `checkpoint`, unread. Any message of a worker means it waits for parameters again (`idle`); a worker lost
-/// or rejoined meanwhile is handed to `on_link` (a rejoined one is not in this checkpoint). Returns how many
-/// workers answered.
+/// `checkpoint`, unread; a worker that answered waits for parameters again (`idle`). Every other event
+/// (a worker lost or rejoined, a rejected message, a late gradient) goes to `on_other`, so the protocol
+/// deals with it as in its own loop. Returns how many workers answered.
 std::int64_t gather_worker_states(Server& s, Checkpoint& checkpoint, std::int64_t step, std::vector<char>& idle,
-                                  const std::function<void(const ServerLinks::Event&)>& on_link = {});
+                                  const std::function<void(const ServerLinks::Event&)>& on_other);
 
 /// Sends each worker the state saved for it, to load before the first parameters of the resumed run (a
 /// worker whose state is not in the checkpoint keeps the fresh one it started with).

@@ -239,9 +239,11 @@ class SyncServer {
     if (!s_.checkpoints.writes()) return;
     Checkpoint c;
     const std::int64_t gathered = gather_worker_states(s_, c, progress_.step, idle_, [&](const ServerLinks::Event& e) {
-      if (e.lost) s_.lost(e, progress_.step);
-      else s_.rejoined(e, progress_.step, "round");  // idle_: it gets the next round's parameters
-      idle_[e.rank - 1] = e.rejoined ? 1 : 0;
+      if (e.lost) return s_.lost(e, progress_.step);
+      if (e.rejoined) s_.rejoined(e, progress_.step, "round");
+      else if (!e.rejected.empty()) s_.reject(e.rank, e.message, e.rejected);
+      // Back, or a late gradient (already missing in its round): the worker waits for the next round.
+      idle_[e.rank - 1] = 1;
     });
     save_server_state(c, s_, result_);
     progress_.save(c);
