@@ -31,6 +31,7 @@ struct Options {
   int processes = 0;
   int port = 0;
   int rank = -1, world_size = -1, master_port = -1;
+  bool rejoin = false;  // launch --rejoin: a restarted worker taking its rank back
   std::string master_addr;
   // run / sweep checkpoints
   std::string resume;

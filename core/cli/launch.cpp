@@ -53,9 +53,13 @@ ClusterSpec cluster_of(const Options& o) {
   if (o.world_size >= 0) cluster.world_size = o.world_size;
   if (!o.master_addr.empty()) cluster.master_addr = o.master_addr;
   if (o.master_port >= 0) cluster.master_port = o.master_port;
+  cluster.rejoin = o.rejoin;
   if (cluster.rank < 0 || cluster.world_size < 0)
     throw UsageError("launch without -n is one process of a distributed run: give it --rank and --world-size "
                      "(or RANK and WORLD_SIZE, or SLURM_PROCID and SLURM_NTASKS), or use -n N to start all N here");
+  if (o.rejoin && cluster.rank == 0)
+    throw UsageError("--rejoin is for a restarted worker (rank 1 or more); a server that stopped continues with "
+                     "--resume DIR");
   return cluster;
 }
 
@@ -97,10 +101,12 @@ int one_process(const Options& o, const Value& root, const RunControl& control) 
 }  // namespace
 
 int cmd_launch(const Options& given) {
-  // --resume DIR continues a sync run from DIR's checkpoint with DIR's config.yaml (docs/distributed.md).
+  // --resume DIR continues a run from DIR's checkpoint with DIR's config.yaml (docs/distributed.md).
   Options o = given;
   RunControl control;
   if (!o.checkpoint_every.empty()) parse_checkpoint_every(o.checkpoint_every, control);
+  if (o.rejoin && o.processes > 0)
+    throw UsageError("--rejoin restarts one worker of a running job: give it --rank (or RANK), not -n");
   if (!o.resume.empty()) {
     o.config = o.resume + "/config.yaml";
     o.out = o.resume;

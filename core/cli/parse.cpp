@@ -90,10 +90,11 @@ void define_verbs(CLI::App& app, Options& o) {
   launch->add_option("--world-size", o.world_size, "number of processes")->check(port_range);
   launch->add_option("--master-addr", o.master_addr, "host of rank 0");
   launch->add_option("--master-port", o.master_port, "port of rank 0")->check(port_range);
-  launch->add_option("--resume", o.resume, "continue the sync run in DIR from its checkpoint, with DIR's config.yaml "
+  launch->add_option("--resume", o.resume, "continue the run in DIR from its checkpoint, with DIR's config.yaml "
                                            "(takes no CFG)");
-  launch->add_option("--checkpoint-every", o.checkpoint_every, "the server saves a checkpoint every N rounds (sync); "
-                                                               "Ctrl-C or SIGTERM saves one too");
+  launch->add_option("--checkpoint-every", o.checkpoint_every, "the server saves a checkpoint every N updates "
+                                                               "(rounds in sync mode); Ctrl-C or SIGTERM saves one too");
+  launch->add_flag("--rejoin", o.rejoin, "a restarted worker process: take its rank back in the running job");
 
   CLI::App* plugins = app.add_subcommand("plugins", "List plugins (data, model, optimizer, aggregator, preaggregator, "
                                                     "attack) with their parameters; `phalanx plugins core` lists "

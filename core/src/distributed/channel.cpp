@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -177,7 +178,34 @@ ClusterSpec cluster_from_environment(ClusterSpec d) {
 struct Cluster::Impl {
   c10::intrusive_ptr<c10d::TCPStore> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+  std::vector<c10::intrusive_ptr<c10d::ProcessGroupGloo>> rejoin_groups;  // server: kept while threads use them
+  std::mutex rejoin_mutex;  // the store's client is used from the server's rejoin thread only, but be safe
 };
+
+namespace {
+
+c10::intrusive_ptr<c10d::ProcessGroupGloo::Options> gloo_options(const ClusterSpec& spec,
+                                                                  std::chrono::milliseconds timeout) {
+  auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+  if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname)
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+  else if (!spec.gloo_host.empty())
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(spec.gloo_host));
+  else if (is_loopback(spec.master_addr))
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+  else
+    options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+  options->threads = 1;  // point-to-point messages run in the caller's thread; collectives are unused
+  return options;
+}
+
+// The store keys of rank `rank`'s rejoins: a counter, and a prefix per generation for its group's rendezvous.
+std::string rejoin_counter(int rank) { return "phalanx/rejoin/" + std::to_string(rank); }
+std::string rejoin_prefix(int rank, std::int64_t generation) {
+  return rejoin_counter(rank) + "/" + std::to_string(generation);
+}
+
+}  // namespace
 
 Cluster::Cluster(const ClusterSpec& spec, std::chrono::milliseconds connect_timeout, AuthSettings auth)
     : spec_(spec), auth_(std::move(auth)), impl_(std::make_unique<Impl>()) {
@@ -203,29 +231,58 @@ Cluster::Cluster(const ClusterSpec& spec, std::chrono::milliseconds connect_time
                                       " within the timeout (is the server, rank 0, running there?)") +
                 ": " + e.what());
   }
-  try {
-    auto options = c10d::ProcessGroupGloo::Options::create(connect_timeout);
-    if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname && *ifname)
-      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
-    else if (!spec.gloo_host.empty())
-      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(spec.gloo_host));
-    else if (is_loopback(spec.master_addr))
-      options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-    else
-      options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-    options->threads = 1;  // point-to-point messages run in the caller's thread; collectives are unused
-    impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, spec.rank, spec.world_size, options);
-  } catch (const std::exception& e) {
-    throw Error("rank " + std::to_string(spec.rank) + ": the " + std::to_string(spec.world_size) +
-                " processes did not all connect through " + where + " within " +
-                std::to_string(connect_timeout.count() / 1000) +
-                " s (start every rank with the same WORLD_SIZE, MASTER_ADDR and MASTER_PORT): " + e.what());
+  if (spec.rejoin && spec.rank != 0) {
+    join_again(connect_timeout);
+  } else {
+    try {
+      impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, spec.rank, spec.world_size,
+                                                                 gloo_options(spec, connect_timeout));
+    } catch (const std::exception& e) {
+      throw Error("rank " + std::to_string(spec.rank) + ": the " + std::to_string(spec.world_size) +
+                  " processes did not all connect through " + where + " within " +
+                  std::to_string(connect_timeout.count() / 1000) +
+                  " s (start every rank with the same WORLD_SIZE, MASTER_ADDR and MASTER_PORT): " + e.what());
+    }
   }
   group_ = impl_->group.get();
   links_.resize(spec.world_size);
 }
 
 Cluster::~Cluster() = default;
+
+// A restarted worker: asks for a new generation of its rank's rejoin group and forms it with the server
+// (rank 0 there too, so send(0)/receive(0) need no change; rank() and size() stay the run's, which the
+// handshake binds).
+void Cluster::join_again(std::chrono::milliseconds timeout) {
+  const std::string me = "rank " + std::to_string(spec_.rank);
+  try {
+    const std::int64_t generation = impl_->store->add(rejoin_counter(spec_.rank), 1);
+    auto store = c10::make_intrusive<c10d::PrefixStore>(rejoin_prefix(spec_.rank, generation), impl_->store);
+    impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(store, 1, 2, gloo_options(spec_, timeout));
+  } catch (const std::exception& e) {
+    throw Error(me + ": the server did not take this process back (--rejoin) within " +
+                std::to_string(timeout.count() / 1000) + " s: " + e.what() +
+                ". A rank rejoins only once the server has noticed that its old process is gone, and only while the "
+                "run is going on");
+  }
+}
+
+std::int64_t Cluster::rejoin_requests(int rank) {
+  std::lock_guard<std::mutex> lock(impl_->rejoin_mutex);
+  return impl_->store->add(rejoin_counter(rank), 0);
+}
+
+c10d::ProcessGroup& Cluster::accept_rejoin(int rank, std::int64_t generation, std::chrono::milliseconds timeout) {
+  std::lock_guard<std::mutex> lock(impl_->rejoin_mutex);
+  try {
+    auto store = c10::make_intrusive<c10d::PrefixStore>(rejoin_prefix(rank, generation), impl_->store);
+    impl_->rejoin_groups.push_back(c10::make_intrusive<c10d::ProcessGroupGloo>(store, 0, 2, gloo_options(spec_, timeout)));
+  } catch (const std::exception& e) {
+    throw Error("rank " + std::to_string(rank) + " asked to rejoin but did not connect within " +
+                std::to_string(timeout.count() / 1000) + " s: " + e.what());
+  }
+  return *impl_->rejoin_groups.back();
+}
 
 Message Cluster::seal(int to, Message m) {
   if (to >= 0 && to < size() && links_[to]) links_[to]->seal(m);
@@ -300,7 +357,10 @@ struct ServerLinks::Link {
   WorkPtr receiving, sending;  // in flight, so shutdown can abort them
   std::thread receiver, sender;
   std::atomic<bool> sender_done{false}, receiver_done{false};
-  bool ready = false;  // the worker passed the handshake (or authentication is off): the sender may start
+  bool ready = false;   // the worker passed the handshake (or authentication is off): the sender may start
+  std::atomic<bool> closed{false};  // the worker is gone and a rejoin replaces this link: the sender leaves
+  c10d::ProcessGroup* group = nullptr;  // the run's mesh, or the worker's rejoin group
+  int peer = 0;                         // the worker's rank in `group`
 };
 
 namespace {
@@ -336,9 +396,79 @@ ServerLinks::ServerLinks(Cluster& cluster, std::int64_t max_numel, std::chrono::
   }
   macs_.resize(cluster.size());
   for (int r = 1; r < cluster.size(); ++r) {
-    links_[r]->receiver = std::thread([this, r] { receive_loop(r); });
-    links_[r]->sender = std::thread([this, r] { send_loop(r); });
+    links_[r]->group = &cluster.group();
+    links_[r]->peer = r;
+    start_link(r);
   }
+  rejoiner_ = std::thread([this] { rejoin_loop(); });
+}
+
+void ServerLinks::start_link(int rank) {
+  links_[rank]->receiver = std::thread([this, rank] { receive_loop(rank); });
+  links_[rank]->sender = std::thread([this, rank] { send_loop(rank); });
+}
+
+void ServerLinks::rejoin_loop() {
+  std::vector<std::int64_t> handled(links_.size(), 0);
+  while (!closing_) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    for (int r = 1; r < static_cast<int>(links_.size()) && !closing_; ++r) {
+      if (alive(r)) continue;  // a request for a live rank waits until its process is gone
+      std::int64_t requests = 0;
+      try {
+        requests = cluster_.rejoin_requests(r);
+      } catch (const std::exception& e) {
+        if (logger_) logger_->warn("server: cannot read rejoin requests from the store: {}", e.what());
+        return;
+      }
+      if (requests <= handled[r]) continue;
+      handled[r] = requests;
+      rejoin(r, requests);
+    }
+  }
+}
+
+// The old link's threads end (its worker is gone), then a fresh link on the rejoin group starts with the
+// same handshake as the first join; the server loop hears of it as a `rejoined` event.
+void ServerLinks::rejoin(int rank, std::int64_t generation) {
+  c10d::ProcessGroup* group = nullptr;
+  try {
+    group = &cluster_.accept_rejoin(rank, generation, std::min(silence_limit_, std::chrono::milliseconds(10000)));
+  } catch (const std::exception& e) {
+    if (logger_) logger_->warn("server: {}", e.what());
+    return;
+  }
+  Link& link = *links_[rank];
+  {
+    std::lock_guard<std::mutex> lock(link.mutex);
+    link.closed = true;
+    if (link.receiving) link.receiving->abort();
+    if (link.sending) link.sending->abort();
+    link.posted.notify_all();
+  }
+  for (std::thread* t : {&link.receiver, &link.sender})
+    if (t->joinable()) t->join();
+  {
+    std::lock_guard<std::mutex> lock(link.mutex);
+    link.outbox.clear();
+    link.ready = false;
+    link.closed = false;
+    link.sender_done = link.receiver_done = false;
+    link.group = group;
+    link.peer = 1;
+  }
+  macs_[rank].reset();
+  if (closing_) return;
+  alive_[rank]->store(true);  // before the event, so that the server loop's first post reaches the outbox
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    Event e;
+    e.rank = rank;
+    e.rejoined = true;
+    events_.push_back(std::move(e));
+    ready_.notify_all();
+  }
+  start_link(rank);
 }
 
 ServerLinks::~ServerLinks() { shutdown(std::chrono::milliseconds(0)); }
@@ -375,12 +505,13 @@ std::string ServerLinks::handshake(int rank, Wait& wait) {
   const AuthSettings& auth = cluster_.auth();
   const int world = cluster_.size();
   const Nonce server_nonce = random_nonce();
+  Link& link = *links_[rank];
   auto send = [&](MessageKind kind, const Digest& bytes) {
-    if (!send_with(cluster_.group(), rank, handshake_message(kind, 0, {bytes_tensor(bytes.data(), 32)}), tag_, wait))
+    if (!send_with(*link.group, link.peer, handshake_message(kind, 0, {bytes_tensor(bytes.data(), 32)}), tag_, wait))
       throw Error("aborted");
   };
   send(MessageKind::Challenge, server_nonce);
-  std::optional<Message> answer = receive_with(cluster_.group(), rank, 64, tag_, nullptr, wait);
+  std::optional<Message> answer = receive_with(*link.group, link.peer, 64, tag_, nullptr, wait);
   if (!answer) throw Error("aborted");
   const auto worker_nonce = handshake_part(*answer, MessageKind::Response, 2, 0);
   const auto proof = handshake_part(*answer, MessageKind::Response, 2, 1);
@@ -424,10 +555,10 @@ void ServerLinks::receive_loop(int rank) {
     link.ready = true;
     link.posted.notify_all();
   }
-  while (!stopping_) {
+  while (!stopping_ && !link.closed) {
     try {
-      std::optional<Message> m = receive_with(cluster_.group(), rank, max_numel_, tag_, pools_[rank].get(), wait,
-                                                      max_state_bytes_);
+      std::optional<Message> m = receive_with(*link.group, link.peer, max_numel_, tag_, pools_[rank].get(), wait,
+                                              max_state_bytes_);
       if (!m) break;
       if (macs_[rank]) {
         const std::string why = macs_[rank]->verify(*m);
@@ -443,7 +574,7 @@ void ServerLinks::receive_loop(int rank) {
       events_.push_back(std::move(e));
       ready_.notify_all();
     } catch (const std::exception& e) {
-      if (!stopping_) mark_lost(rank, e.what());
+      if (!stopping_ && !link.closed) mark_lost(rank, e.what());
       break;
     }
   }
@@ -457,16 +588,16 @@ void ServerLinks::send_loop(int rank) {
     Message m;
     {
       std::unique_lock<std::mutex> lock(link.mutex);
-      link.posted.wait(lock, [&] { return stopping_ || (link.ready && !link.outbox.empty()); });
-      if (stopping_) break;
+      link.posted.wait(lock, [&] { return stopping_ || link.closed || (link.ready && !link.outbox.empty()); });
+      if (stopping_ || link.closed) break;
       m = std::move(link.outbox.front());
       link.outbox.pop_front();
     }
     if (macs_[rank]) macs_[rank]->seal(m);
     try {
-      if (!send_with(cluster_.group(), rank, m, tag_, wait)) break;
+      if (!send_with(*link.group, link.peer, m, tag_, wait)) break;
     } catch (const std::exception& e) {
-      if (!stopping_) mark_lost(rank, e.what());
+      if (!stopping_ && !link.closed) mark_lost(rank, e.what());
       break;
     }
     if (m.header.kind == MessageKind::Stop) break;
@@ -495,6 +626,8 @@ void ServerLinks::post(int rank, Message m) {
 }
 
 void ServerLinks::shutdown(std::chrono::milliseconds grace) {
+  closing_ = true;
+  if (rejoiner_.joinable()) rejoiner_.join();
   if (links_.empty()) return;
   if (!stopping_) {
     Message stop;

@@ -13,6 +13,7 @@
 #include "phalanx/core/distributed/checkpoint.hpp"
 #include "phalanx/core/distributed/distributed.hpp"
 #include "phalanx/core/engine/engine_parts.hpp"
+#include "phalanx/core/engine/worker_pool.hpp"
 #include "phalanx/core/plugins/plugin_guard.hpp"
 #include "phalanx/error.hpp"
 
@@ -95,102 +96,145 @@ bool serve_state_request(const Message& p, Cluster& cluster, RunSetup& run, Engi
   return true;
 }
 
+// One worker process: its share of the pipeline (same partition, batch stream and worker rule as the
+// simulation's worker w) and its link to the server.
+class WorkerProcess {
+ public:
+  WorkerProcess(const PipelineSpec& spec, const Registry& registry, Cluster& cluster,
+                std::shared_ptr<spdlog::logger> logger)
+      : spec_(spec), cluster_(cluster), logger_(std::move(logger)), w_(cluster.rank() - 1),
+        run_(prepare_worker_run(spec, registry, logger_)), d_(run_.model->dimension()),
+        plugins_(make_plugins(spec, registry, run_.info, logger_)), faults_(Faults::from_environment(cluster.rank())),
+        // The server may take a whole round (engine.timeout) plus an evaluation before it answers.
+        patience_(static_cast<std::int64_t>(4000 * spec.timeout)), one_thread_(1) {
+    byzantine_ = w_ >= spec.honest();
+    server_attacks_ = byzantine_ && plugins_.attack->omniscient();
+    max_numel_ = std::max(d_, worker_state_limit(d_, run_.data.train_x.size(0)));
+  }
+
+  RunResult run() {
+    if (logger_)
+      logger_->info("worker {} (rank {}){}: d = {}, waiting for parameters", w_, cluster_.rank(),
+                    byzantine_ ? (server_attacks_ ? " Byzantine (omniscient attack run by the server)" : " Byzantine") : "",
+                    d_);
+    try {
+      cluster_.authenticate_with_server(patience_);
+    } catch (const RejectedMessage& e) {
+      throw Error(who() + ": the authentication handshake failed: " + e.what());
+    }
+    for (;;) {
+      const Message p = receive_from_server();
+      if (p.header.kind == MessageKind::Stop) {
+        if (logger_) logger_->info("{}: the server ended the run after {} messages", who(), seq_);
+        return RunResult{};
+      }
+      if (serve_state_request(p, cluster_, run_, plugins_, w_, patience_, logger_)) continue;
+      check_parameters(p);
+      send(answer_to(p));
+    }
+  }
+
+ private:
+  static RunSetup prepare_worker_run(const PipelineSpec& spec, const Registry& registry,
+                                     const std::shared_ptr<spdlog::logger>& logger) {
+    RunSetup run = prepare_run(spec, registry, "", logger);
+    run.info.total_steps = distributed_total_steps(spec, run.data.train_x.size(0));
+    return run;
+  }
+
+  std::string who() const { return "worker " + std::to_string(w_); }
+
+  Message receive_from_server() {
+    for (;;) {
+      try {
+        return cluster_.receive(0, patience_, max_numel_);
+      } catch (const RejectedMessage& e) {
+        // Not from the server, or not as it sent it: never used. Keep waiting for the authentic one.
+        if (logger_) logger_->warn("{}: rejected {}", who(), e.what());
+      } catch (const Error& e) {
+        throw Error(who() + " (rank " + std::to_string(cluster_.rank()) + "): lost the server (rank 0): " + e.what() +
+                    ". The server crashed, was killed, or is unreachable; this worker stops.");
+      }
+    }
+  }
+
+  void check_parameters(const Message& p) const {
+    if (p.header.kind == MessageKind::Challenge)
+      throw Error(who() + ": the server requires authentication and this process has it off; give it the run's "
+                  "key (PHALANX_KEY_FILE or engine.key_file) and engine.authentication: hmac");
+    if (p.header.magic != kMagic || p.header.kind != MessageKind::Params || p.header.numel != d_ ||
+        !p.payload.defined() || p.payload.scalar_type() != at::kFloat)
+      throw Error(who() + ": the server sent a malformed parameter message (" + std::to_string(p.header.numel) +
+                  " elements, expected " + std::to_string(d_) + "); are both running the same config?");
+  }
+
+  // The worker's message at the parameters of `p`: the engines' own batch draw and gradient + worker rule
+  // (draw_batch, compute_messages), then this worker's attack when it is Byzantine and runs it itself.
+  Message answer_to(const Message& p) {
+    run_.model->params().copy_(p.payload);
+    std::vector<WorkerTask> tasks{draw_batch(spec_, plugins_, run_.data, run_.streams[w_], w_, p.header.index)};
+    compute_messages(spec_, plugins_, one_thread_, {run_.model.get()}, tasks, time_);
+    Message m;
+    m.header.kind = MessageKind::Gradient;
+    m.header.sender = cluster_.rank();
+    m.header.index = p.header.index;
+    m.header.seq = ++seq_;
+    m.header.numel = d_;
+    m.header.dtype = static_cast<std::int64_t>(at::kFloat);
+    m.header.loss = tasks[0].loss;
+    if (server_attacks_) {
+      m.header.flags = kFlagHonestCopy;
+      m.payload = tasks[0].message;
+    } else if (byzantine_) {
+      // A non-omniscient attack needs only this worker's own true message.
+      AttackRound round{at::empty({0, d_}, at::kFloat), tasks[0].message.unsqueeze(0), p.header.index};
+      at::Tensor crafted = guard_plugin(plugins_.labels.attack, [&] { return plugins_.attack->craft(round); });
+      require_shape(crafted, {1, d_}, "attack '" + spec_.attack.name + "'");
+      m.payload = crafted[0].contiguous();
+    } else {
+      m.payload = tasks[0].message.contiguous();
+    }
+    return m;
+  }
+
+  // Sends `m` with the fault planned for it (PHALANX_FAULT), if any.
+  void send(Message m) {
+    const std::string fault = faults_.for_message(seq_);
+    if (!is_wire_fault(fault)) apply_fault(fault, m, spec_.timeout, logger_);
+    else if (logger_) logger_->warn("worker: PHALANX_FAULT: '{}' at message {}", fault, seq_);
+    try {
+      const Message sealed = cluster_.seal(0, std::move(m));
+      send_wire_fault(fault, cluster_, sealed, previous_, false, patience_);
+      cluster_.send_sealed(0, sealed, patience_);
+      send_wire_fault(fault, cluster_, sealed, previous_, true, patience_);
+      if (!faults_.at.empty()) previous_ = Message{sealed.header, sealed.payload.clone()};
+    } catch (const Error& e) {
+      throw Error(who() + " (rank " + std::to_string(cluster_.rank()) + "): lost the server (rank 0) while sending: " +
+                  e.what() + ". This worker stops.");
+    }
+  }
+
+  const PipelineSpec& spec_;
+  Cluster& cluster_;
+  std::shared_ptr<spdlog::logger> logger_;
+  const std::int64_t w_;
+  RunSetup run_;
+  const std::int64_t d_;
+  EnginePlugins plugins_;
+  bool byzantine_ = false, server_attacks_ = false;
+  const Faults faults_;
+  const std::chrono::milliseconds patience_;
+  std::int64_t max_numel_ = 0, seq_ = 0;
+  WorkerPool one_thread_;
+  TimeBreakdown time_;
+  Message previous_;  // the last message sent, sealed (for the replay fault of the tests)
+};
+
 }  // namespace
 
 RunResult run_worker(const PipelineSpec& spec, const Registry& registry, Cluster& cluster,
                      std::shared_ptr<spdlog::logger> logger) {
-  const std::int64_t w = cluster.rank() - 1;
-  RunSetup run = prepare_run(spec, registry, "", logger);
-  const std::int64_t d = run.model->dimension();
-  run.info.total_steps = distributed_total_steps(spec, run.data.train_x.size(0));
-  EnginePlugins plugins = make_plugins(spec, registry, run.info, logger);
-  const bool byzantine = w >= spec.honest();
-  const bool server_attacks = byzantine && plugins.attack->omniscient();
-  const Faults faults = Faults::from_environment(cluster.rank());
-  // The server may take a whole round (engine.timeout) plus an evaluation before it answers.
-  const auto patience = std::chrono::milliseconds(static_cast<std::int64_t>(4000 * spec.timeout));
-  if (logger)
-    logger->info("worker {} (rank {}){}: d = {}, waiting for parameters", w, cluster.rank(),
-                 byzantine ? (server_attacks ? " Byzantine (omniscient attack run by the server)" : " Byzantine") : "",
-                 d);
-
-  try {
-    cluster.authenticate_with_server(patience);
-  } catch (const RejectedMessage& e) {
-    throw Error("worker " + std::to_string(w) + ": the authentication handshake failed: " + e.what());
-  }
-
-  RunResult result;
-  std::int64_t seq = 0;
-  double compute_seconds = 0;
-  Message previous;  // the last message sent, sealed (for the replay fault of the tests)
-  const std::int64_t max_numel = std::max(d, worker_state_limit(d, run.data.train_x.size(0)));
-  for (;;) {
-    Message p;
-    try {
-      p = cluster.receive(0, patience, max_numel);
-    } catch (const RejectedMessage& e) {
-      // Not from the server, or not as it sent it: never used. Keep waiting for the authentic one.
-      if (logger) logger->warn("worker {}: rejected {}", w, e.what());
-      continue;
-    } catch (const Error& e) {
-      throw Error("worker " + std::to_string(w) + " (rank " + std::to_string(cluster.rank()) +
-                  "): lost the server (rank 0): " + e.what() +
-                  ". The server crashed, was killed, or is unreachable; this worker stops.");
-    }
-    if (p.header.kind == MessageKind::Stop) {
-      if (logger) logger->info("worker {}: the server ended the run after {} messages", w, seq);
-      return result;
-    }
-    if (serve_state_request(p, cluster, run, plugins, w, patience, logger)) continue;
-    if (p.header.kind == MessageKind::Challenge)
-      throw Error("worker " + std::to_string(w) + ": the server requires authentication and this process has it "
-                  "off; give it the run's key (PHALANX_KEY_FILE or engine.key_file) and engine.authentication: hmac");
-    if (p.header.magic != kMagic || p.header.kind != MessageKind::Params || p.header.numel != d ||
-        !p.payload.defined() || p.payload.scalar_type() != at::kFloat)
-      throw Error("worker " + std::to_string(w) + ": the server sent a malformed parameter message (" +
-                  std::to_string(p.header.numel) + " elements, expected " + std::to_string(d) +
-                  "); are both running the same config?");
-    run.model->params().copy_(p.payload);
-    auto [loss, gradient] = worker_gradient(spec, plugins, run.data, *run.model, run.streams[w], byzantine,
-                                            /*metrics=*/nullptr, compute_seconds);
-    at::Tensor message = plugins.worker_rules[w]->message(gradient, p.header.index);
-    require_shape(message, {d}, "optimizer '" + spec.optimizer.name + "' worker rule");
-
-    Message m;
-    m.header.kind = MessageKind::Gradient;
-    m.header.sender = cluster.rank();
-    m.header.index = p.header.index;
-    m.header.seq = ++seq;
-    m.header.numel = d;
-    m.header.dtype = static_cast<std::int64_t>(at::kFloat);
-    m.header.loss = loss;
-    if (server_attacks) {
-      m.header.flags = kFlagHonestCopy;
-      m.payload = message;
-    } else if (byzantine) {
-      // A non-omniscient attack needs only this worker's own true message.
-      AttackRound round{at::empty({0, d}, at::kFloat), message.unsqueeze(0), p.header.index};
-      at::Tensor crafted = guard_plugin(plugins.labels.attack, [&] { return plugins.attack->craft(round); });
-      require_shape(crafted, {1, d}, "attack '" + spec.attack.name + "'");
-      m.payload = crafted[0].contiguous();
-    } else {
-      m.payload = message.contiguous();
-    }
-    const std::string fault = faults.for_message(seq);
-    if (!is_wire_fault(fault)) apply_fault(fault, m, spec.timeout, logger);
-    else if (logger) logger->warn("worker: PHALANX_FAULT: '{}' at message {}", fault, seq);
-    try {
-      const Message sealed = cluster.seal(0, std::move(m));
-      send_wire_fault(fault, cluster, sealed, previous, false, patience);
-      cluster.send_sealed(0, sealed, patience);
-      send_wire_fault(fault, cluster, sealed, previous, true, patience);
-      if (!faults.at.empty()) previous = Message{sealed.header, sealed.payload.clone()};
-    } catch (const Error& e) {
-      throw Error("worker " + std::to_string(w) + " (rank " + std::to_string(cluster.rank()) +
-                  "): lost the server (rank 0) while sending: " + e.what() + ". This worker stops.");
-    }
-  }
+  return WorkerProcess(spec, registry, cluster, std::move(logger)).run();
 }
 
 }  // namespace phalanx::core

@@ -45,6 +45,9 @@ struct ClusterSpec {
   /// Address Gloo binds its connections to; empty: 127.0.0.1 when the master is local, else this
   /// machine's hostname (GLOO_SOCKET_IFNAME, when set, picks an interface instead).
   std::string gloo_host;
+  /// A restarted worker rejoining a running job (launch --rejoin): instead of the run's mesh, which was
+  /// formed once at the start, it forms a two-rank group with the server through the same store.
+  bool rejoin = false;
 };
 
 /// RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT, or SLURM_PROCID / SLURM_NTASKS (with MASTER_ADDR
@@ -120,6 +123,12 @@ class Cluster {
   int size() const { return spec_.world_size; }
   c10d::ProcessGroup& group() { return *group_; }
   const AuthSettings& auth() const { return auth_; }
+  /// Server: how many times rank `rank` asked to rejoin (a counter in the rendezvous store).
+  std::int64_t rejoin_requests(int rank);
+  /// Server: the two-rank group (server 0, worker 1) of rank `rank`'s `generation`-th rejoin, formed
+  /// through the store; blocks until that worker connects or `timeout` passed (then throws Error). The
+  /// group lives as long as this Cluster.
+  c10d::ProcessGroup& accept_rejoin(int rank, std::int64_t generation, std::chrono::milliseconds timeout);
   /// Authentication for the handshakes that start after this call (the benchmark compares both settings).
   void set_auth(AuthSettings auth) { auth_ = std::move(auth); }
 
@@ -142,6 +151,8 @@ class Cluster {
   struct Impl;
 
  private:
+  void join_again(std::chrono::milliseconds timeout);
+
   ClusterSpec spec_;
   AuthSettings auth_;
   std::unique_ptr<Impl> impl_;
@@ -160,6 +171,7 @@ class ServerLinks {
     bool lost = false;     // the worker is gone (connection closed, silent too long, protocol broken)
     std::string reason;    // for `lost`
     std::string rejected;  // non-empty: `message` (or the handshake) failed authentication; count, never use
+    bool rejoined = false; // a lost worker came back (a new process, fresh link): it waits for parameters
     Message message;
   };
   /// Payloads over `max_numel` elements are refused unread, except a worker's state (kind State, bytes),
@@ -180,6 +192,10 @@ class ServerLinks {
   struct Link;
   void receive_loop(int rank);
   void send_loop(int rank);
+  /// Watches the store for rejoin requests of lost workers and gives each a fresh link (docs/distributed.md).
+  void rejoin_loop();
+  void rejoin(int rank, std::int64_t generation);
+  void start_link(int rank);
   void mark_lost(int rank, const std::string& reason);
   void push_rejected(int rank, Message m, const std::string& why);
   /// The server's half of the handshake with `rank`; "" when it proved itself, else why it is refused.
@@ -199,6 +215,8 @@ class ServerLinks {
   std::condition_variable ready_;
   std::deque<Event> events_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> closing_{false};  // shutdown began: no more rejoins
+  std::thread rejoiner_;
 };
 
 }  // namespace phalanx::core

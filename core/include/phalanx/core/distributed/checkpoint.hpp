@@ -3,8 +3,8 @@
 // state such as momentum, its batch stream position, its attack's state, its random generator), which the
 // server asks for at a round boundary (MessageKind::SaveState) and stores as the bytes the worker sent,
 // unread: only the worker that wrote them decodes them again, when the run resumes (MessageKind::LoadState).
-// A hostile worker can so spoil only its own state. Resume is implemented for the sync protocol; an
-// interrupted async run saves the server's parameters and plugin state only (save_server_checkpoint).
+// A hostile worker can so spoil only its own state. Both protocols resume; an async server first drains
+// the messages in flight, so the saved states agree (docs/distributed.md, "Checkpoint and resume").
 #pragma once
 
 #include <cstdint>
@@ -16,10 +16,6 @@
 #include "phalanx/stateful.hpp"
 
 namespace phalanx::core {
-
-/// Writes DIR/checkpoint.pt holding {"params": [d], "optimizer/<key>": ..., "aggregator/<key>": ...,
-/// "preaggregator<i>/<key>": ..., "attack/<key>": ...}; returns the file's path. (Async runs, not resumable.)
-std::string save_checkpoint(const std::string& dir, const at::Tensor& params, const EnginePlugins& plugins);
 
 /// The checkpoint entry holding worker `w`'s state bytes.
 std::string worker_state_entry(std::int64_t w);

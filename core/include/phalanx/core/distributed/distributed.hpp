@@ -25,7 +25,8 @@ namespace phalanx::core {
 
 /// Runs this process's part of a distributed run: the server on rank 0 (writing `out_dir`), a worker on
 /// every other rank (writing nothing). The world size must be workers.count + 1. `control` (server only):
-/// --checkpoint-every N (rounds) and --resume (sync runs; docs/distributed.md, "Checkpoint and resume").
+/// --checkpoint-every N (server updates: rounds in sync mode) and --resume (docs/distributed.md, "Checkpoint
+/// and resume").
 RunResult run_distributed(const PipelineSpec& spec, const Registry& registry, const ClusterSpec& cluster,
                           const std::string& out_dir, std::shared_ptr<spdlog::logger> logger,
                           const RunControl& control = {});
