@@ -306,7 +306,12 @@ void mean_of_nearest(const float* sorted, std::int64_t n, std::int64_t width, st
   for (std::int64_t i = 0; i < n; ++i) {
     const float* __restrict row = sorted + i * width;
     const auto at = static_cast<float>(i);
-    for (std::int64_t j = 0; j < width; ++j) o[j] += (at >= begin[j] && at < begin[j] + size) ? row[j] : 0.0f;
+    // Both comparisons and the load unconditional (no short-circuit), so this is a select and vectorises.
+    for (std::int64_t j = 0; j < width; ++j) {
+      const bool inside = (at >= begin[j]) & (at < begin[j] + size);
+      const float value = row[j];
+      o[j] += inside ? value : 0.0f;
+    }
   }
   const float scale = 1.0f / static_cast<float>(keep);
   for (std::int64_t j = 0; j < width; ++j) o[j] *= scale;
