@@ -277,7 +277,7 @@ void median_of_sorted(const float* sorted, std::int64_t n, std::int64_t width, f
 // windows of keep consecutive values, the one whose farther end is nearest to the center (the lowest such
 // window on exact ties, a choice that depends only on the values, not on the order of the rows). Every
 // inner loop runs across the columns, which the compiler vectorises.
-void mean_of_nearest(const float* sorted, std::int64_t n, std::int64_t width, std::int64_t keep, const float* center,
+__attribute__((target_clones("avx2", "default"))) void mean_of_nearest(const float* sorted, std::int64_t n, std::int64_t width, std::int64_t keep, const float* center,
                      float* out) {
   // Fixed-size scratch (block widths are at most 512) and selects instead of branches, so both loops
   // vectorise: a data-dependent branch per column and window was most of MeaMed's and Phocas' time.
