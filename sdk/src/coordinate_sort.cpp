@@ -132,44 +132,36 @@ std::int64_t block_width(std::int64_t m) { return std::clamp<std::int64_t>(4096 
 
 // The kernels, compiled twice from one source: for AVX2 (one 8-float register per vector of columns) and
 // for baseline x86-64 (4-float SSE registers); the dispatchers below pick the one the CPU supports.
+// One definition of the operations for both widths: PREFIX is _mm256 (AVX2, 8 floats) or _mm (SSE2, 4).
+#define PHALANX_SORT_OPS(VECTOR, WIDTH, PREFIX)                                 \
+  struct Ops {                                                                  \
+    using V = VECTOR;                                                           \
+    static constexpr std::int64_t kWidth = WIDTH;                               \
+    static V load(const float* p) { return PREFIX##_load_ps(p); }               \
+    static V loadu(const float* p) { return PREFIX##_loadu_ps(p); }             \
+    static void store(float* p, V v) { PREFIX##_store_ps(p, v); }               \
+    static void storeu(float* p, V v) { PREFIX##_storeu_ps(p, v); }             \
+    static V min(V a, V b) { return PREFIX##_min_ps(a, b); }                    \
+    static V max(V a, V b) { return PREFIX##_max_ps(a, b); }                    \
+    static V add(V a, V b) { return PREFIX##_add_ps(a, b); }                    \
+    static V sub(V a, V b) { return PREFIX##_sub_ps(a, b); }                    \
+    static V mul(V a, V b) { return PREFIX##_mul_ps(a, b); }                    \
+    static V set1(float x) { return PREFIX##_set1_ps(x); }                      \
+  };
+
 #pragma GCC push_options
 #pragma GCC target("avx2")
 namespace avx2 {
-struct Ops {
-  using V = __m256;
-  static constexpr std::int64_t kWidth = 8;
-  static V load(const float* p) { return _mm256_load_ps(p); }
-  static V loadu(const float* p) { return _mm256_loadu_ps(p); }
-  static void store(float* p, V v) { _mm256_store_ps(p, v); }
-  static void storeu(float* p, V v) { _mm256_storeu_ps(p, v); }
-  static V min(V a, V b) { return _mm256_min_ps(a, b); }
-  static V max(V a, V b) { return _mm256_max_ps(a, b); }
-  static V add(V a, V b) { return _mm256_add_ps(a, b); }
-  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
-  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
-  static V set1(float x) { return _mm256_set1_ps(x); }
-};
+PHALANX_SORT_OPS(__m256, 8, _mm256)
 #include "coordinate_sort_kernels.inc"
 }  // namespace avx2
 #pragma GCC pop_options
 
 namespace sse {
-struct Ops {
-  using V = __m128;
-  static constexpr std::int64_t kWidth = 4;
-  static V load(const float* p) { return _mm_load_ps(p); }
-  static V loadu(const float* p) { return _mm_loadu_ps(p); }
-  static void store(float* p, V v) { _mm_store_ps(p, v); }
-  static void storeu(float* p, V v) { _mm_storeu_ps(p, v); }
-  static V min(V a, V b) { return _mm_min_ps(a, b); }
-  static V max(V a, V b) { return _mm_max_ps(a, b); }
-  static V add(V a, V b) { return _mm_add_ps(a, b); }
-  static V sub(V a, V b) { return _mm_sub_ps(a, b); }
-  static V mul(V a, V b) { return _mm_mul_ps(a, b); }
-  static V set1(float x) { return _mm_set1_ps(x); }
-};
+PHALANX_SORT_OPS(__m128, 4, _mm)
 #include "coordinate_sort_kernels.inc"
 }  // namespace sse
+#undef PHALANX_SORT_OPS
 
 bool has_avx2() {
   static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx2"));
