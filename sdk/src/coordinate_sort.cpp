@@ -427,7 +427,8 @@ at::Tensor coordinate_trimmed_mean(const at::Tensor& rows, std::int64_t trim, bo
       finite);
 }
 
-at::Tensor coordinate_mean_closest_to(const at::Tensor& rows, std::int64_t m, ColumnCentre centre, std::int64_t trim) {
+at::Tensor coordinate_mean_closest_to(const at::Tensor& rows, std::int64_t m, ColumnCentre centre, std::int64_t trim,
+                                      bool* finite) {
   const std::int64_t n = rows.dim() == 2 ? rows.size(0) : 0;
   if (m < 1 || m > n)
     throw Error("mean closest to the centre: cannot keep " + std::to_string(m) + " of " + std::to_string(n) +
@@ -442,7 +443,7 @@ at::Tensor coordinate_mean_closest_to(const at::Tensor& rows, std::int64_t m, Co
     else
       trimmed_mean_of_sorted(sorted, n, width, trim, center);
     mean_of_nearest(sorted, n, width, m, center, out);
-  });
+  }, finite);
 }
 
 }  // namespace phalanx
