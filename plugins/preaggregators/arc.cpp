@@ -41,9 +41,7 @@ class AdaptiveRobustClipping : public PreAggregator {
   bool keeps_row_order() const override { return true; }  // row i of the output stays worker i's
   at::Tensor transform(const at::Tensor& inputs) override {
     const std::int64_t n = inputs.size(0);
-    if (f_ >= n)
-      throw Error("pre-aggregator 'arc': f = " + std::to_string(f_) + " but it receives only " + std::to_string(n) +
-                  " rows (f must be below n); lower f, or move arc before a pre-aggregator that reduces the rows");
+    require_rows_above(f_, n, "arc");
     // Integer arithmetic for floor(2 (f/n) (n - f)), so no rounding can move k.
     const std::int64_t k = 2 * f_ * (n - f_) / n;
     if (inputs.scalar_type() != at::kFloat || !inputs.is_contiguous()) return transform_any(inputs, k);

@@ -38,9 +38,7 @@ class NearestNeighbourMixing : public PreAggregator {
   bool keeps_row_order() const override { return true; }  // row i of the output stays worker i's
   at::Tensor transform(const at::Tensor& inputs) override {
     const std::int64_t n = inputs.size(0);
-    if (f_ >= n)
-      throw Error("pre-aggregator 'nnm': f = " + std::to_string(f_) + " but it receives only " + std::to_string(n) +
-                  " rows (n - f must be >= 1); lower f, or move nnm before a pre-aggregator that reduces the rows");
+    require_rows_above(f_, n, "nnm");
     const std::int64_t k = n - f_;
     PairwiseDistances distances(inputs);  // +inf to and from bad rows
     at::Tensor finite = at::empty({n}, at::kBool);

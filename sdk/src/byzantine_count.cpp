@@ -1,5 +1,7 @@
 #include "phalanx/helpers/byzantine_count.hpp"
 
+#include "phalanx/error.hpp"
+
 namespace phalanx {
 
 ParamSpec byzantine_count_param(const std::string& help) {
@@ -25,6 +27,13 @@ void require_workers_for(const Params& params, std::int64_t f, std::int64_t n, s
                        (n >= 3 ? "The largest f for n = " + std::to_string(n) + " is " +
                                      std::to_string((n - 3) / multiple) + "."
                                : rule + " needs at least 3 workers even with f = 0."));
+}
+
+void require_rows_above(std::int64_t f, std::int64_t n, const std::string& preaggregator) {
+  if (f < n) return;
+  throw Error("pre-aggregator '" + preaggregator + "': f = " + std::to_string(f) + " but it receives only " +
+              std::to_string(n) + " rows (f must be below the number of rows); lower f, or move " + preaggregator +
+              " before a pre-aggregator that reduces the rows");
 }
 
 }  // namespace phalanx

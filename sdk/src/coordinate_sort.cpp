@@ -132,44 +132,36 @@ std::int64_t block_width(std::int64_t m) { return std::clamp<std::int64_t>(4096 
 
 // The kernels, compiled twice from one source: for AVX2 (one 8-float register per vector of columns) and
 // for baseline x86-64 (4-float SSE registers); the dispatchers below pick the one the CPU supports.
+// One definition of the operations for both widths: PREFIX is _mm256 (AVX2, 8 floats) or _mm (SSE2, 4).
+#define PHALANX_SORT_OPS(VECTOR, WIDTH, PREFIX)                                 \
+  struct Ops {                                                                  \
+    using V = VECTOR;                                                           \
+    static constexpr std::int64_t kWidth = WIDTH;                               \
+    static V load(const float* p) { return PREFIX##_load_ps(p); }               \
+    static V loadu(const float* p) { return PREFIX##_loadu_ps(p); }             \
+    static void store(float* p, V v) { PREFIX##_store_ps(p, v); }               \
+    static void storeu(float* p, V v) { PREFIX##_storeu_ps(p, v); }             \
+    static V min(V a, V b) { return PREFIX##_min_ps(a, b); }                    \
+    static V max(V a, V b) { return PREFIX##_max_ps(a, b); }                    \
+    static V add(V a, V b) { return PREFIX##_add_ps(a, b); }                    \
+    static V sub(V a, V b) { return PREFIX##_sub_ps(a, b); }                    \
+    static V mul(V a, V b) { return PREFIX##_mul_ps(a, b); }                    \
+    static V set1(float x) { return PREFIX##_set1_ps(x); }                      \
+  };
+
 #pragma GCC push_options
 #pragma GCC target("avx2")
 namespace avx2 {
-struct Ops {
-  using V = __m256;
-  static constexpr std::int64_t kWidth = 8;
-  static V load(const float* p) { return _mm256_load_ps(p); }
-  static V loadu(const float* p) { return _mm256_loadu_ps(p); }
-  static void store(float* p, V v) { _mm256_store_ps(p, v); }
-  static void storeu(float* p, V v) { _mm256_storeu_ps(p, v); }
-  static V min(V a, V b) { return _mm256_min_ps(a, b); }
-  static V max(V a, V b) { return _mm256_max_ps(a, b); }
-  static V add(V a, V b) { return _mm256_add_ps(a, b); }
-  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
-  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
-  static V set1(float x) { return _mm256_set1_ps(x); }
-};
+PHALANX_SORT_OPS(__m256, 8, _mm256)
 #include "coordinate_sort_kernels.inc"
 }  // namespace avx2
 #pragma GCC pop_options
 
 namespace sse {
-struct Ops {
-  using V = __m128;
-  static constexpr std::int64_t kWidth = 4;
-  static V load(const float* p) { return _mm_load_ps(p); }
-  static V loadu(const float* p) { return _mm_loadu_ps(p); }
-  static void store(float* p, V v) { _mm_store_ps(p, v); }
-  static void storeu(float* p, V v) { _mm_storeu_ps(p, v); }
-  static V min(V a, V b) { return _mm_min_ps(a, b); }
-  static V max(V a, V b) { return _mm_max_ps(a, b); }
-  static V add(V a, V b) { return _mm_add_ps(a, b); }
-  static V sub(V a, V b) { return _mm_sub_ps(a, b); }
-  static V mul(V a, V b) { return _mm_mul_ps(a, b); }
-  static V set1(float x) { return _mm_set1_ps(x); }
-};
+PHALANX_SORT_OPS(__m128, 4, _mm)
 #include "coordinate_sort_kernels.inc"
 }  // namespace sse
+#undef PHALANX_SORT_OPS
 
 bool has_avx2() {
   static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx2"));
@@ -277,7 +269,7 @@ void median_of_sorted(const float* sorted, std::int64_t n, std::int64_t width, f
 // windows of keep consecutive values, the one whose farther end is nearest to the center (the lowest such
 // window on exact ties, a choice that depends only on the values, not on the order of the rows). Every
 // inner loop runs across the columns, which the compiler vectorises.
-void mean_of_nearest(const float* sorted, std::int64_t n, std::int64_t width, std::int64_t keep, const float* center,
+__attribute__((target_clones("avx2", "default"))) void mean_of_nearest(const float* sorted, std::int64_t n, std::int64_t width, std::int64_t keep, const float* center,
                      float* out) {
   // Fixed-size scratch (block widths are at most 512) and selects instead of branches, so both loops
   // vectorise: a data-dependent branch per column and window was most of MeaMed's and Phocas' time.
@@ -306,7 +298,12 @@ void mean_of_nearest(const float* sorted, std::int64_t n, std::int64_t width, st
   for (std::int64_t i = 0; i < n; ++i) {
     const float* __restrict row = sorted + i * width;
     const auto at = static_cast<float>(i);
-    for (std::int64_t j = 0; j < width; ++j) o[j] += (at >= begin[j] && at < begin[j] + size) ? row[j] : 0.0f;
+    // Both comparisons and the load unconditional (no short-circuit), so this is a select and vectorises.
+    for (std::int64_t j = 0; j < width; ++j) {
+      const bool inside = (at >= begin[j]) & (at < begin[j] + size);
+      const float value = row[j];
+      o[j] += inside ? value : 0.0f;
+    }
   }
   const float scale = 1.0f / static_cast<float>(keep);
   for (std::int64_t j = 0; j < width; ++j) o[j] *= scale;
@@ -430,7 +427,8 @@ at::Tensor coordinate_trimmed_mean(const at::Tensor& rows, std::int64_t trim, bo
       finite);
 }
 
-at::Tensor coordinate_mean_closest_to(const at::Tensor& rows, std::int64_t m, ColumnCentre centre, std::int64_t trim) {
+at::Tensor coordinate_mean_closest_to(const at::Tensor& rows, std::int64_t m, ColumnCentre centre, std::int64_t trim,
+                                      bool* finite) {
   const std::int64_t n = rows.dim() == 2 ? rows.size(0) : 0;
   if (m < 1 || m > n)
     throw Error("mean closest to the centre: cannot keep " + std::to_string(m) + " of " + std::to_string(n) +
@@ -445,7 +443,7 @@ at::Tensor coordinate_mean_closest_to(const at::Tensor& rows, std::int64_t m, Co
     else
       trimmed_mean_of_sorted(sorted, n, width, trim, center);
     mean_of_nearest(sorted, n, width, m, center, out);
-  });
+  }, finite);
 }
 
 }  // namespace phalanx

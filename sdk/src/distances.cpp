@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <ATen/ATen.h>
+#include <immintrin.h>
 
 #include "phalanx/error.hpp"
 #include "phalanx/row_math.hpp"
@@ -83,17 +84,136 @@ namespace phalanx {
 namespace {
 
 constexpr double kUnit32 = 0x1p-24;  // unit roundoff of float32
+constexpr double kUnit64 = 0x1p-53;  // unit roundoff of float64
 
-// gamma_W of the header, with a 1 % margin for the norms being estimates themselves.
-double float_block_gamma(std::int64_t columns) {
-  const double wu = static_cast<double>(columns) * kUnit32;
-  return 1.01 * wu / (1.0 - wu);
+// Products each float32 lane of the Gram kernel sums before it is added in float64: the float32 error is
+// that of a sum of kLaneTerms terms, 16 times below that of the 256-column BLAS blocks used before
+// (docs/BENCHMARKS.md), so far fewer distances need the float64 pass.
+constexpr std::int64_t kLaneTerms = 16;
+constexpr int kTileRows = 4, kTileColumns = 2;
+// 8-column steps of every row kept in L2 (64 rows x 4 KiB) while all the tiles go over them.
+constexpr std::int64_t kPanelVectors = 128;
+
+double gamma_of(double terms, double unit) { return terms * unit / (1.0 - terms * unit); }
+
+// Bound factor of the Gram kernel: a float32 sum of kLaneTerms products per lane, then float64 sums of
+// d / (8 kLaneTerms) lane values, 8 lanes and 7 tail products; 1 % margin for the norms being estimates.
+double float_gram_gamma(std::int64_t d) {
+  const double float64_terms = static_cast<double>(d / (8 * kLaneTerms) + 16);
+  return 1.01 * (gamma_of(kLaneTerms, kUnit32) + 2.0 * gamma_of(float64_terms, kUnit64));
+}
+
+// Entries recomputed in float64 (any order of d products and sums).
+double float64_gamma(std::int64_t d) { return 1.01 * gamma_of(static_cast<double>(d) + 1, kUnit64); }
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2_fma {
+struct Ops {
+  using V = __m256;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static void add_to(double* out, V v) {
+    _mm256_storeu_pd(out, _mm256_add_pd(_mm256_loadu_pd(out), _mm256_cvtps_pd(_mm256_castps256_ps128(v))));
+    _mm256_storeu_pd(out + 4, _mm256_add_pd(_mm256_loadu_pd(out + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
+  }
+};
+#include "float_gram_kernels.inc"
+}  // namespace avx2_fma
+#pragma GCC pop_options
+
+namespace sse2 {
+struct Ops {
+  struct V {
+    __m128 lo, hi;
+  };
+  static V zero() { return {_mm_setzero_ps(), _mm_setzero_ps()}; }
+  static V load(const float* p) { return {_mm_loadu_ps(p), _mm_loadu_ps(p + 4)}; }
+  static V fma(V a, V b, V c) { return {_mm_add_ps(_mm_mul_ps(a.lo, b.lo), c.lo), _mm_add_ps(_mm_mul_ps(a.hi, b.hi), c.hi)}; }
+  static void add_to(double* out, V v) {
+    const __m128 parts[2] = {v.lo, v.hi};
+    for (int h = 0; h < 2; ++h) {
+      double* o = out + 4 * h;
+      _mm_storeu_pd(o, _mm_add_pd(_mm_loadu_pd(o), _mm_cvtps_pd(parts[h])));
+      _mm_storeu_pd(o + 2, _mm_add_pd(_mm_loadu_pd(o + 2), _mm_cvtps_pd(_mm_movehl_ps(parts[h], parts[h]))));
+    }
+  }
+};
+#include "float_gram_kernels.inc"
+}  // namespace sse2
+
+bool has_avx2_fma() {
+  static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
+  return yes;
+}
+
+// The Gram matrix of the float32 rows x ([n, d]) into gram ([n, n], float64), by tiles of kTileRows x
+// kTileColumns rows over panels of columns: every row is read from memory once, and only the upper
+// triangle is computed. Each entry is within float_gram_gamma(d) * sum |x_il x_jl| of the exact one.
+void float_gram(const float* x, std::int64_t n, std::int64_t d, std::vector<double>& gram) {
+  const std::int64_t vectors = d / 8;
+  std::vector<double> lanes(static_cast<std::size_t>(n * n * 8), 0.0);
+  std::vector<const float*> panel(static_cast<std::size_t>(n));
+  double part[kTileRows * kTileColumns * 8];
+  const bool fast = has_avx2_fma();
+  for (std::int64_t first = 0; first < vectors; first += kPanelVectors) {
+    const std::int64_t count = std::min(kPanelVectors, vectors - first);
+    for (std::int64_t i = 0; i < n; ++i) panel[static_cast<std::size_t>(i)] = x + i * d + 8 * first;
+    for (std::int64_t ib = 0; ib < n; ib += kTileRows) {
+      const int rows = static_cast<int>(std::min<std::int64_t>(kTileRows, n - ib));
+      for (std::int64_t jb = ib; jb < n; jb += kTileColumns) {
+        const int columns = static_cast<int>(std::min<std::int64_t>(kTileColumns, n - jb));
+        for (int i = 0; i < rows; ++i)
+          for (int j = 0; j < columns; ++j)
+            std::copy_n(&lanes[static_cast<std::size_t>(((ib + i) * n + jb + j) * 8)], 8, part + (i * columns + j) * 8);
+        auto tile = fast ? avx2_fma::tile_function(rows, columns) : sse2::tile_function(rows, columns);
+        tile(&panel[static_cast<std::size_t>(ib)], &panel[static_cast<std::size_t>(jb)], count, part);
+        for (int i = 0; i < rows; ++i)
+          for (int j = 0; j < columns; ++j)
+            std::copy_n(part + (i * columns + j) * 8, 8, &lanes[static_cast<std::size_t>(((ib + i) * n + jb + j) * 8)]);
+      }
+    }
+  }
+  // Every pair i <= j lies in a tile (jb runs from ib): the lanes, then the last d % 8 columns, in float64.
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = i; j < n; ++j) {
+      const double* lane = &lanes[static_cast<std::size_t>((i * n + j) * 8)];
+      double sum = 0;
+      for (int l = 0; l < 8; ++l) sum += lane[l];
+      for (std::int64_t c = 8 * vectors; c < d; ++c)
+        sum += static_cast<double>(x[i * d + c]) * static_cast<double>(x[j * d + c]);
+      gram[static_cast<std::size_t>(i * n + j)] = gram[static_cast<std::size_t>(j * n + i)] = sum;
+    }
 }
 
 bool all_finite(const float* x, std::int64_t count) {
   bool ok = true;
   for (std::int64_t e = 0; e < count; ++e) ok &= (x[e] - x[e] == 0.0f);
   return ok;
+}
+
+// The Gram entries of the rows flagged in `wide` recomputed in float64, over blocks of 256 columns converted
+// one at a time (no float64 copy of the whole input).
+void gram_in_float64(const std::vector<char>& wide, std::vector<double>& gram, const at::Tensor& rows) {
+  std::vector<std::int64_t> picked;
+  for (std::size_t i = 0; i < wide.size(); ++i)
+    if (wide[i]) picked.push_back(static_cast<std::int64_t>(i));
+  if (picked.empty()) return;
+  const std::int64_t n = rows.size(0), d = rows.size(1), columns = 256;
+  at::Tensor index = at::tensor(picked, at::kLong);
+  at::Tensor exact = at::zeros({static_cast<std::int64_t>(picked.size()), n}, at::kDouble);
+  for (std::int64_t start = 0; start < d; start += columns) {
+    at::Tensor part = rows.narrow(1, start, std::min(columns, d - start)).to(at::kDouble);
+    exact.addmm_(part.index_select(0, index), part.t());
+  }
+  const double* e = exact.data_ptr<double>();
+  for (std::size_t p = 0; p < picked.size(); ++p)
+    for (std::int64_t j = 0; j < n; ++j) {
+      const std::int64_t i = picked[p];
+      gram[static_cast<std::size_t>(i * n + j)] = gram[static_cast<std::size_t>(j * n + i)] =
+          e[static_cast<std::int64_t>(p) * n + j];
+    }
 }
 
 }  // namespace
@@ -123,24 +243,24 @@ void PairwiseDistances::build_exact() {
 }
 
 void PairwiseDistances::build_from_float_gram() {
-  const std::int64_t n = n_, d = rows_.size(1), width = kBlockColumns;
+  const std::int64_t n = n_, d = rows_.size(1);
+  const float* rows = rows_.data_ptr<float>();
   std::vector<double> gram(static_cast<std::size_t>(n * n), 0.0);
-  at::Tensor block = at::empty({n, n}, at::kFloat);
-  const float* b = block.data_ptr<float>();
-  for (std::int64_t start = 0; start < d; start += width) {
-    at::Tensor part = rows_.narrow(1, start, std::min(width, d - start));
-    at::mm_out(block, part, part.t());
-    if (all_finite(b, n * n)) {
-      for (std::size_t e = 0; e < gram.size(); ++e) gram[e] += static_cast<double>(b[e]);
-      continue;
-    }
-    // Overflow (or a NaN/Inf row): this block in float64, where finite float32 values cannot overflow.
-    at::Tensor wide = part.to(at::kDouble);
-    at::Tensor exact = at::mm(wide, wide.t()).contiguous();
-    const double* x = exact.data_ptr<double>();
-    for (std::size_t e = 0; e < gram.size(); ++e) gram[e] += x[e];
-  }
-  const double gamma = float_block_gamma(width);
+  float_gram(rows, n, d, gram);
+  // A row whose squared norm is not finite holds NaN or Inf, or its float32 products overflowed; the latter
+  // rows ("wide") get their Gram entries again in float64, where finite float32 values cannot overflow.
+  std::vector<char> wide(static_cast<std::size_t>(n), 0);
+  for (std::int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(gram[static_cast<std::size_t>(i * n + i)]) && all_finite(rows + i * d, d))
+      wide[static_cast<std::size_t>(i)] = 1;
+  for (std::int64_t i = 0; i < n; ++i)
+    for (std::int64_t j = 0; j < n; ++j)
+      if (!std::isfinite(gram[static_cast<std::size_t>(i * n + j)]) &&
+          std::isfinite(gram[static_cast<std::size_t>(i * n + i)]) &&
+          std::isfinite(gram[static_cast<std::size_t>(j * n + j)]))
+        wide[static_cast<std::size_t>(i)] = wide[static_cast<std::size_t>(j)] = 1;
+  gram_in_float64(wide, gram, rows_);
+  const double gamma = float_gram_gamma(d), gamma_wide = float64_gamma(d);
   // Underflow: each float32 product is off by at most 2^-150 in absolute terms (and by at most |y_l| 2^-126
   // if denormals are flushed), four Gram entries per distance.
   const double underflow = 4.0 * static_cast<double>(d) * 0x1p-150;
@@ -161,7 +281,8 @@ void PairwiseDistances::build_from_float_gram() {
         const double ni = norm[static_cast<std::size_t>(i)], nj = norm[static_cast<std::size_t>(j)];
         v = std::max(0.0, ni + nj - 2.0 * gram[ij]);  // upper triangle only: the matrix is exactly symmetric
         const double roots = std::sqrt(ni) + std::sqrt(nj);
-        e = (gamma + 1e-12) * roots * roots + underflow + flushed * roots;
+        const bool either_wide = wide[static_cast<std::size_t>(i)] || wide[static_cast<std::size_t>(j)];
+        e = ((either_wide ? gamma_wide : gamma) + 1e-12) * roots * roots + underflow + flushed * roots;
       }
       value_[ij] = value_[ji] = v;
       error_[ij] = error_[ji] = e;

@@ -66,6 +66,16 @@ __attribute__((target_clones("avx2", "default"))) void add_to_sums(const float* 
   for (std::int64_t j = 0; j < width; ++j) sum[j] += static_cast<double>(row[j]);
 }
 
+// Four rows in one go, added in row order as four calls of add_to_sums would (so the same sums bit for bit),
+// with one load and store of each sum instead of four.
+__attribute__((target_clones("avx2", "default"))) void add_four_to_sums(const float* a, const float* b, const float* c,
+                                                                       const float* e, double* sum,
+                                                                       std::int64_t width) {
+  for (std::int64_t j = 0; j < width; ++j)
+    sum[j] = (((sum[j] + static_cast<double>(a[j])) + static_cast<double>(b[j])) + static_cast<double>(c[j])) +
+             static_cast<double>(e[j]);
+}
+
 }  // namespace
 
 at::Tensor mean_of_rows(const at::Tensor& rows, const std::vector<std::int64_t>& chosen) {
@@ -81,7 +91,11 @@ at::Tensor mean_of_rows(const at::Tensor& rows, const std::vector<std::int64_t>&
   for (std::int64_t start = 0; start < d; start += kBlock) {
     const std::int64_t width = std::min(kBlock, d - start);
     std::fill(sum, sum + width, 0.0);
-    for (std::int64_t i : chosen) add_to_sums(x + i * d + start, sum, width);
+    std::size_t r = 0;
+    for (; r + 4 <= chosen.size(); r += 4)
+      add_four_to_sums(x + chosen[r] * d + start, x + chosen[r + 1] * d + start, x + chosen[r + 2] * d + start,
+                       x + chosen[r + 3] * d + start, sum, width);
+    for (; r < chosen.size(); ++r) add_to_sums(x + chosen[r] * d + start, sum, width);
     for (std::int64_t j = 0; j < width; ++j) o[start + j] = static_cast<float>(sum[j] * scale);
   }
   return out;

@@ -171,6 +171,8 @@ TEST(PreAggregators, ArcByHand) {
   // f defaults to the Byzantine count (2 of 5); f = 0 gives k = 0 and clips nothing.
   expect_near(make("arc", "{}", 5, 2)->transform(x), want2, 1e-5);
   expect_near(make("arc", "{f: 0}", 5, 0)->transform(x), x);
+  // Fewer rows this round than f + 1 (after bucketing, say): refused with the same wording as nnm.
+  EXPECT_ERROR_WITH(make("arc", "{f: 2}", 5, 0)->transform(x.narrow(0, 0, 2)), "arc", "f = 2", "only 2 rows");
 }
 
 TEST(PreAggregators, ArcTreatsNonFiniteRowsAsTheLargest) {

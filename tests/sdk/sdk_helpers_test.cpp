@@ -201,6 +201,49 @@ TEST(PairwiseDistances, BoundsHoldAndNearTiesAreDecidedInFloat64) {
   }
 }
 
+TEST(PairwiseDistances, ExactTiesAreDecidedFromTheDifferences) {
+  // Row 5 duplicates row 0: their scores tie exactly, so no bound separates them and where Multi-Krum's m
+  // falls between them both rows must be made exact (from the differences) to break the tie by index.
+  at::Generator gen = at::detail::createCPUGenerator(11);
+  at::Tensor rows = at::randn({6, 300}, gen).add_(10.0f);
+  rows[5].copy_(rows[0]);
+  const at::Tensor expected = krum_order(float64_distances(rows), 3);
+  std::vector<std::int64_t> all(6);
+  std::iota(all.begin(), all.end(), 0);
+  std::int64_t made_exact = 0;
+  for (std::int64_t m = 1; m < 6; ++m) {
+    PairwiseDistances d(rows);
+    std::vector<std::int64_t> got = krum_order(d, all, 3, m);
+    std::vector<std::int64_t> want(expected.data_ptr<std::int64_t>(), expected.data_ptr<std::int64_t>() + m);
+    got.resize(static_cast<std::size_t>(m));
+    std::sort(got.begin(), got.end());
+    std::sort(want.begin(), want.end());
+    EXPECT_EQ(got, want) << "m " << m;
+    made_exact += d.entries_made_exact();
+  }
+  EXPECT_GT(made_exact, 0);
+}
+
+TEST(PairwiseDistances, BoundsHoldAtTileAndColumnEdges) {
+  // Row counts that leave partial tiles (the kernel takes 4 x 2 rows at a time) and column counts that leave
+  // a tail of d % 8 columns and several panels of 1024 columns; rows far from the origin, so the bounds matter.
+  for (std::int64_t n : {1, 2, 5, 7}) {
+    for (std::int64_t d : {3, 8, 1031, 2 * 1024 + 13}) {
+      at::Generator gen = at::detail::createCPUGenerator(static_cast<std::uint64_t>(n * 10000 + d));
+      at::Tensor rows = at::randn({n, d}, gen).add_(30.0f);
+      at::Tensor reference = float64_distances(rows);
+      PairwiseDistances fast(rows);
+      for (std::int64_t i = 0; i < n; ++i)
+        for (std::int64_t j = 0; j < n; ++j) {
+          const double want = reference[i][j].item<double>();
+          EXPECT_LE(std::abs(fast.value(i, j) - want), fast.error(i, j) * (1 + 1e-9) + 1e-9) << n << " x " << d;
+          // The bound is not vacuous: about 16 float32 roundings of the squared norms (30^2 d each).
+          if (i != j) EXPECT_LT(fast.error(i, j), 1e-5 * 4 * 900.0 * static_cast<double>(d)) << n << " x " << d;
+        }
+    }
+  }
+}
+
 TEST(PairwiseDistances, WellSeparatedRowsNeedNoFloat64Pass) {
   // Rows at distinct distances from a cluster: the float32 bounds decide alone, which is the fast path.
   at::Generator gen = at::detail::createCPUGenerator(3);

@@ -29,4 +29,9 @@ PHALANX_EXPORT void require_honest_majority(const Params& params, std::int64_t f
 PHALANX_EXPORT void require_workers_for(const Params& params, std::int64_t f, std::int64_t n,
                                         std::int64_t multiple, const std::string& rule);
 
+/// Throws unless a pre-aggregator that tolerates f rows receives more than f rows this round (f < n), naming
+/// the pre-aggregator and what to do: fewer rows than at configuration time arrive after a pre-aggregator
+/// that reduces them (bucketing).
+PHALANX_EXPORT void require_rows_above(std::int64_t f, std::int64_t n, const std::string& preaggregator);
+
 }  // namespace phalanx

@@ -45,7 +45,9 @@ enum class ColumnCentre {
 /// whose farther end is nearest to the centre, the lowest such window on exact ties (so of two values
 /// equally close to the centre the lower one is kept, and the result depends only on the values, not on the
 /// order of the rows). Shared by MeaMed (median), Phocas (trimmed mean) and Bulyan's second stage.
+/// With `finite`, the rows may hold NaN or Inf: *finite is set to false when they do (the result is then
+/// meaningless), as for coordinate_median.
 PHALANX_EXPORT at::Tensor coordinate_mean_closest_to(const at::Tensor& rows, std::int64_t m, ColumnCentre centre,
-                                                     std::int64_t trim = 0);
+                                                     std::int64_t trim = 0, bool* finite = nullptr);
 
 }  // namespace phalanx

@@ -33,20 +33,18 @@ PHALANX_EXPORT at::Tensor krum_order(const at::Tensor& distances, std::int64_t n
 /// Squared Euclidean distances between the rows of an [n, d] tensor, each known within a bound, made exact
 /// (float64) row by row only where a decision needs it (docs/BENCHMARKS.md, "krum, multikrum, bulyan, nnm").
 ///
-/// Built from a float32 Gram matrix (BLAS) summed in float64 over blocks of kBlockColumns columns. A float32
-/// sum of W products is within gamma_W = W u / (1 - W u) (u = 2^-24) of sum |x_l y_l|, whatever the order
-/// the BLAS adds them in, so with the norms N_i read off the same diagonal every estimate D_ij is within
-///   error(i, j) = gamma_W (sqrt N_i + sqrt N_j)^2 (plus margins for the float64 sums and for underflow)
+/// Built from a float32 Gram matrix in which each float32 partial sum adds at most 16 products (the columns
+/// l, l + 8, ... of one 8-wide lane) before it is added in float64. Such a sum is within
+/// gamma_16 = 16 u / (1 - 16 u) (u = 2^-24) of the sum of the magnitudes of its products, so with the
+/// norms N_i read off the same diagonal every estimate D_ij is within
+///   error(i, j) = gamma_16 (sqrt N_i + sqrt N_j)^2 (plus margins for the float64 sums and for underflow)
 /// of the true distance. make_exact recomputes chosen entries in float64 from the differences x_i - x_j
 /// (phalanx::squared_distance), all of them in one pass over the columns; their error is then 0 for the
-/// callers' purposes. A block whose
-/// float32 product overflows is summed in float64 instead, and rows holding NaN or Inf are +inf away from
-/// every other row (error 0), as in pairwise_squared_distances. Inputs that are not float32 take the
-/// float64 path for every entry.
+/// callers' purposes. The entries of a row whose float32 products overflow are computed in float64
+/// instead, and rows holding NaN or Inf are +inf away from every other row (error 0), as in
+/// pairwise_squared_distances. Inputs that are not float32 take the float64 path for every entry.
 class PHALANX_EXPORT PairwiseDistances {
  public:
-  static constexpr std::int64_t kBlockColumns = 256;
-
   explicit PairwiseDistances(const at::Tensor& rows);
 
   std::int64_t size() const { return n_; }
