@@ -42,8 +42,13 @@ namespace {
 // u <- beta u + (1 - beta) g as LibTorch computes `u.mul_(beta).add_(g, 1 - beta)` on float32 tensors in its
 // vectorised kernels (AVX2 / AVX-512): the product u * beta rounded to float, then one fused multiply-add
 // g * (1 - beta) + that product, both coefficients rounded to float first. One pass instead of two.
-__attribute__((target("avx2,fma"))) void fused_momentum(float* u, const float* g, float beta, float alpha,
-                                                        std::int64_t d) {
+#if defined(__x86_64__)
+#define PHALANX_FUSED_MOMENTUM_TARGET __attribute__((target("avx2,fma")))
+#else  // elsewhere fused_momentum_matches_libtorch() is false and this is never called
+#define PHALANX_FUSED_MOMENTUM_TARGET
+#endif
+PHALANX_FUSED_MOMENTUM_TARGET void fused_momentum(float* u, const float* g, float beta, float alpha,
+                                                  std::int64_t d) {
   for (std::int64_t j = 0; j < d; ++j) u[j] = std::fma(g[j], alpha, u[j] * beta);
 }
 
