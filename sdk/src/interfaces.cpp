@@ -1,5 +1,8 @@
 // Key functions of the SDK's interfaces: defined here, out of line, so each vtable and type_info exists
 // once, in the SDK library, and dynamic_cast / exceptions work between the host and every plugin.
+#include <cmath>
+#include <cstring>
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/ATen.h>
 
@@ -34,11 +37,73 @@ at::Tensor IdentityWorkerRule::message(const at::Tensor& gradient, std::int64_t)
 MomentumWorkerRule::MomentumWorkerRule(double beta) : beta_(beta) {}
 MomentumWorkerRule::~MomentumWorkerRule() = default;
 
+namespace {
+
+// u <- beta u + (1 - beta) g as LibTorch computes `u.mul_(beta).add_(g, 1 - beta)` on float32 tensors in its
+// vectorised kernels (AVX2 / AVX-512): the product u * beta rounded to float, then one fused multiply-add
+// g * (1 - beta) + that product, both coefficients rounded to float first. One pass instead of two.
+#if defined(__x86_64__)
+#define PHALANX_FUSED_MOMENTUM_TARGET __attribute__((target("avx2,fma")))
+#else  // elsewhere fused_momentum_matches_libtorch() is false and this is never called
+#define PHALANX_FUSED_MOMENTUM_TARGET
+#endif
+PHALANX_FUSED_MOMENTUM_TARGET void fused_momentum(float* u, const float* g, float beta, float alpha,
+                                                  std::int64_t d) {
+  for (std::int64_t j = 0; j < d; ++j) u[j] = std::fma(g[j], alpha, u[j] * beta);
+}
+
+void aten_momentum(at::Tensor& u, const at::Tensor& g, double beta) { u.mul_(beta).add_(g, 1.0 - beta); }
+
+// LibTorch's kernels work on blocks of 2 vectors (16 or 32 floats) and finish a row's last few values with a
+// scalar loop, whose rounding depends on how that file was compiled; the CPU may also lack FMA, in which
+// case LibTorch multiplies and adds separately. So the fused pass covers whole multiples of this many
+// values, LibTorch does the rest, and the fused pass is used only once it has reproduced LibTorch's own
+// results bit for bit on this CPU (fused_momentum_matches_libtorch).
+constexpr std::int64_t kFusedBlock = 64;
+
+bool fused_momentum_matches_libtorch() {
+#if defined(__x86_64__)
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return false;
+  constexpr std::int64_t n = 4 * kFusedBlock;
+  at::Tensor u = at::empty({n}, at::kFloat), g = at::empty({n}, at::kFloat);
+  for (std::int64_t j = 0; j < n; ++j) {  // values of varied magnitude and sign, mantissas fully used
+    u.data_ptr<float>()[j] = static_cast<float>(std::sin(0.7 * static_cast<double>(j) + 0.3) * (1.0 + j % 7));
+    g.data_ptr<float>()[j] = static_cast<float>(std::cos(1.3 * static_cast<double>(j)) * (1.0 + j % 5) * 1e-2);
+  }
+  for (double beta : {0.9, 0.99, 0.5, 0.123456789}) {
+    at::Tensor expected = u.clone(), fused = u.clone();
+    aten_momentum(expected, g, beta);
+    fused_momentum(fused.data_ptr<float>(), g.data_ptr<float>(), static_cast<float>(beta),
+                   static_cast<float>(1.0 - beta), n);
+    if (std::memcmp(expected.data_ptr<float>(), fused.data_ptr<float>(), n * sizeof(float)) != 0) return false;
+  }
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
 at::Tensor MomentumWorkerRule::message(const at::Tensor& gradient, std::int64_t) {
   if (!buffer_.defined()) {
     buffer_ = gradient.clone();
-  } else {
-    buffer_.mul_(beta_).add_(gradient, 1.0 - beta_);
+    return buffer_;
+  }
+  static const bool fused = fused_momentum_matches_libtorch();
+  const std::int64_t d = buffer_.numel();
+  if (!fused || gradient.scalar_type() != at::kFloat || buffer_.scalar_type() != at::kFloat ||
+      !gradient.is_contiguous() || !buffer_.is_contiguous() || gradient.sizes() != buffer_.sizes() ||
+      buffer_.dim() != 1) {
+    aten_momentum(buffer_, gradient, beta_);
+    return buffer_;
+  }
+  const std::int64_t body = d / kFusedBlock * kFusedBlock;
+  fused_momentum(buffer_.data_ptr<float>(), gradient.data_ptr<float>(), static_cast<float>(beta_),
+                 static_cast<float>(1.0 - beta_), body);
+  if (body < d) {
+    at::Tensor rest = buffer_.narrow(0, body, d - body);
+    aten_momentum(rest, gradient.narrow(0, body, d - body), beta_);
   }
   return buffer_;
 }

@@ -164,6 +164,7 @@ class MetricsTracker {
   std::int64_t rejected_ = 0, missing_ = 0;
   double deviation_sum_ = 0, cosine_sum_ = 0;
   std::int64_t comparisons_ = 0;
+  at::Tensor honest_mean_, update_, difference_;  // [d] float64 scratch of add_honest_comparison
 };
 
 // The divergence checks of the engines, each with one wording: every one marks `result` "diverged" with its
