@@ -217,23 +217,6 @@ MetricsTracker::MetricsTracker(const PipelineSpec& spec, const Dataset& data, Fl
                                std::shared_ptr<spdlog::logger> logger, std::int64_t total_steps)
     : spec_(spec), data_(data), model_(model), output_(output), logger_(std::move(logger)), total_steps_(total_steps) {}
 
-std::pair<double, at::Tensor> worker_gradient(const PipelineSpec& spec, EnginePlugins& plugins, const Dataset& data,
-                                              FlatModel& model, BatchStream& stream, bool byzantine,
-                                              MetricsTracker* metrics, double& compute_seconds) {
-  PhaseScope phase("a worker's forward and backward pass", Kind::Model, spec.model.name);
-  at::Tensor batch = stream.next(spec.batch_size);
-  at::Tensor x = data.train_x.index_select(0, batch);
-  at::Tensor y = data.train_y.index_select(0, batch);
-  if (byzantine) y = plugins.attack->poison_labels(y, data.classes);
-  auto [loss, gradient] = [&] {
-    ScopedTimer timer(compute_seconds);
-    return model.loss_and_gradient(x, y);
-  }();
-  if (!byzantine && metrics) metrics->add_train_loss(loss);
-  if (spec.weight_decay > 0) gradient.add_(model.params(), spec.weight_decay);
-  return {loss, gradient};
-}
-
 WorkerTask draw_batch(const PipelineSpec& spec, EnginePlugins& plugins, const Dataset& data, BatchStream& stream,
                       std::int64_t worker, std::int64_t iteration) {
   WorkerTask task;

@@ -221,8 +221,4 @@ void compute_messages(const PipelineSpec& spec, EnginePlugins& plugins, WorkerPo
                       const std::vector<FlatModel*>& models, std::vector<WorkerTask>& tasks, TimeBreakdown& time,
                       at::Tensor rows = at::Tensor());
 
-std::pair<double, at::Tensor> worker_gradient(const PipelineSpec& spec, EnginePlugins& plugins, const Dataset& data,
-                                              FlatModel& model, BatchStream& stream, bool byzantine,
-                                              MetricsTracker* metrics, double& compute_seconds);
-
 }  // namespace phalanx::core
