@@ -169,6 +169,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
   result.total_steps = total_steps;
   const auto started = std::chrono::steady_clock::now();
   MetricsTracker metrics(spec, data, *model, output.get(), logger, total_steps);
+  metrics.record_diagnostics(plugins.diagnostics);
 
   // The server's parameters are the model's own flat vector: a worker that pulls them computes its gradient
   // in place, without a copy. A look-ahead point (SMEGA2) is swapped in for the computation and back out.
@@ -270,6 +271,7 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
                       updates};
     PhaseScope phase("the attack", Kind::Attack, spec.attack.name);
     round.previous_aggregate = previous_aggregate;
+    round.diagnostics = attack_diagnostics(plugins);
     std::optional<EngineDefenceOracle> oracle;
     if (context && !honest_idx.empty()) {
       oracle.emplace(spec, plugins, *context, at::cat({hi, bi}));

@@ -51,6 +51,7 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
   result.total_steps = total_steps;
   const auto started = std::chrono::steady_clock::now();
   MetricsTracker metrics(spec, data, *model, output.get(), logger, total_steps);
+  metrics.record_diagnostics(plugins.diagnostics);
   at::Tensor messages = at::empty({spec.workers, d}, at::kFloat);
   const RoundContextSource round_source(spec, data);
   const std::vector<std::int64_t> all_workers = every_worker(spec.workers);
@@ -108,6 +109,7 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
       round.previous_aggregate = previous_aggregate;
       const EngineDefenceOracle oracle(spec, plugins, context, at::Tensor());
       round.defence = &oracle;
+      round.diagnostics = attack_diagnostics(plugins);
       PhaseScope phase("the attack", Kind::Attack, spec.attack.name);
       at::Tensor crafted = guard_plugin(plugins.labels.attack, [&] { return plugins.attack->craft(round); });
       require_shape(crafted, {b, d}, "attack '" + spec.attack.name + "'");
