@@ -332,6 +332,9 @@ RunResult run_async(const PipelineSpec& spec, const Registry& registry, const st
       if (static_cast<std::int64_t>(buffer_workers.size()) == spec.buffer) {
         at::Tensor rows = buffer.clone();
         const RoundContext context = round_source.context(updates, buffer_workers, buffer_staleness, *model);
+        if (diverged_on_honest_rows(result, *plugins.attack, honest_rows_of(rows, buffer_workers, h),
+                                    "at update " + std::to_string(updates)))
+          break;
         attack_rows(rows, buffer_workers, &context);
         metrics.add_nonfinite(count_nonfinite_rows(rows));
         at::Tensor update = [&] {

@@ -15,6 +15,7 @@
 #include "phalanx/core/engine/threads.hpp"
 #include "phalanx/core/engine/training_parts.hpp"
 #include "phalanx/error.hpp"
+#include "phalanx/tensor_checks.hpp"
 
 namespace phalanx::core {
 
@@ -327,6 +328,16 @@ bool diverged_on_update(RunResult& result, const at::Tensor& update, const std::
   result.status = RunStatus::diverged;
   result.message = "aggregator '" + aggregator + "' produced a non-finite update " + when +
                    "; the run stopped (the model would be poisoned)";
+  return true;
+}
+
+bool diverged_on_honest_rows(RunResult& result, const Attack& attack, const at::Tensor& honest,
+                             const std::string& when) {
+  if (!attack.omniscient() || !honest.defined() || honest.dim() != 2 || count_nonfinite_rows(honest) == 0)
+    return false;
+  result.status = RunStatus::diverged;
+  result.message = "an honest worker's gradient became non-finite " + when +
+                   " (the parameters grew too large); lower optimizer.lr or use a robust aggregator";
   return true;
 }
 

@@ -100,6 +100,9 @@ RunResult run_sync(const PipelineSpec& spec, const Registry& registry, const std
     sim_time += round_time;
     const RoundContext context =
         round_source.context(step, all_workers, std::vector<std::int64_t>(spec.workers, 0), *model);
+    if (b > 0 && diverged_on_honest_rows(result, *plugins.attack, messages.narrow(0, 0, h),
+                                         "at step " + std::to_string(step)))
+      break;
     if (b > 0) {
       ScopedTimer timer(result.time.attack);
       // The Byzantine rows are the engine's own copies of the workers' messages, so the attack gets them as a
