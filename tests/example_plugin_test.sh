@@ -52,6 +52,9 @@ cat "$work/context_run/comparison.md"
 # every variant folder (the report's plots/ folder beside them has no summary.json)
 n=0; for summary in "$work/context_run"/*/summary.json; do grep -q '"status": "ok"' "$summary"; n=$((n + 1)); done
 [ "$n" -ge 2 ] || { echo "expected at least 2 variants in $work/context_run, found $n"; exit 1; }
+# The out-of-tree plugin's declared diagnostic is a metrics column of the variants that use it (SDK v3).
+trusted=$(grep -l 'example_trust.trusted' "$work/context_run"/*/metrics.csv | wc -l)
+[ "$trusted" -ge 2 ] || { echo "expected the column example_trust.trusted in 2 variants, found $trusted"; exit 1; }
 # The tutorial's comparison: norm_filter, cm and krum under no attack and opt_alie.
 "$work/prefix/bin/phalanx" run "$src/examples/norm_filter_plugin/compare.yaml" --out "$work/tutorial_run" \
   > "$work/tutorial_run.txt" 2>&1 || { cat "$work/tutorial_run.txt"; exit 1; }

@@ -32,6 +32,10 @@ void print_plugin(const PluginEntry& e) {
     }
     std::cout << ": " << p.help << "\n";
   }
+  for (const auto& d : e.info.diagnostics)
+    std::cout << "      diagnostic " << e.info.name << "." << d.name << " ("
+              << (d.summary == DiagnosticSummary::Last ? "last" : "mean") << " per metrics row): " << d.help << "\n";
+  for (Need need : e.info.needs) std::cout << "      needs " << need_name(need) << "\n";
 }
 
 }  // namespace

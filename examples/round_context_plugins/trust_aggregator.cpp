@@ -6,6 +6,9 @@
 //   out = sum_i w_i (||g0|| / ||x_i||) x_i / sum_i w_i     (rows rescaled to g0's norm; 0 when all w_i = 0)
 //
 // power = 1 is FLTrust's trust score; a larger power trusts only rows closely aligned with g0.
+//
+// It declares that it needs the server gradient (so `phalanx validate` refuses a config without server_data) and
+// reports one diagnostic per round, `example_trust.trusted`: the rows given a positive weight (SDK v3).
 #include <ATen/ATen.h>
 
 #include <phalanx/plugin.hpp>
@@ -32,6 +35,7 @@ class Trust : public Aggregator {
     at::Tensor norms = x.norm(2, 1);
     at::Tensor cosines = x.matmul(g0) / (norms * g0.norm()).clamp_min(1e-30);
     at::Tensor weights = cosines.clamp_min(0).pow(power_).masked_fill(~finite | (norms == 0), 0.0);
+    round.report("trusted", weights.gt(0).sum().item<double>());
     if (weights.sum().item<double>() == 0.0) return at::zeros({inputs.size(1)}, inputs.options());
     at::Tensor rescaled = x * (g0.norm() / norms.clamp_min(1e-30)).unsqueeze(1);
     return (weights.unsqueeze(1) * rescaled).sum(0).div(weights.sum()).to(at::kFloat);
@@ -47,6 +51,8 @@ PHALANX_PLUGIN("example_trust", "1.0") {
   registrar.add_aggregator(
       {"example_trust",
        "FLTrust-like: rows weighted by their cosine with the server's own gradient (example user plugin)",
-       {{"power", ParamType::Double, Value(1.0), "exponent of the trust score (1: FLTrust)", 0.5, 8.0}}},
+       {{"power", ParamType::Double, Value(1.0), "exponent of the trust score (1: FLTrust)", 0.5, 8.0}},
+       {{"trusted", "rows given a positive weight, mean over the rounds since the previous metrics row"}},
+       {Need::ServerGradient}},
       [](const Params& p, const Context&) { return std::make_unique<Trust>(p); });
 }

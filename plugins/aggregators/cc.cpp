@@ -12,6 +12,9 @@
 // | tau        | 0.1     | clipping radius      |
 // | iterations | 1       | clipping iterations L |
 //
+// Diagnostic `cc.clipped`: the rows whose distance to v exceeded tau in the last iteration (finite rows only),
+// mean over the rounds since the previous metrics row.
+//
 // Speed (docs/BENCHMARKS.md: within 4x of one read of the input at n = 64, d = 1e6). An iteration reads the input
 // twice by nature: a row's distance ||x_i - v|| must be known before its clipped difference can be added, and a 4 MB
 // row does not stay in cache until then. Both passes go over blocks of columns, so that v's block (and the sum's)
@@ -160,7 +163,9 @@ class CenteredClipping : public Aggregator {
     std::vector<float> kept_scale;
     std::vector<const float*> block_rows(static_cast<std::size_t>(n));
     std::vector<float> step(static_cast<std::size_t>(std::min(kBlock, d)));
+    std::int64_t clipped = 0;
     for (std::int64_t l = 0; l < iterations_; ++l) {
+      clipped = 0;
       // Pass 1: the n distances ||x_i - v||.
       std::fill(squared.begin(), squared.end(), 0.0);
       for (std::int64_t start = 0; start < d; start += kBlock) {
@@ -179,6 +184,7 @@ class CenteredClipping : public Aggregator {
         if (!std::isfinite(norm)) continue;
         kept_rows.push_back(in + i * d);
         kept_scale.push_back(static_cast<float>(norm > tau_ ? tau_ / norm : 1.0));
+        if (norm > tau_) ++clipped;
       }
       if (kept_rows.empty())
         throw Error("aggregator 'cc': every message contains NaN or Inf; nothing to aggregate");
@@ -199,6 +205,13 @@ class CenteredClipping : public Aggregator {
         if (last) std::copy(c, c + width, result + start);
       }
     }
+    last_clipped_ = clipped;
+    return out;
+  }
+
+  at::Tensor aggregate_with_context(const at::Tensor& inputs, const RoundContext& round) override {
+    at::Tensor out = aggregate(inputs);
+    round.report("clipped", static_cast<double>(last_clipped_));
     return out;
   }
 
@@ -213,6 +226,7 @@ class CenteredClipping : public Aggregator {
   std::int64_t iterations_;
   at::Tensor center_;    // v, updated in place (only this object holds it: state is saved and loaded as copies)
   OutputBuffer output_;  // the result, reused when the caller no longer holds the previous one
+  std::int64_t last_clipped_ = 0;  // rows clipped in the last call's last iteration (a diagnostic, not state)
 };
 
 }  // namespace
@@ -222,7 +236,8 @@ PHALANX_PLUGIN("cc", "1.0") {
       {"cc",
        "centered clipping around the previous aggregate",
        {{"tau", ParamType::Double, 0.1, "clipping radius (> 0)", 1e-12},
-        {"iterations", ParamType::Int, 1, "clipping iterations per round", 1, 1000}}},
+        {"iterations", ParamType::Int, 1, "clipping iterations per round", 1, 1000}},
+       {{"clipped", "rows farther than tau from the centre in the last iteration, mean over the rounds"}}},
       [](const Params& p, const Context&) {
         return std::make_unique<CenteredClipping>(p.get_double("tau"), p.get_int("iterations"));
       });

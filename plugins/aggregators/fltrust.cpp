@@ -71,6 +71,8 @@ PHALANX_PLUGIN("fltrust", "1.0") {
   registrar.add_aggregator({"fltrust",
                             "FLTrust (Cao et al. 2021): rows weighted by ReLU(cos(x_i, g0)) with the server's own "
                             "gradient g0 (needs server_data), rescaled to ||g0||",
-                            {}},
+                            {},
+                            {},
+                            {Need::ServerGradient}},
                            [](const Params&, const Context&) { return std::make_unique<FlTrust>(); });
 }

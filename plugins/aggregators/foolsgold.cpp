@@ -27,6 +27,10 @@
 // FoolsGold defends against sybils, not against magnitude: one lone huge row that resembles no one keeps a
 // large weight. Combine it with a clipping pre-aggregator that keeps row order (clip) for that.
 //
+// Diagnostics, each the mean over the rounds since the previous metrics row: `foolsgold.weight_spread`, max w -
+// min w of the weights of step 7 after masking (0: every row weighted alike), and `foolsgold.zero_weights`, the
+// rows given weight 0 (taken for sybils, or not finite).
+//
 // State: the histories H ([workers, d] float32), saved by save_state(), so checkpoints and the defence oracle
 // restore them. Needs each row's worker id: a pre-aggregator that mixes rows (bucketing) removes them, and
 // that is an error.
@@ -100,6 +104,8 @@ class FoolsGold : public Aggregator {
       if (!usable[i].item<bool>()) w[i] = 0.0;
       total += w[i];
     }
+    round.report("weight_spread", *std::max_element(w.begin(), w.end()) - *std::min_element(w.begin(), w.end()));
+    round.report("zero_weights", static_cast<double>(std::count(w.begin(), w.end(), 0.0)));
     const double z = normalize_ == "mean" ? static_cast<double>(m) : normalize_ == "none" ? 1.0 : total;
     if (!(z > 0.0) || total == 0.0) return at::zeros({d}, inputs.options());
     at::Tensor weights = at::tensor(w, at::kDouble).div_(z);
@@ -177,7 +183,10 @@ PHALANX_PLUGIN("foolsgold", "1.0") {
         {"normalize", ParamType::String, "mean", "divide the weighted sum by m rows (mean), 1 (none) or sum of weights",
          {}, {}, {"mean", "none", "weighted"}},
         {"coords", ParamType::IntList, Value(), "[begin, end): the coordinates whose histories are compared (auto: all)",
-         0}}},
+         0}},
+       {{"weight_spread", "max - min of the rows' weights (after masking), mean over the rounds"},
+        {"zero_weights", "rows given weight 0 (sybils or non-finite), mean over the rounds"}},
+       {Need::WorkerIds}},
       [](const Params& p, const Context& c) {
         std::vector<std::int64_t> coords;
         if (p.has("coords")) {

@@ -19,6 +19,9 @@
 // | parameter | default                    | meaning                                 |
 // |-----------|----------------------------|-----------------------------------------|
 // | f         | number of Byzantine workers | Byzantine rows the rule must tolerate |
+//
+// Diagnostic `krum.selected`: the worker id (RoundContext::worker_ids) of the row chosen in the last round
+// before each metrics row; the row's index when the ids are unknown (after bucketing).
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -37,19 +40,29 @@ class Krum : public Aggregator {
  public:
   explicit Krum(std::int64_t f) : f_(f) {}
 
-  at::Tensor aggregate(const at::Tensor& inputs) override {
+  at::Tensor aggregate(const at::Tensor& inputs) override { return inputs[select(inputs)].clone(); }
+
+  at::Tensor aggregate_with_context(const at::Tensor& inputs, const RoundContext& round) override {
+    const std::int64_t chosen = select(inputs);
+    const bool known = static_cast<std::int64_t>(round.worker_ids.size()) == inputs.size(0);
+    round.report("selected", static_cast<double>(known ? round.worker_ids[static_cast<std::size_t>(chosen)] : chosen));
+    return inputs[chosen].clone();
+  }
+
+ private:
+  // The index of the chosen row among `inputs`.
+  std::int64_t select(const at::Tensor& inputs) const {
     PairwiseDistances distances(inputs);
     const std::vector<std::int64_t> index = distances.finite_rows();
     const auto n = static_cast<std::int64_t>(index.size());
     if (n == 0) throw Error("aggregator 'krum': every message contains NaN or Inf; nothing to aggregate");
-    if (n == 1) return inputs[index[0]].clone();
+    if (n == 1) return index[0];
     const std::int64_t f = std::max<std::int64_t>(0, f_ - (inputs.size(0) - n));
     const std::int64_t k = std::clamp<std::int64_t>(n - f - 2, 1, n - 1);
     const std::int64_t best = krum_order(distances, index, k, /*certain=*/1)[0];
-    return inputs[index[static_cast<std::size_t>(best)]].clone();
+    return index[static_cast<std::size_t>(best)];
   }
 
- private:
   std::int64_t f_;
 };
 
@@ -59,7 +72,9 @@ PHALANX_PLUGIN("krum", "1.0") {
   registrar.add_aggregator(
       {"krum",
        "Krum: the row with the smallest sum of squared distances to its n - f - 2 nearest rows",
-       {byzantine_count_param()}},
+       {byzantine_count_param()},
+       {{"selected", "worker id of the chosen row (the row's index when ids are unknown), last round before the row",
+         DiagnosticSummary::Last}}},
       [](const Params& p, const Context& c) {
         const std::int64_t n = c.run().workers;
         const std::int64_t f = byzantine_count(p, c);

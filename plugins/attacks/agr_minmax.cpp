@@ -17,7 +17,9 @@ PHALANX_PLUGIN("agr_minmax", "1.0") {
   registrar.add_attack({"agr_minmax",
                         "AGR-tailored attack (Shejwalkar & Houmansadr 2021): mean_h + gamma * p maximizing the "
                         "defence's deviation under the minmax constraint",
-                        defence_search::tailored_params("minmax")},
+                        defence_search::tailored_params("minmax"),
+                        {},
+                        {Need::DefenceOracle}},
                        [](const Params& p, const Context&) {
                          return std::make_unique<defence_search::TailoredAttack>("agr_minmax", p);
                        });

@@ -17,7 +17,9 @@ PHALANX_PLUGIN("agr_minsum", "1.0") {
   registrar.add_attack({"agr_minsum",
                         "AGR-tailored attack (Shejwalkar & Houmansadr 2021): mean_h + gamma * p maximizing the "
                         "defence's deviation under the minsum constraint",
-                        defence_search::tailored_params("minsum")},
+                        defence_search::tailored_params("minsum"),
+                        {},
+                        {Need::DefenceOracle}},
                        [](const Params& p, const Context&) {
                          return std::make_unique<defence_search::TailoredAttack>("agr_minsum", p);
                        });

@@ -134,6 +134,7 @@ class LineSearchAttack : public Attack {
     at::Tensor mean = honest.mean(0);
     const Row row = family_(honest, mean);
     const double tau = byzfl_line_search(search_, [&](double t) { return deviation(round, row(t), mean); });
+    round.report("tau", tau);
     return repeated(row(tau), b);
   }
   bool omniscient() const override { return true; }

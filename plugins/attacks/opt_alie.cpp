@@ -14,6 +14,8 @@
 // honest messages (a distributed round that timed out before any arrived) leaves nothing to search against:
 // the Byzantine workers then send their true messages.
 //
+// Diagnostic `opt_alie.tau`: the factor the search chose, mean over the rounds since the previous metrics row.
+//
 // | parameter | default | meaning                                             |
 // |-----------|---------|-----------------------------------------------------|
 // | evals     | 20      | calls of the defence per round                      |
@@ -33,7 +35,9 @@ PHALANX_PLUGIN("opt_alie", "1.0") {
       {"opt_alie",
        "Optimal ALIE (ByzFL): mean_h + tau * std_h with tau line-searched to push the defence's output farthest "
        "from the honest mean",
-       defence_search::line_search_params()},
+       defence_search::line_search_params(),
+       {{"tau", "the factor the line search chose, mean over the rounds since the previous metrics row"}},
+       {Need::DefenceOracle}},
       [](const Params& p, const Context&) {
         return std::make_unique<LineSearchAttack>(
             "opt_alie", defence_search::line_search_from(p),

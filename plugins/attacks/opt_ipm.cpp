@@ -9,6 +9,8 @@
 // plugins/attacks/defence_search.hpp). Omniscient; needs the oracle. Without honest messages in a round the
 // Byzantine workers send their true messages, as opt_alie.
 //
+// Diagnostic `opt_ipm.tau`: the factor the search chose, mean over the rounds since the previous metrics row.
+//
 // | parameter | default | meaning                       |
 // |-----------|---------|-------------------------------|
 // | evals     | 20      | calls of the defence per round |
@@ -27,7 +29,9 @@ PHALANX_PLUGIN("opt_ipm", "1.0") {
       {"opt_ipm",
        "Optimal IPM (ByzFL): -tau * mean_h with tau line-searched to push the defence's output farthest from the "
        "honest mean",
-       defence_search::line_search_params()},
+       defence_search::line_search_params(),
+       {{"tau", "the factor the line search chose, mean over the rounds since the previous metrics row"}},
+       {Need::DefenceOracle}},
       [](const Params& p, const Context&) {
         return std::make_unique<LineSearchAttack>(
             "opt_ipm", defence_search::line_search_from(p),

@@ -10,6 +10,7 @@
 #include "phalanx/attack.hpp"
 #include "phalanx/context.hpp"
 #include "phalanx/data.hpp"
+#include "phalanx/diagnostics.hpp"
 #include "phalanx/error.hpp"
 #include "phalanx/generator_state.hpp"
 #include "phalanx/optimizer.hpp"
@@ -24,6 +25,7 @@ Aggregator::~Aggregator() = default;
 PreAggregator::~PreAggregator() = default;
 Attack::~Attack() = default;
 DefenceOracle::~DefenceOracle() = default;
+DiagnosticSink::~DiagnosticSink() = default;
 WorkerRule::~WorkerRule() = default;
 IdentityWorkerRule::~IdentityWorkerRule() = default;
 Optimizer::~Optimizer() = default;

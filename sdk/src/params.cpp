@@ -21,6 +21,16 @@ const char* param_type_name(ParamType t) {
   return "?";
 }
 
+const char* need_name(Need need) {
+  switch (need) {
+    case Need::ServerGradient: return "the server's gradient";
+    case Need::WorkerIds: return "worker ids";
+    case Need::Parameters: return "the server parameters";
+    case Need::DefenceOracle: return "the defence oracle";
+  }
+  return "?";
+}
+
 namespace {
 
 std::string located(const std::string& path, const Value& v, const std::string& fallback_location) {

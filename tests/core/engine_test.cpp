@@ -70,7 +70,8 @@ TEST(SyncEngine, WritesEveryOutputFile) {
   const std::string csv = read_file(dir + "/metrics.csv");
   EXPECT_EQ(csv.substr(0, csv.find('\n')),
             "step,epoch,gradients,wall_time,lr,train_loss,test_loss,test_accuracy,nonfinite_messages,sim_time,"
-            "staleness_mean,staleness_max,rejected_messages,missing_messages,honest_deviation,honest_cosine");
+            "staleness_mean,staleness_max,rejected_messages,missing_messages,honest_deviation,honest_cosine,"
+            "cc.clipped");  // the aggregator's declared diagnostic follows the fixed columns
   EXPECT_THAT(read_file(dir + "/summary.json"), ::testing::HasSubstr("\"status\": \"ok\""));
   // config.yaml is complete: it runs as is and resolves to the same configuration.
   Value written = core::load_yaml_file(dir + "/config.yaml");

@@ -3,63 +3,39 @@
 // PipelineSpec (pipeline.cpp, the registry's parameter checks). The input is the config text; bytes after
 // the first NUL are `--set` assignments, one per line.
 //
-// The plugins are stand-ins registered in-process with the parameter kinds of the real ones (ints with
-// ranges, doubles, choices, lists, "auto" defaults), so the harness needs no plugin libraries. Besides
-// "no crash", the resolved config must survive the trip the run's config.yaml takes (to_yaml, then
-// parse_yaml as `phalanx report` reads it) unchanged.
+// The plugins are the real ones whose sources tests/fuzz/CMakeLists.txt links statically (PHALANX_FUZZ_PLUGINS),
+// so the configs are checked against their real parameter lists. Besides "no crash", the resolved config must
+// survive the trip the run's config.yaml takes (to_yaml, then parse_yaml as `phalanx report` reads it)
+// unchanged.
 #include <cstdint>
 #include <memory>
 
 #include "fuzz_support.hpp"
+#include "phalanx/abi.hpp"
 #include "phalanx/core/config/config.hpp"
 #include "phalanx/core/config/pipeline.hpp"
 #include "phalanx/core/plugins/registry.hpp"
 #include "phalanx/core/experiment/sweep.hpp"
 
+// Each statically linked plugin's handshake function (tests/fuzz/CMakeLists.txt writes the list).
+#define PHALANX_FUZZ_STATIC_PLUGIN(id) extern "C" const phalanx_handshake* phalanx_static_plugin_##id();
+#include "static_plugins.inc"
+#undef PHALANX_FUZZ_STATIC_PLUGIN
+
 namespace {
 
 using namespace phalanx;
 
-template <class T>
-Factory<T> never() {
-  return [](const Params&, const Context&) -> std::unique_ptr<T> { return nullptr; };
-}
-
-void register_stand_ins(void* r) {
-  Registrar& reg = *static_cast<Registrar*>(r);
-  reg.add_data({"synthetic", "", {{"train_size", ParamType::Int, 4000, "", 1}, {"test_size", ParamType::Int, 1000, "", 1},
-                                  {"features", ParamType::Int, 20, "", 1}, {"classes", ParamType::Int, 4, "", 2},
-                                  {"separation", ParamType::Double, 1.0, "", 0.0}}},
-               never<DataSource>());
-  reg.add_data({"fashion_mnist", "", {{"path", ParamType::String, "/usr/share/datasets/fashion-mnist", ""}}},
-               never<DataSource>());
-  reg.add_model({"mlp", "", {{"hidden", ParamType::IntList, Value::list({200}), "", 1, 1e6}}}, never<Model>());
-  reg.add_model({"logreg", "", {}}, never<Model>());
-  reg.add_model({"resnet20", "", {{"width", ParamType::Int, 16, "", 1, 1024},
-                                  {"norm", ParamType::String, "batchnorm", "", {}, {}, {"batchnorm", "groupnorm", "none"}}}},
-                never<Model>());
-  reg.add_optimizer({"sgd", "", {}}, never<Optimizer>());
-  reg.add_optimizer({"ormo_da", "", {{"beta", ParamType::Double, 0.9, "", 0.0, 1.0},
-                                     {"rule", ParamType::String, "inverse", "", {}, {}, {"inverse", "exponential"}},
-                                     {"c", ParamType::Double, Value(), "", 1e-12},
-                                     {"iteration_every", ParamType::Int, Value(), "", 1},
-                                     {"vanilla_step", ParamType::Bool, false, ""}}},
-                    never<Optimizer>());
-  reg.add_aggregator({"mean", "", {}}, never<Aggregator>());
-  reg.add_aggregator({"cc", "", {{"tau", ParamType::Double, 0.1, "", 1e-12}, {"iterations", ParamType::Int, 1, "", 1, 1000}}},
-                     never<Aggregator>());
-  reg.add_aggregator({"krum", "", {{"f", ParamType::Int, Value(), "", 0}}}, never<Aggregator>());
-  reg.add_preaggregator({"nnm", "", {{"f", ParamType::Int, Value(), "", 0}}}, never<PreAggregator>());
-  reg.add_preaggregator({"bucketing", "", {{"s", ParamType::Int, 2, "", 1}}}, never<PreAggregator>());
-  reg.add_attack({"none", "", {}}, never<Attack>());
-  reg.add_attack({"alie", "", {{"z", ParamType::Double, Value(), ""}}}, never<Attack>());
-  reg.add_attack({"gaussian", "", {{"sigma", ParamType::DoubleList, Value::list({200.0}), "", 0.0}}}, never<Attack>());
-}
-
 const core::Registry& registry() {
   static const auto r = [] {
     auto out = std::make_unique<core::Registry>();
-    out->register_inline("fuzz_stand_ins", &register_stand_ins);
+#define PHALANX_FUZZ_STATIC_PLUGIN(id)                                                  \
+  {                                                                                      \
+    const phalanx_handshake* h = phalanx_static_plugin_##id();                           \
+    out->register_inline(h->library_name, h->register_plugins);                          \
+  }
+#include "static_plugins.inc"
+#undef PHALANX_FUZZ_STATIC_PLUGIN
     return out;
   }();
   return *r;

@@ -344,6 +344,50 @@ void resolve_server_data(const Value& root, PipelineSpec& s, Value& resolved) {
   resolved.set("server_data", p.values());
 }
 
+// What a plugin's declared need (PluginInfo::needs) requires of the config; empty when this config provides it.
+std::string missing_need(Need need, const PipelineSpec& s) {
+  const bool distributed_async = s.distributed && s.engine == "async";
+  switch (need) {
+    case Need::ServerGradient:
+      if (s.distributed)
+        return "the distributed mode cannot provide it (its server holds no training data); run the sync or async "
+               "simulation";
+      return s.server_samples > 0 ? "" : "add `server_data: {samples: 100}` to the config";
+    case Need::WorkerIds:
+    case Need::Parameters:
+      return distributed_async ? "the distributed asynchronous server passes no round context yet; use "
+                                 "`engine: {name: sync}`"
+                               : "";
+    case Need::DefenceOracle:
+      if (distributed_async)
+        return "the distributed asynchronous server cannot evaluate the defence; use `engine: {name: sync}`";
+      if (s.engine == "async" && s.buffer < 2)
+        return "the asynchronous engine runs the defence only on buffered rounds; set `engine: {buffer: N}` with "
+               "N >= 2";
+      return "";
+  }
+  return "";
+}
+
+// Each configured plugin's declared needs against what this config (and its engine) provides, so a config that
+// cannot satisfy one fails here, at validation, naming the plugin and the key to add.
+void check_needs(const Value& root, const Registry& registry, const PipelineSpec& s) {
+  auto check = [&](Kind kind, const PluginChoice& choice, const std::string& section_key) {
+    const Value* section = root.find(section_key);
+    const std::string where = section ? at(*section) : "";
+    for (Need need : registry.find(kind, choice.name).info.needs) {
+      const std::string fix = missing_need(need, s);
+      if (!fix.empty())
+        throw Error(where + std::string(kind_name(kind)) + " '" + choice.name + "' (" + choice.path + ") needs " +
+                    need_name(need) + ", which this config does not provide: " + fix);
+    }
+  };
+  for (const auto& pre : s.preaggregators) check(Kind::PreAggregator, pre, "aggregator");
+  check(Kind::Aggregator, s.aggregator, "aggregator");
+  check(Kind::Attack, s.attack, "attack");
+  check(Kind::Optimizer, s.optimizer, "optimizer");
+}
+
 void resolve_compare(const Value& root, PipelineSpec& s, Value& resolved) {
   const Value* compare = root.find("compare");
   if (!compare) return;
@@ -379,6 +423,7 @@ PipelineSpec resolve_pipeline(const Value& root, const Registry& registry) {
   resolve_server_data(root, s, resolved);
   s.plugin_paths = config_plugin_paths(root);
   if (const Value* plugins = root.find("plugins")) resolved.set("plugins", *plugins);
+  check_needs(root, registry, s);
   resolve_compare(root, s, resolved);
   s.resolved = std::move(resolved);
   return s;

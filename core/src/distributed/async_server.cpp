@@ -307,6 +307,7 @@ class AsyncServer {
     at::Tensor hi = at::tensor(honest_idx, at::kLong), bi = at::tensor(byz_idx, at::kLong);
     AttackRound round{honest_idx.empty() ? last_honest_ : rows.index_select(0, hi), rows.index_select(0, bi),
                       progress_.updates};
+    round.diagnostics = attack_diagnostics(s_.plugins);
     at::Tensor crafted = guard_plugin(s_.plugins.labels.attack, [&] { return s_.plugins.attack->craft(round); });
     require_shape(crafted, {static_cast<std::int64_t>(byz_idx.size()), s_.d}, "attack '" + spec_.attack.name + "'");
     rows.index_copy_(0, bi, crafted);

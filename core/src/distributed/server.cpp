@@ -157,6 +157,7 @@ RunResult run_server(const PipelineSpec& spec, const Registry& registry, Cluster
   RunResult result;
   result.total_steps = total_steps;
   MetricsTracker metrics(spec, run.data, *run.model, run.output.get(), logger, total_steps);
+  metrics.record_diagnostics(plugins.diagnostics);
   // Payloads larger than this are refused unread: 2d lets a wrong-size gradient be read and rejected; a
   // worker's state (checkpoint.hpp) has a bound of its own.
   ServerLinks links(cluster, 2 * d + 1024, seconds(4 * spec.timeout), logger, /*tag=*/0,

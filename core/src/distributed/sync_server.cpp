@@ -205,6 +205,7 @@ class SyncServer {
                    const std::vector<std::int64_t>& byz_idx, const RoundContext& context) {
     at::Tensor hi = at::tensor(honest_idx, at::kLong), bi = at::tensor(byz_idx, at::kLong);
     AttackRound round{batch.index_select(0, hi), batch.index_select(0, bi), progress_.step};
+    round.diagnostics = attack_diagnostics(s_.plugins);
     std::optional<EngineDefenceOracle> oracle;
     if (!honest_idx.empty()) {
       oracle.emplace(spec_, s_.plugins, context, at::cat({hi, bi}));

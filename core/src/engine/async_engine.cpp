@@ -265,6 +265,7 @@ void AsyncLoop::attack_rows(at::Tensor rows, const std::vector<std::int64_t>& wo
     oracle.emplace(spec_, plugins, *context, at::cat({hi, bi}));
     round.defence = &*oracle;
   }
+  round.diagnostics = attack_diagnostics(plugins);
   at::Tensor crafted = guard_plugin(plugins.labels.attack, [&] { return plugins.attack->craft(round); });
   require_shape(crafted, {static_cast<std::int64_t>(byz_idx.size()), d_}, "attack '" + spec_.attack.name + "'");
   rows.index_copy_(0, bi, crafted);
@@ -335,6 +336,9 @@ AsyncLoop::Arrived AsyncLoop::add_to_buffer(std::int64_t k, double lr) {
   if (static_cast<std::int64_t>(workers.size()) < spec_.buffer) return Arrived::buffered;
   at::Tensor rows = state_.buffer.clone();
   const RoundContext context = round_source_.context(state_.updates, workers, state_.buffer_staleness, run_.model());
+  if (diverged_on_honest_rows(run_.result, *run_.plugins.attack, honest_rows_of(rows, workers, h_),
+                              "at update " + std::to_string(state_.updates)))
+    return Arrived::ended;
   attack_rows(rows, workers, &context);
   run_.metrics.add_nonfinite(count_nonfinite_rows(rows));
   at::Tensor update = [&] {

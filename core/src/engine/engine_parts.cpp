@@ -52,6 +52,7 @@ EnginePlugins make_plugins(const PipelineSpec& spec, const Registry& registry, c
   p.labels.attack = plugin_label(registry, Kind::Attack, spec.attack.name);
   for (const auto& pre : spec.preaggregators)
     p.labels.preaggregators.push_back(plugin_label(registry, Kind::PreAggregator, pre.name));
+  p.diagnostics = std::make_shared<DiagnosticsRecorder>(spec, registry);
   for (std::int64_t w = 0; w < spec.workers; ++w) {
     p.worker_rules.push_back(p.optimizer->make_worker_rule(w));
     if (!p.worker_rules.back()) throw Error("optimizer '" + spec.optimizer.name + "' returned no worker rule");
@@ -108,7 +109,7 @@ RunSetup prepare_run(const PipelineSpec& spec, const Registry& registry, const s
   set_compute_threads(1);
   RunSetup run;
   if (!out_dir.empty()) {
-    run.output = std::make_unique<RunOutput>(out_dir, resume_rows);
+    run.output = std::make_unique<RunOutput>(out_dir, resume_rows, diagnostic_columns(spec, registry));
     if (resume_rows < 0) run.output->write_config(spec.resolved);
   }
   run.info = run_info(spec, out_dir);
@@ -131,11 +132,19 @@ void require_shape(const at::Tensor& t, at::IntArrayRef shape, const std::string
   throw Error(who + " returned " + got + ", expected " + dims(shape) + " Float");
 }
 
-at::Tensor aggregate_rows(const PipelineSpec& spec, EnginePlugins& plugins, at::Tensor rows, RoundContext round) {
+DiagnosticSink* attack_diagnostics(const EnginePlugins& plugins) {
+  return plugins.diagnostics ? plugins.diagnostics->attack() : nullptr;
+}
+
+at::Tensor aggregate_rows(const PipelineSpec& spec, EnginePlugins& plugins, at::Tensor rows, RoundContext round,
+                          RoundKind kind) {
   const std::int64_t d = rows.size(1);
+  const DiagnosticsRecorder* recorder =
+      kind == RoundKind::Real && round.round >= 0 ? plugins.diagnostics.get() : nullptr;
   for (std::size_t i = 0; i < plugins.preaggregators.size(); ++i) {
     PreAggregator& pre = *plugins.preaggregators[i];
     const std::int64_t n = rows.size(0);
+    round.diagnostics = recorder ? recorder->preaggregator(i) : nullptr;
     rows = call_plugin("pre-aggregation", Kind::PreAggregator, spec.preaggregators[i].name,
                        plugins.labels.preaggregators[i], [&] { return pre.transform_with_context(rows, round); });
     if (!rows.defined() || rows.dim() != 2 || rows.size(1) != d || rows.size(0) < 1)
@@ -147,6 +156,7 @@ at::Tensor aggregate_rows(const PipelineSpec& spec, EnginePlugins& plugins, at::
       round.staleness.clear();
     }
   }
+  round.diagnostics = recorder ? recorder->aggregator() : nullptr;
   at::Tensor update = call_plugin("aggregation", Kind::Aggregator, spec.aggregator.name, plugins.labels.aggregator,
                                   [&] { return plugins.aggregator->aggregate_with_context(rows, round); });
   require_shape(update, {d}, "aggregator '" + spec.aggregator.name + "'");
@@ -309,6 +319,16 @@ bool diverged_on_update(RunResult& result, const at::Tensor& update, const std::
   return true;
 }
 
+bool diverged_on_honest_rows(RunResult& result, const Attack& attack, const at::Tensor& honest,
+                             const std::string& when) {
+  if (!attack.omniscient() || !honest.defined() || honest.dim() != 2 || count_nonfinite_rows(honest) == 0)
+    return false;
+  result.status = RunStatus::diverged;
+  result.message = "an honest worker's gradient became non-finite " + when +
+                   " (the parameters grew too large); lower optimizer.lr or use a robust aggregator";
+  return true;
+}
+
 bool diverged_on_parameters(RunResult& result, const at::Tensor& params, const std::string& when) {
   if (all_finite(params)) return false;
   result.status = RunStatus::diverged;
@@ -403,6 +423,10 @@ void MetricsTracker::evaluate(std::int64_t step, std::int64_t gradients, double 
   if (comparisons_ > 0) {
     row.honest_deviation = deviation_sum_ / static_cast<double>(comparisons_);
     row.honest_cosine = cosine_sum_ / static_cast<double>(comparisons_);
+  }
+  if (diagnostics_) {
+    const std::vector<double> values = diagnostics_->take_row();
+    for (std::size_t i = 0; i < values.size(); ++i) row.diagnostics.emplace_back(diagnostics_->columns()[i], values[i]);
   }
   deviation_sum_ = cosine_sum_ = 0;
   comparisons_ = 0;

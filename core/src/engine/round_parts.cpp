@@ -87,7 +87,7 @@ at::Tensor EngineDefenceOracle::evaluate(const at::Tensor& rows) const {
   if (positions_.defined()) ordered = at::empty_like(ordered).index_copy_(0, positions_, ordered);
   at::Tensor result;
   try {
-    result = aggregate_rows(spec_, plugins_, ordered, round_);
+    result = aggregate_rows(spec_, plugins_, ordered, round_, RoundKind::Query);
   } catch (...) {
     restore();
     throw;

@@ -144,6 +144,13 @@ void save_shared_state(Checkpoint& checkpoint, RunSetup& run, const EnginePlugin
   std::vector<double> last;
   for (const auto& field : metrics_fields(result.last)) last.push_back(field.second);
   checkpoint.put("result/last", at::tensor(last, at::kDouble));
+  // The plugins' diagnostics since the last row, and the last row's (summary.json of a resumed run).
+  if (plugins.diagnostics) plugins.diagnostics->save(checkpoint, "diagnostics");
+  if (!result.last.diagnostics.empty()) {
+    std::vector<double> last_diagnostics;
+    for (const auto& field : result.last.diagnostics) last_diagnostics.push_back(field.second);
+    checkpoint.put("result/last_diagnostics", at::tensor(last_diagnostics, at::kDouble));
+  }
   checkpoint.put("result/time", at::tensor(std::vector<double>{result.time.compute, result.time.aggregation,
                                                                result.time.update, result.time.evaluation,
                                                                result.time.total, result.time.batches,
@@ -184,6 +191,16 @@ void load_shared_state(const Checkpoint& checkpoint, RunSetup& run, EnginePlugin
                 " metric columns of this version");
   const double* v = last.data_ptr<double>();
   result.last = metrics_row_from_values(std::vector<double>(v, v + columns.size()));
+  if (plugins.diagnostics && checkpoint.has("diagnostics/sums")) plugins.diagnostics->load(checkpoint, "diagnostics");
+  if (plugins.diagnostics && checkpoint.has("result/last_diagnostics")) {
+    const at::Tensor saved = checkpoint.get("result/last_diagnostics").contiguous();
+    const auto& names = plugins.diagnostics->columns();
+    if (saved.scalar_type() != at::kDouble || saved.numel() != static_cast<std::int64_t>(names.size()))
+      throw Error("checkpoint entry 'result/last_diagnostics' does not hold the " + std::to_string(names.size()) +
+                  " diagnostic columns of this config");
+    for (std::size_t i = 0; i < names.size(); ++i)
+      result.last.diagnostics.emplace_back(names[i], saved.data_ptr<double>()[i]);
+  }
   const at::Tensor time = checkpoint.get("result/time").contiguous();
   if (time.scalar_type() == at::kDouble && (time.numel() == 5 || time.numel() == 8)) {
     const double* t = time.data_ptr<double>();

@@ -36,6 +36,7 @@ SimulatedRun::SimulatedRun(const PipelineSpec& spec, const Registry& registry, c
       replicas(build_replicas(spec, registry, run.info, run.data, *run.model, pool.slots(), logger)),
       models(model_slots(*run.model, replicas)) {
   result.total_steps = total_steps;
+  metrics.record_diagnostics(plugins.diagnostics);
 }
 
 std::optional<Checkpoint> SimulatedRun::take_resume_point() {

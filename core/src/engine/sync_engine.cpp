@@ -103,6 +103,7 @@ void SyncRounds::attack(std::int64_t step, const RoundContext& context) {
   round.previous_aggregate = previous_aggregate_;
   const EngineDefenceOracle oracle(spec_, plugins, context, at::Tensor());
   round.defence = &oracle;
+  round.diagnostics = attack_diagnostics(plugins);
   PhaseScope phase("the attack", Kind::Attack, spec_.attack.name);
   at::Tensor crafted = guard_plugin(plugins.labels.attack, [&] { return plugins.attack->craft(round); });
   require_shape(crafted, {b_, messages_.size(1)}, "attack '" + spec_.attack.name + "'");
@@ -118,6 +119,10 @@ bool SyncRounds::step(std::int64_t step) {
   compute_round(step);
   const RoundContext context =
       round_source_.context(step, all_workers_, std::vector<std::int64_t>(spec_.workers, 0), run_.model());
+  // A model that diverged shows first in the honest rows; the attack must not be the one to find them.
+  if (b_ > 0 && diverged_on_honest_rows(run_.result, *plugins.attack, messages_.narrow(0, 0, h_),
+                                        "at step " + std::to_string(step)))
+    return false;
   if (b_ > 0) attack(step, context);
   // Honest messages are trusted in simulation (a diverging model shows up in the update and parameters
   // below); the Byzantine ones are counted.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 #include <sstream>
 
 #include <boost/dll/library_info.hpp>
@@ -80,6 +81,7 @@ class Registry::Collector : public Registrar {
   void put(Kind kind, PluginInfo info, Factory<T> f) {
     if (!f) throw Error(origin_ + ": " + kind_name(kind) + " '" + info.name + "' has no factory");
     if (info.name.empty()) throw Error(origin_ + ": registered a " + kind_name(kind) + " without a name");
+    check_diagnostics(kind, info);
     auto key = std::make_pair(kind, info.name);
     auto it = registry_.slots_.find(key);
     const std::string first = it != registry_.slots_.end() ? it->second->entry.origin
@@ -94,6 +96,20 @@ class Registry::Collector : public Registrar {
     slot->factory = std::make_shared<Factory<T>>(std::move(f));
     collected.emplace(key, std::move(slot));
   }
+  // Each diagnostic becomes a metrics column `<plugin>.<name>` in CSV and JSON files: names are [a-z0-9_]+ and
+  // unique within the plugin.
+  void check_diagnostics(Kind kind, const PluginInfo& info) const {
+    std::set<std::string> seen;
+    for (const auto& d : info.diagnostics) {
+      const bool plain = !d.name.empty() && std::all_of(d.name.begin(), d.name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+      });
+      if (!plain || !seen.insert(d.name).second)
+        throw Error(origin_ + ": " + kind_name(kind) + " '" + info.name + "' declares the diagnostic '" + d.name +
+                    "'" + (plain ? " twice" : ", which is not a name of lowercase letters, digits and '_'"));
+    }
+  }
+
   const Registry& registry_;
   std::string origin_;
   std::shared_ptr<LoadedLibrary> library_;

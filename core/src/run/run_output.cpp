@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <sstream>
 
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -130,7 +131,26 @@ void rewrite(const std::string& path, const std::string& text) {
 }
 }  // namespace
 
-RunOutput::RunOutput(std::string dir, std::int64_t keep_rows) : dir_(std::move(dir)) {
+namespace {
+// The diagnostic columns a metrics.csv header holds: those after the fixed ones.
+std::vector<std::string> diagnostic_columns_of(const std::string& csv_text) {
+  std::stringstream header(csv_text.substr(0, csv_text.find('\n')));
+  std::vector<std::string> columns;
+  for (std::string c; std::getline(header, c, ',');) columns.push_back(c);
+  const std::size_t fixed = metrics_columns().size();
+  if (columns.size() <= fixed) return {};
+  return std::vector<std::string>(columns.begin() + static_cast<std::ptrdiff_t>(fixed), columns.end());
+}
+
+double diagnostic_value(const MetricsRow& row, const std::string& column) {
+  for (const auto& [name, value] : row.diagnostics)
+    if (name == column) return value;
+  return std::nan("");  // an engine that records no diagnostics (the distributed server)
+}
+}  // namespace
+
+RunOutput::RunOutput(std::string dir, std::int64_t keep_rows, std::vector<std::string> diagnostic_columns)
+    : dir_(std::move(dir)), diagnostic_columns_(std::move(diagnostic_columns)) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) throw Error("cannot create output folder '" + dir_ + "': " + ec.message() + "; choose another --out folder");
@@ -140,6 +160,7 @@ RunOutput::RunOutput(std::string dir, std::int64_t keep_rows) : dir_(std::move(d
     const std::string jsonl_text = first_lines(jsonl, 0, keep_rows), csv_text = first_lines(csv, 1, keep_rows);
     rewrite(jsonl, jsonl_text);
     rewrite(csv, csv_text);
+    diagnostic_columns_ = diagnostic_columns_of(csv_text);  // a folder written before a column existed lacks it
     rows_ = keep_rows;
     jsonl_.open(jsonl, std::ios::app);
     check_stream(jsonl_, jsonl);
@@ -153,6 +174,7 @@ RunOutput::RunOutput(std::string dir, std::int64_t keep_rows) : dir_(std::move(d
   check_stream(csv_, csv);
   const auto& cols = metrics_columns();
   for (std::size_t i = 0; i < cols.size(); ++i) csv_ << (i ? "," : "") << cols[i];
+  for (const auto& column : diagnostic_columns_) csv_ << "," << column;
   csv_ << "\n";
   csv_.flush();
 }
@@ -166,7 +188,8 @@ void RunOutput::write_config(const Value& resolved) {
 }
 
 void RunOutput::append(const MetricsRow& row) {
-  const auto fields = metrics_fields(row);
+  auto fields = metrics_fields(row);
+  for (const auto& column : diagnostic_columns_) fields.emplace_back(column, diagnostic_value(row, column));
   jsonl_ << "{";
   for (std::size_t i = 0; i < fields.size(); ++i)
     jsonl_ << (i ? ", " : "") << json_string(fields[i].first) << ": " << json_number(fields[i].second);
@@ -188,8 +211,11 @@ void RunOutput::write_summary(RunStatus status, const std::string& message, cons
     check_stream(out, tmp);
     out << "{\n  \"status\": " << json_string(to_string(status)) << ",\n  \"message\": " << json_string(message)
         << ",\n  \"total_steps\": " << total_steps;
-    if (last)
+    if (last) {
       for (const auto& [k, v] : metrics_fields(*last)) out << ",\n  " << json_string(k) << ": " << json_number(v);
+      for (const auto& column : diagnostic_columns_)
+        out << ",\n  " << json_string(column) << ": " << json_number(diagnostic_value(*last, column));
+    }
     if (time)
       out << ",\n  \"time\": {\"compute_s\": " << json_number(time->compute) << ", \"aggregation_s\": "
           << json_number(time->aggregation) << ", \"update_s\": "

@@ -16,7 +16,7 @@
 /// one of them changes (docs/plugins.md, "When to bump the ABI version", says exactly when);
 /// tests/sdk/sdk_abi_test.cpp fails if they change without a bump. The entry symbol's name carries the
 /// version, so a library built against another version is refused before its handshake is even read.
-#define PHALANX_SDK_ABI_VERSION 2
+#define PHALANX_SDK_ABI_VERSION 3
 
 // A plugin may be built against another ABI version only in tests that check the refusal.
 #ifndef PHALANX_PLUGIN_ABI_VERSION

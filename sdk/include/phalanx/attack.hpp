@@ -6,6 +6,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "phalanx/diagnostics.hpp"
 #include "phalanx/export.hpp"
 #include "phalanx/round.hpp"
 #include "phalanx/stateful.hpp"
@@ -26,6 +27,13 @@ struct PHALANX_EXPORT AttackRound {
   /// the defence (evaluate(cat(honest, candidate))). Null where the defence cannot be evaluated (a distributed
   /// worker playing the attack itself); valid only during craft().
   const DefenceOracle* defence = nullptr;
+  /// Where this round's diagnostics go (phalanx/diagnostics.hpp); null when nothing records them.
+  DiagnosticSink* diagnostics = nullptr;
+
+  /// Reports a declared diagnostic when this call records them; does nothing otherwise.
+  void report(const char* name, double value) const {
+    if (diagnostics) diagnostics->report(name, value);
+  }
 };
 
 class PHALANX_EXPORT Attack : public Stateful {

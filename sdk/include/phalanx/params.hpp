@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "phalanx/diagnostics.hpp"
 #include "phalanx/export.hpp"
 #include "phalanx/value.hpp"
 
@@ -29,11 +30,27 @@ struct PHALANX_EXPORT ParamSpec {
   std::vector<std::string> choices;  // for strings; empty means free text
 };
 
-/// Everything the host needs to know about one plugin before creating it.
+/// What a plugin needs from the run beyond its rows (SDK v3). The host checks the needs against the config
+/// when it validates it (`phalanx validate`, and before any run), so a config that cannot provide one is an
+/// error naming the plugin and the config key to add, instead of a failure at the first round.
+enum class Need {
+  ServerGradient,  // RoundContext::server_gradient: the config's `server_data: {samples: N}`, simulations only
+  WorkerIds,       // RoundContext::worker_ids (and staleness): not on the distributed asynchronous server
+  Parameters,      // RoundContext::parameters: not on the distributed asynchronous server
+  DefenceOracle,   // AttackRound::defence: sync rounds, async with engine.buffer >= 2, distributed sync server
+};
+PHALANX_EXPORT const char* need_name(Need need);
+
+/// Everything the host needs to know about one plugin before creating it. Aggregate-initialised by plugins
+/// (`{name, summary, {params...}}`): new members go at the end, with defaults.
 struct PHALANX_EXPORT PluginInfo {
   std::string name;
   std::string summary;  // one line, shown by `phalanx plugins`
   std::vector<ParamSpec> params;
+  /// The per-round scalars this plugin reports (phalanx/diagnostics.hpp); each becomes a metrics column.
+  std::vector<DiagnosticSpec> diagnostics;
+  /// What it needs from the run beyond its rows (checked when the config is validated).
+  std::vector<Need> needs;
 };
 
 class PHALANX_EXPORT Params {

@@ -1,4 +1,4 @@
-// What the server knows about a round besides its rows (SDK v2): handed to aggregators and pre-aggregators
+// What the server knows about a round besides its rows (SDK v2; diagnostics since v3): handed to aggregators and pre-aggregators
 // that ask for it, and, for omniscient attacks, the defence they attack. A defence never learns which rows
 // are Byzantine: worker ids are stable across rounds but carry no order that would reveal it.
 #pragma once
@@ -8,6 +8,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "phalanx/diagnostics.hpp"
 #include "phalanx/export.hpp"
 
 namespace phalanx {
@@ -26,6 +27,13 @@ struct PHALANX_EXPORT RoundContext {
   /// [d] the server's own gradient at `parameters` on its clean sample (the config's
   /// `server_data: {samples: N}`, drawn from honest workers' data); undefined unless configured.
   at::Tensor server_gradient;
+  /// Where this round's diagnostics go (phalanx/diagnostics.hpp); null when nothing records them.
+  DiagnosticSink* diagnostics = nullptr;
+
+  /// Reports a declared diagnostic when this call records them; does nothing otherwise.
+  void report(const char* name, double value) const {
+    if (diagnostics) diagnostics->report(name, value);
+  }
 };
 
 /// The configured pre-aggregators followed by the aggregator, for omniscient attacks (AttackRound::defence).

@@ -12,6 +12,7 @@
 
 #include <spdlog/logger.h>
 
+#include "phalanx/core/engine/diagnostics_recorder.hpp"
 #include "phalanx/core/run/checkpoint.hpp"
 #include "phalanx/core/engine/flat_model.hpp"
 #include "phalanx/core/config/pipeline.hpp"
@@ -41,6 +42,8 @@ struct EnginePlugins {
   std::vector<std::shared_ptr<PreAggregator>> preaggregators;
   std::shared_ptr<Attack> attack;
   PluginLabels labels;
+  /// The plugins' per-round diagnostics (null when built by hand, as some tests do).
+  std::shared_ptr<DiagnosticsRecorder> diagnostics;
 
   EnginePlugins() = default;
   EnginePlugins(EnginePlugins&&) = default;
@@ -60,10 +63,18 @@ std::unique_ptr<FlatModel> build_model(const PipelineSpec& spec, const Registry&
 /// Throws an Error naming `who` unless `t` is a float32 tensor of exactly `shape`.
 void require_shape(const at::Tensor& t, at::IntArrayRef shape, const std::string& who);
 
+/// Whether an aggregation is a real round, whose plugins' diagnostics go into the metrics, or a query (the
+/// defence oracle's candidates), whose diagnostics are dropped.
+enum class RoundKind { Real, Query };
+
 /// Aggregates `rows` with the pre-aggregators and the aggregator, checking every shape. `round` is what the
-/// server knows of the round (phalanx/round.hpp; round_parts.hpp builds it).
+/// server knows of the round (phalanx/round.hpp; round_parts.hpp builds it). The plugins report their
+/// diagnostics to `plugins.diagnostics` when `kind` is Real and `round.round` >= 0 (a round of a run).
 at::Tensor aggregate_rows(const PipelineSpec& spec, EnginePlugins& plugins, at::Tensor rows,
-                          RoundContext round = RoundContext());
+                          RoundContext round = RoundContext(), RoundKind kind = RoundKind::Real);
+
+/// The sink an engine puts into AttackRound::diagnostics (null when the plugins record none).
+DiagnosticSink* attack_diagnostics(const EnginePlugins& plugins);
 
 /// One worker's view of its partition: an endless sequence of mini-batches, reshuffled every pass.
 class BatchStream {
@@ -141,6 +152,9 @@ class MetricsTracker {
   void add_missing(std::int64_t count) { missing_ += count; }
   /// Compares an aggregate with the mean of the honest rows it was computed from (simulation only).
   void add_honest_comparison(const at::Tensor& aggregate, const at::Tensor& honest_rows);
+  /// Adds the plugins' diagnostic columns to every row from now on (engines call it once, before the first
+  /// round).
+  void record_diagnostics(std::shared_ptr<DiagnosticsRecorder> diagnostics) { diagnostics_ = std::move(diagnostics); }
   /// Evaluates the model's current parameters and writes one row.
   void evaluate(std::int64_t step, std::int64_t gradients, double samples, double lr, double sim_time,
                 RunResult& result);
@@ -165,6 +179,7 @@ class MetricsTracker {
   double deviation_sum_ = 0, cosine_sum_ = 0;
   std::int64_t comparisons_ = 0;
   at::Tensor honest_mean_, update_, difference_;  // [d] float64 scratch of add_honest_comparison
+  std::shared_ptr<DiagnosticsRecorder> diagnostics_;
 };
 
 // The divergence checks of the engines, each with one wording: every one marks `result` "diverged" with its
@@ -179,6 +194,13 @@ bool diverged_on_test_loss(RunResult& result, std::int64_t step);
 /// True when the aggregate `update` holds NaN or Inf: applying it would poison the model.
 bool diverged_on_update(RunResult& result, const at::Tensor& update, const std::string& aggregator,
                         const std::string& when);
+
+/// Before an omniscient attack reads the honest messages: true when one holds NaN or Inf, which happens when
+/// the model has diverged to parameters still finite but so large that the honest gradients overflow (the
+/// attack would refuse such rows and the run end "failed" where "diverged" is what happened). False, and
+/// nothing checked, for an attack that does not read honest messages.
+bool diverged_on_honest_rows(RunResult& result, const Attack& attack, const at::Tensor& honest,
+                             const std::string& when);
 
 /// True when the parameters hold NaN or Inf.
 bool diverged_on_parameters(RunResult& result, const at::Tensor& params, const std::string& when);

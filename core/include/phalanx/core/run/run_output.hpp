@@ -40,6 +40,8 @@ struct MetricsRow {
   /// aggregation with an honest row happened: async without a buffer, distributed runs).
   double honest_deviation = std::nan("");
   double honest_cosine = std::nan("");
+  /// The plugins' declared diagnostics (`<plugin>.<name>`, docs/plugins.md), after the columns above.
+  std::vector<std::pair<std::string, double>> diagnostics;
 };
 
 /// Where a run's wall time went (summary.json "time"): forward/backward, the server's aggregation of several
@@ -53,7 +55,9 @@ struct TimeBreakdown {
   double engine() const { return total - compute - aggregation - update - evaluation; }
 };
 
+/// The fixed columns every run writes; the plugins' diagnostic columns follow them.
 const std::vector<std::string>& metrics_columns();
+/// The fixed columns' values (not the diagnostics).
 std::vector<std::pair<std::string, double>> metrics_fields(const MetricsRow& row);
 /// The inverse of metrics_fields: a row from its values in metrics_columns() order (checkpoints).
 MetricsRow metrics_row_from_values(const std::vector<double>& values);
@@ -63,8 +67,9 @@ class RunOutput {
  public:
   /// `keep_rows` >= 0 continues a run folder (a resumed run): the metrics files keep their first
   /// `keep_rows` rows (rows written after the checkpoint by the run that was killed are dropped) and grow
-  /// from there. Throws when the folder holds fewer rows.
-  explicit RunOutput(std::string dir, std::int64_t keep_rows = -1);
+  /// from there. Throws when the folder holds fewer rows. `diagnostic_columns` follow the fixed columns
+  /// (a resumed folder keeps the ones its header has).
+  explicit RunOutput(std::string dir, std::int64_t keep_rows = -1, std::vector<std::string> diagnostic_columns = {});
   const std::string& dir() const { return dir_; }
   std::int64_t rows() const { return rows_; }
   void write_config(const Value& resolved);
@@ -74,6 +79,7 @@ class RunOutput {
 
  private:
   std::string dir_;
+  std::vector<std::string> diagnostic_columns_;
   std::int64_t rows_ = 0;
   std::ofstream jsonl_;
   std::ofstream csv_;
