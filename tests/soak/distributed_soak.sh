@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A bounded soak of the distributed mode (docs/distributed.md, "Soak"); not run in CI.
+# A bounded soak of the distributed mode (docs/distributed.md, "Soak"); ctest runs its short variant
+# (KILLS=2 STEPS=30000, test soak.distributed_short).
 #
 # One asynchronous job (5 workers: 4 honest, 1 Byzantine that sends Gaussian garbage through its attack and
 # malformed messages through PHALANX_FAULT), with honest workers killed (SIGKILL) at random moments and
