@@ -25,19 +25,18 @@
 
 namespace phalanx::defence_search {
 
-/// True when the round has no honest message (a distributed round that timed out before any arrived): there
-/// is nothing to imitate or search against, and the attacks send the Byzantine workers' true messages.
-inline bool no_honest_rows(const AttackRound& round) {
-  return !round.honest.defined() || round.honest.dim() != 2 || round.honest.size(0) == 0;
+/// True when the round gives nothing to search against, and the attacks send the Byzantine workers' true
+/// messages: no honest message (a distributed round that timed out before any arrived), or no defence to
+/// query (an asynchronous buffer that holds only Byzantine rows: the defence never sees the stand-in honest
+/// row such a round carries). A config whose engine never provides the defence fails at validation instead
+/// (PluginInfo::needs).
+inline bool nothing_to_search(const AttackRound& round) {
+  return !round.defence || !round.honest.defined() || round.honest.dim() != 2 || round.honest.size(0) == 0;
 }
 
-/// The honest rows (at least one, see no_honest_rows) as float64 after the checks every searching attack needs.
+/// The honest rows (at least one, see nothing_to_search) as float64 after the checks every searching attack
+/// needs.
 inline at::Tensor checked_honest(const AttackRound& round, const std::string& attack) {
-  if (!round.defence)
-    throw Error("attack '" + attack +
-                "' searches against the defence, which is not available here: it runs in the sync and async "
-                "simulations (buffered rounds) and on the distributed synchronous server; use a fixed attack "
-                "(alie, foe, minmax, minsum) otherwise");
   if (!at::isfinite(round.honest).all().item<bool>())
     throw Error("attack '" + attack + "': an honest message holds NaN or Inf; the search needs finite honest rows");
   return round.honest.to(at::kDouble);
@@ -118,7 +117,7 @@ double byzfl_line_search(const LineSearch& s, Objective objective) {
 /// An attack whose Byzantine workers all send one row a(tau) of a one-parameter family, tau chosen by ByzFL's
 /// search to maximize D (opt_alie, opt_ipm). `family(honest, mean)` gives a(.) for the round's honest rows
 /// (float64, checked) and their mean; it is called once per round, so what a(.) precomputes is computed once.
-/// A round without honest rows or Byzantine workers leaves the true messages (no_honest_rows).
+/// A round without Byzantine workers or anything to search against leaves the true messages (nothing_to_search).
 class LineSearchAttack : public Attack {
  public:
   using Row = std::function<at::Tensor(double tau)>;
@@ -129,7 +128,7 @@ class LineSearchAttack : public Attack {
 
   at::Tensor craft(const AttackRound& round) override {
     const std::int64_t b = round.byzantine_true.size(0);
-    if (b == 0 || no_honest_rows(round)) return round.byzantine_true;
+    if (b == 0 || nothing_to_search(round)) return round.byzantine_true;
     at::Tensor honest = checked_honest(round, name_);
     at::Tensor mean = honest.mean(0);
     const Row row = family_(honest, mean);

@@ -41,7 +41,7 @@ class TailoredAttack : public Attack {
 
   at::Tensor craft(const AttackRound& round) override {
     const std::int64_t b = round.byzantine_true.size(0);
-    if (b == 0 || no_honest_rows(round)) return round.byzantine_true;
+    if (b == 0 || nothing_to_search(round)) return round.byzantine_true;
     at::Tensor honest = checked_honest(round, name_);
     at::Tensor mean = honest.mean(0);
     at::Tensor p = perturbation_direction(perturbation_, honest, mean);

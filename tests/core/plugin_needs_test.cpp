@@ -28,25 +28,25 @@ TEST(PluginNeeds, AServerGradientWithoutServerDataFailsAtValidationNamingTheKey)
   EXPECT_ERROR_WITH(resolve({}), "needs.yaml:7", "aggregator 'fltrust' (aggregator) needs the server's gradient",
                     "add `server_data: {samples: 100}`");
   EXPECT_NO_THROW(resolve({"server_data={samples: 20}"}));
-  EXPECT_ERROR_WITH(resolve({"engine.distributed=true"}), "aggregator 'fltrust'",
-                    "the distributed mode cannot provide it");
+  EXPECT_ERROR_WITH(resolve({"engine.distributed=true"}), "aggregator 'fltrust'", "add `server_data");
+  EXPECT_NO_THROW(resolve({"server_data={samples: 20}", "engine.distributed=true"}));
 }
 
-TEST(PluginNeeds, TheDefenceOracleNeedsBufferedAsyncRoundsAndNoDistributedAsyncServer) {
+TEST(PluginNeeds, TheDefenceOracleNeedsBufferedAsyncRoundsInEveryMode) {
   const std::string fed = "server_data={samples: 20}";
   EXPECT_ERROR_WITH(resolve({fed, "engine={name: async}"}), "needs.yaml:8",
                     "attack 'opt_alie' (attack) needs the defence oracle", "set `engine: {buffer: N}` with N >= 2");
   EXPECT_NO_THROW(resolve({fed, "engine={name: async, buffer: 3}"}));
-  EXPECT_ERROR_WITH(resolve({"aggregator={name: cm}", "engine={name: async, buffer: 3, distributed: true}"}),
-                    "attack 'opt_alie'", "distributed asynchronous server cannot evaluate the defence");
+  EXPECT_ERROR_WITH(resolve({"aggregator={name: cm}", "engine={name: async, distributed: true}"}),
+                    "attack 'opt_alie'", "set `engine: {buffer: N}` with N >= 2");
+  EXPECT_NO_THROW(resolve({"aggregator={name: cm}", "engine={name: async, buffer: 3, distributed: true}"}));
   EXPECT_NO_THROW(resolve({"aggregator={name: cm}", "engine.distributed=true"}));
 }
 
-TEST(PluginNeeds, WorkerIdsAreMissingOnlyOnTheDistributedAsynchronousServer) {
+TEST(PluginNeeds, WorkerIdsReachEveryEngine) {
   EXPECT_NO_THROW(resolve({"aggregator={name: foolsgold}", "engine={name: async, buffer: 2}"}));
-  EXPECT_ERROR_WITH(resolve({"aggregator={name: foolsgold}", "attack=none",
-                             "engine={name: async, buffer: 2, distributed: true}"}),
-                    "aggregator 'foolsgold' (aggregator) needs worker ids", "use `engine: {name: sync}`");
+  EXPECT_NO_THROW(resolve({"aggregator={name: foolsgold}", "attack=none",
+                           "engine={name: async, buffer: 2, distributed: true}"}));
 }
 
 TEST(PluginNeeds, PluginsDeclareWhatTheyNeed) {

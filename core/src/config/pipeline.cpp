@@ -338,29 +338,18 @@ void resolve_server_data(const Value& root, PipelineSpec& s, Value& resolved) {
   if (!given || given->is_null()) return;
   Params p = Params::validate(core_specs("server_data"), *given, "server_data");
   s.server_samples = p.get_int("samples");
-  if (s.server_samples > 0 && s.distributed)
-    p.fail("samples", "is not supported in the distributed mode yet (the server holds no training data there); "
-                      "remove server_data or run the sync or async simulation");
   resolved.set("server_data", p.values());
 }
 
 // What a plugin's declared need (PluginInfo::needs) requires of the config; empty when this config provides it.
 std::string missing_need(Need need, const PipelineSpec& s) {
-  const bool distributed_async = s.distributed && s.engine == "async";
   switch (need) {
     case Need::ServerGradient:
-      if (s.distributed)
-        return "the distributed mode cannot provide it (its server holds no training data); run the sync or async "
-               "simulation";
       return s.server_samples > 0 ? "" : "add `server_data: {samples: 100}` to the config";
     case Need::WorkerIds:
     case Need::Parameters:
-      return distributed_async ? "the distributed asynchronous server passes no round context yet; use "
-                                 "`engine: {name: sync}`"
-                               : "";
+      return "";
     case Need::DefenceOracle:
-      if (distributed_async)
-        return "the distributed asynchronous server cannot evaluate the defence; use `engine: {name: sync}`";
       if (s.engine == "async" && s.buffer < 2)
         return "the asynchronous engine runs the defence only on buffered rounds; set `engine: {buffer: N}` with "
                "N >= 2";

@@ -35,6 +35,7 @@ struct AsyncProgress {
   std::int64_t seq = 0;              // parameter messages sent
   std::vector<std::int64_t> pulled;          // by worker: the index of the parameters it was last sent
   std::vector<std::int64_t> buffer_workers;  // engine.buffer > 1: the workers of the messages buffered
+  std::vector<std::int64_t> buffer_staleness;  // ... the staleness each had when it arrived
   std::vector<char> buffer_copy;             // ... and whether each is a Byzantine worker's true message
 
   void save(Checkpoint& c) const {
@@ -45,6 +46,7 @@ struct AsyncProgress {
     c.put_int("distributed/params_sent", seq);
     c.put("distributed/pulled", at::tensor(pulled, at::kLong));
     c.put("distributed/buffer_workers", at::tensor(buffer_workers, at::kLong));
+    c.put("distributed/buffer_staleness", at::tensor(buffer_staleness, at::kLong));
     c.put("distributed/buffer_copy", at::tensor(std::vector<std::int64_t>(buffer_copy.begin(), buffer_copy.end()), at::kLong));
   }
   void load(const Checkpoint& c) {
@@ -55,10 +57,11 @@ struct AsyncProgress {
     seq = c.get_int("distributed/params_sent");
     pulled = int_list(c, "distributed/pulled");
     buffer_workers = int_list(c, "distributed/buffer_workers");
+    buffer_staleness = int_list(c, "distributed/buffer_staleness");
     const std::vector<std::int64_t> copy = int_list(c, "distributed/buffer_copy");
     buffer_copy.assign(copy.begin(), copy.end());
-    if (copy.size() != buffer_workers.size())
-      throw Error("checkpoint: distributed/buffer_copy and distributed/buffer_workers differ in length");
+    if (copy.size() != buffer_workers.size() || buffer_staleness.size() != buffer_workers.size())
+      throw Error("checkpoint: distributed/buffer_copy, buffer_staleness and buffer_workers differ in length");
   }
 
  private:
@@ -77,6 +80,7 @@ class AsyncServer {
  public:
   AsyncServer(Server& s, std::int64_t total_steps, std::int64_t total_arrivals)
       : s_(s), spec_(s.spec), total_steps_(total_steps), total_arrivals_(total_arrivals),
+        round_source_(s.spec, s.run.data),
         server_(s.run.model->params().clone()), buffer_(at::empty({s.spec.buffer, s.d}, at::kFloat)),
         last_honest_(at::zeros({1, s.d})), awaiting_(s.n, 0) {
     result_.total_steps = total_steps;
@@ -260,7 +264,7 @@ class AsyncServer {
     at::Tensor message = m.payload.unsqueeze(0);
     if (copy) {
       message = message.clone();
-      attack_rows(message, {k}, {1});
+      attack_rows(message, {k}, {1}, nullptr);
     }
     if (count_nonfinite_rows(message)) {  // only an attack crafted by the server can get here
       s_.metrics.add_nonfinite(1);
@@ -278,14 +282,20 @@ class AsyncServer {
     buffer_[static_cast<std::int64_t>(workers.size())].copy_(m.payload);
     workers.push_back(k);
     progress_.buffer_copy.push_back(copy ? 1 : 0);
+    progress_.buffer_staleness.push_back(current_index() - progress_.pulled[k]);
     s_.metrics.add_staleness(current_index() - progress_.pulled[k]);
     if (static_cast<std::int64_t>(workers.size()) < spec_.buffer) return Taken::kept;
     at::Tensor rows = buffer_.clone();
-    attack_rows(rows, workers, progress_.buffer_copy);
+    // The context reads the parameters (and computes the server's gradient) from the model, which holds
+    // the server's parameters only after an evaluation: bring it up to date first.
+    s_.run.model->params().copy_(server_);
+    const RoundContext context =
+        round_source_.context(progress_.updates, workers, progress_.buffer_staleness, *s_.run.model);
+    attack_rows(rows, workers, progress_.buffer_copy, &context);
     s_.metrics.add_nonfinite(count_nonfinite_rows(rows));
     at::Tensor update = [&] {
       ScopedTimer timer(result_.time.aggregation);
-      return aggregate_rows(spec_, s_.plugins, rows);
+      return aggregate_rows(spec_, s_.plugins, rows, context);
     }();
     if (diverged_on_update(result_, update, spec_.aggregator.name, "at update " + std::to_string(progress_.updates)))
       return Taken::stop;
@@ -296,11 +306,14 @@ class AsyncServer {
     }
     workers.clear();
     progress_.buffer_copy.clear();
+    progress_.buffer_staleness.clear();
     return Taken::applied;
   }
 
-  // The server-side omniscient attack on the Byzantine workers' true messages among `rows`.
-  void attack_rows(at::Tensor rows, const std::vector<std::int64_t>& workers, const std::vector<char>& copy) {
+  // The server-side omniscient attack on the Byzantine workers' true messages among `rows`; with a round's
+  // `context` (buffered rounds) it may query the defence, as in the simulation.
+  void attack_rows(at::Tensor rows, const std::vector<std::int64_t>& workers, const std::vector<char>& copy,
+                   const RoundContext* context) {
     std::vector<std::int64_t> honest_idx, byz_idx;
     for (std::size_t i = 0; i < workers.size(); ++i) (copy[i] ? byz_idx : honest_idx).push_back(i);
     if (byz_idx.empty()) return;
@@ -308,6 +321,11 @@ class AsyncServer {
     AttackRound round{honest_idx.empty() ? last_honest_ : rows.index_select(0, hi), rows.index_select(0, bi),
                       progress_.updates};
     round.diagnostics = attack_diagnostics(s_.plugins);
+    std::optional<EngineDefenceOracle> oracle;
+    if (context && !honest_idx.empty()) {
+      oracle.emplace(spec_, s_.plugins, *context, at::cat({hi, bi}));
+      round.defence = &*oracle;
+    }
     at::Tensor crafted = guard_plugin(s_.plugins.labels.attack, [&] { return s_.plugins.attack->craft(round); });
     require_shape(crafted, {static_cast<std::int64_t>(byz_idx.size()), s_.d}, "attack '" + spec_.attack.name + "'");
     rows.index_copy_(0, bi, crafted);
@@ -332,6 +350,7 @@ class AsyncServer {
   Server& s_;
   const PipelineSpec& spec_;
   const std::int64_t total_steps_, total_arrivals_;
+  const RoundContextSource round_source_;  // worker ids, staleness, parameters, server_data's gradient
   bool omniscient_ = false;
   AsyncProgress progress_;
   RunResult result_;

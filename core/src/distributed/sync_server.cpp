@@ -270,7 +270,7 @@ class SyncServer {
   Server& s_;
   const PipelineSpec& spec_;
   const std::int64_t total_steps_;
-  const RoundContextSource round_source_;  // server_data is refused in this mode
+  const RoundContextSource round_source_;  // worker ids, parameters, server_data's gradient
   bool omniscient_ = false;
   SyncProgress progress_;
   RunResult result_;

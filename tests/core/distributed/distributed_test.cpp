@@ -99,6 +99,30 @@ TEST(Distributed, SyncRunEqualsTheSimulation) {
   EXPECT_THAT(rerun.output, ::testing::HasSubstr("start it with `phalanx launch -n 5`"));
 }
 
+TEST(Distributed, BothServersGiveTheRoundContextAndTheDefenceOracle) {
+  // Sync: fltrust's server gradient (server_data) and opt_alie's search through the oracle, played by the
+  // server; the run is still the simulation, and the attack's diagnostic shows the search ran.
+  const std::string dir = temp_dir("dist_context"), cfg = config_file(dir, "server_data: {samples: 64}\n");
+  const std::string sync = " --set aggregator=fltrust --set workers.byzantine=1 --set attack=opt_alie";
+  Outcome sim = phalanx("run " + cfg + sync + " --out " + dir + "/sim");
+  ASSERT_EQ(sim.code, 0) << sim.output;
+  Outcome dist = phalanx("launch -n 5 " + cfg + sync + " --out " + dir + "/dist");
+  ASSERT_EQ(dist.code, 0) << dist.output;
+  EXPECT_NEAR(last_metric(dir + "/dist", "test_accuracy"), last_metric(dir + "/sim", "test_accuracy"), 1e-6);
+  EXPECT_NEAR(last_metric(dir + "/dist", "opt_alie.tau"), last_metric(dir + "/sim", "opt_alie.tau"), 1e-6);
+
+  // Async, buffered: opt_ipm's oracle (against cc), then foolsgold's worker ids, on the asynchronous server.
+  const std::string async = " --set engine.name=async --set engine.buffer=3 --set workers.byzantine=1";
+  Outcome searched = phalanx("launch -n 5 " + cfg + async + " --set aggregator=cc --set attack=opt_ipm --out " +
+                             dir + "/async_oracle");
+  ASSERT_EQ(searched.code, 0) << searched.output;
+  EXPECT_TRUE(std::isfinite(last_metric(dir + "/async_oracle", "opt_ipm.tau"))) << "the oracle was never queried";
+  Outcome ids = phalanx("launch -n 5 " + cfg + async + " --set aggregator=foolsgold --set attack=none --out " + dir +
+                        "/async_ids");
+  ASSERT_EQ(ids.code, 0) << ids.output;
+  EXPECT_TRUE(std::isfinite(last_metric(dir + "/async_ids", "foolsgold.weight_spread")));
+}
+
 TEST(Distributed, AsyncRunReachesTheSimulatedAccuracy) {
   const std::string dir = temp_dir("dist_async"), cfg = config_file(dir);
   const std::string more = " --set engine.name=async --set 'optimizer={name: ormo, lr: 0.05, beta: 0.9}'"
