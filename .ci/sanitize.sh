@@ -21,13 +21,14 @@ cmake --build "$build" -j2 --target phalanx_tests phalanx_hostile_tests phalanx_
 # altered messages through real processes), and the short CLI cases. Left out, because they run once in
 # the normal build and would only repeat long training runs in sanitized processes (docs/reliability.md,
 # "CI time"): the kill-and-resume runs, the sweep and Fashion-MNIST end-to-end runs, the other
-# multi-process distributed runs, and the installed-SDK example build. The preflight's accuracy test
-# compares an estimate with the measured RSS, which ASan's shadow memory inflates by design. The recorded-
+# multi-process distributed runs (resume, rejoin, the round context on both servers), and the installed-SDK
+# example build. The preflight's accuracy test compares an estimate with the measured RSS, which ASan's
+# shadow memory inflates by design. The recorded-
 # metrics tests compare with rows recorded from the Release build: this build's -O1 rounds the float64
 # honest-deviation metric differently in its last digits (seen: 0.006744283266196799 vs ...15705683), which
 # is a property of the flags, not a bug, so they run in the normal pass only.
 slow_end_to_end='^(KilledRun\.(Sync|Async|Sigterm)|Sweep\.(RunsInParallel|FailedRuns)|SweepShard\.|Cli\.(EndToEnd|Compare)'
-slow_end_to_end+='|distributed\.Distributed\.(SyncRun|AsyncRun|AsyncBuffered|SyncRound|WorkersLeave|Interrupt|Uninvited)'
+slow_end_to_end+='|distributed\.Distributed\.(SyncRun|AsyncRun|AsyncBuffered|SyncRound|WorkersLeave|Interrupt|Uninvited|BothServers)'
 slow_end_to_end+='|example_plugin_against_installed_sdk|report_renders_in_chromium'
 slow_end_to_end+='|Preflight\.EstimateIsWithinAFactorOfTheMeasuredPeak|RecordedMetrics\.)'
 # The same exclusions as a GoogleTest filter, for the unit-test binary run directly below.

@@ -149,13 +149,23 @@ std::int64_t block_width(std::int64_t m) { return std::clamp<std::int64_t>(4096 
     static V set1(float x) { return PREFIX##_set1_ps(x); }                      \
   };
 
+// Compiled for avx2 whatever the build's -march (the caller checks the CPU at run time). Clang ignores
+// GCC's target pragma, hence its own form (the fuzz and any clang build).
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2")
+#endif
 namespace avx2 {
 PHALANX_SORT_OPS(__m256, 8, _mm256)
 #include "coordinate_sort_kernels.inc"
 }  // namespace avx2
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 namespace sse {
 PHALANX_SORT_OPS(__m128, 4, _mm)

@@ -106,8 +106,14 @@ double float_gram_gamma(std::int64_t d) {
 // Entries recomputed in float64 (any order of d products and sums).
 double float64_gamma(std::int64_t d) { return 1.01 * gamma_of(static_cast<double>(d) + 1, kUnit64); }
 
+// Compiled for avx2,fma whatever the build's -march (the caller checks the CPU at run time). Clang ignores
+// GCC's target pragma, hence its own form (the fuzz and any clang build).
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#endif
 namespace avx2_fma {
 struct Ops {
   using V = __m256;
@@ -121,7 +127,11 @@ struct Ops {
 };
 #include "float_gram_kernels.inc"
 }  // namespace avx2_fma
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 namespace sse2 {
 struct Ops {
