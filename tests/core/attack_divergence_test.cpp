@@ -5,6 +5,7 @@
 #include "phalanx/core/config/config.hpp"
 #include "phalanx/core/config/pipeline.hpp"
 #include "phalanx/core/engine.hpp"
+#include "small_run.hpp"
 #include "support.hpp"
 
 namespace phalanx::test {
@@ -23,9 +24,7 @@ training: {batch_size: 16, budget: {steps: 150}, eval_every: 150}
 )";
 
 core::RunResult run(const std::vector<std::string>& overrides) {
-  Value root = core::parse_yaml(kMeanUnderOptAlie, "diverging.yaml");
-  for (const auto& o : overrides) core::apply_override(root, o);
-  const core::PipelineSpec spec = core::resolve_pipeline(root, builtin_registry());
+  const core::PipelineSpec spec = resolve_config(kMeanUnderOptAlie, overrides, builtin_registry(), "diverging.yaml");
   return core::run_pipeline(spec, builtin_registry(), "", nullptr);
 }
 

@@ -12,6 +12,7 @@
 #include "phalanx/core/engine/engine_parts.hpp"
 #include "phalanx/core/plugins/registry.hpp"
 #include "phalanx/registrar.hpp"
+#include "small_run.hpp"
 #include "support.hpp"
 
 namespace phalanx::test {
@@ -28,9 +29,7 @@ training: {batch_size: 8, budget: {steps: 6}, eval_every: 3}
 )";
 
 core::PipelineSpec spec(const std::vector<std::string>& overrides) {
-  Value root = core::parse_yaml(kRun, "diagnostics.yaml");
-  for (const auto& o : overrides) core::apply_override(root, o);
-  return core::resolve_pipeline(root, builtin_registry());
+  return resolve_config(kRun, overrides, builtin_registry(), "diagnostics.yaml");
 }
 
 // metrics.csv's values of `column`, one per row (fails when the column is missing).
