@@ -62,6 +62,9 @@ std::vector<std::string> child_args(const Options& o);
 /// Applies --log-level and -q to every run logger made from now on.
 void apply_logging(const Options& o);
 
+/// Runs the verb in `o` and turns its errors into one message and the exit code above.
+int execute(const Options& o);
+
 int cmd_run(const Options& o);
 int cmd_validate(const Options& o);
 int cmd_sweep(const Options& o);

@@ -64,12 +64,11 @@ int cmd_validate(const Options& o) {
   report_options_of(root);
   const auto runs = expand_sweep(root);  // every compare variant, sweep cell and seed
   const MemoryLimit limit = memory_limit(o.max_memory);
-  PreflightCache cache;
   for (const auto& r : runs) {
     try {
       PipelineSpec spec = resolve_pipeline(r.config, registry);
       check_plugins(spec, registry);
-      const MemoryEstimate estimate = preflight(spec, registry, limit, &cache);
+      const MemoryEstimate estimate = preflight(spec, registry, limit);
       std::cout << (runs.size() == 1 ? "" : "run '" + r.label + "': ") << estimate.describe(limit) << "\n";
     } catch (const Error& e) {
       throw Error(runs.size() == 1 ? std::string(e.what()) : "in run '" + r.label + "': " + e.what());

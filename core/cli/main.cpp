@@ -7,37 +7,50 @@
 
 using namespace phalanx;
 
+namespace phalanx::cli {
+
 namespace {
 
-int dispatch(const cli::Options& o) {
-  if (o.command == "run") return cli::cmd_run(o);
-  if (o.command == "validate") return cli::cmd_validate(o);
-  if (o.command == "sweep") return cli::cmd_sweep(o);
-  if (o.command == "report") return cli::cmd_report(o);
-  if (o.command == "plugins") return cli::cmd_plugins(o);
-  if (o.command == "launch") return cli::cmd_launch(o);
-  if (o.command == "check-plugin") return cli::cmd_check_plugin(o);
-  throw cli::UsageError("unknown command '" + o.command + "'");
+int dispatch(const Options& o) {
+  if (o.command == "run") return cmd_run(o);
+  if (o.command == "validate") return cmd_validate(o);
+  if (o.command == "sweep") return cmd_sweep(o);
+  if (o.command == "report") return cmd_report(o);
+  if (o.command == "plugins") return cmd_plugins(o);
+  if (o.command == "launch") return cmd_launch(o);
+  if (o.command == "check-plugin") return cmd_check_plugin(o);
+  throw UsageError("unknown command '" + o.command + "'");
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int execute(const Options& o) {
   try {
-    cli::Options o;
-    if (const int code = cli::parse_command_line(argc, argv, o); code >= 0) return code;
-    cli::apply_logging(o);
+    apply_logging(o);
     return dispatch(o);
-  } catch (const cli::UsageError& e) {
+  } catch (const UsageError& e) {
     std::cerr << "phalanx: " << e.what() << "\nRun 'phalanx --help' (or 'phalanx VERB --help') for the usage.\n";
-    return cli::kExitBadInput;
+    return kExitBadInput;
   } catch (const Error& e) {
     std::cerr << "phalanx: error: " + std::string(e.what()) + "\n";
-    return cli::kExitBadInput;
+    return kExitBadInput;
   } catch (const std::exception& e) {
     // Outside a run (a run's LibTorch errors become status "failed" in run_one): the first line only.
     const std::string what = e.what();
     std::cerr << "phalanx: internal error: " + what.substr(0, what.find('\n')) + "\n";
-    return cli::kExitRunFailed;
+    return kExitRunFailed;
   }
+}
+
+}  // namespace phalanx::cli
+
+int main(int argc, char** argv) {
+  cli::Options o;
+  try {
+    if (const int code = cli::parse_command_line(argc, argv, o); code >= 0) return code;
+  } catch (const cli::UsageError& e) {
+    std::cerr << "phalanx: " << e.what() << "\nRun 'phalanx --help' (or 'phalanx VERB --help') for the usage.\n";
+    return cli::kExitBadInput;
+  }
+  return cli::execute(o);
 }

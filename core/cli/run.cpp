@@ -110,7 +110,6 @@ struct Prepared {
 Prepared prepare_variants(const Value& root, const Registry& registry, const MemoryLimit& limit) {
   Prepared p;
   p.variants = expand_variants(root);
-  PreflightCache cache;  // the runs load their own copy
   for (const auto& v : p.variants) {
     try {
       p.specs.push_back(resolve_pipeline(v.config, registry));
@@ -118,7 +117,7 @@ Prepared prepare_variants(const Value& root, const Registry& registry, const Mem
       // These plugin instances only prove that construction succeeds; the run makes its own (engine.cpp
       // says why they cannot be handed over).
       check_plugins(p.specs.back(), registry);
-      p.estimates.push_back(preflight(p.specs.back(), registry, limit, &cache));
+      p.estimates.push_back(preflight(p.specs.back(), registry, limit));
     } catch (const Error& e) {
       throw Error(v.label.empty() ? std::string(e.what()) : "in variant '" + v.label + "': " + e.what());
     }

@@ -1,4 +1,4 @@
-// `phalanx sweep CFG [--jobs N] [--shard i/N]`: the grid times the seeds, one process per run, then the report.
+// `phalanx sweep CFG [--jobs N] [--shard i/N]`: the grid times the seeds, one forked process per run, then the report.
 #include <unistd.h>
 
 #include <cstdlib>
@@ -6,12 +6,11 @@
 #include <fstream>
 #include <iostream>
 
-#include <boost/dll/runtime_symbol_info.hpp>
-
 #include "cli.hpp"
 #include "phalanx/core/config/config.hpp"
 #include "phalanx/core/engine.hpp"
 #include "phalanx/core/engine/preflight.hpp"
+#include "phalanx/core/engine/threads.hpp"
 #include "phalanx/core/experiment/sweep.hpp"
 #include "phalanx/core/run/memory_guard.hpp"
 #include "phalanx/core/run/run_control.hpp"
@@ -36,14 +35,12 @@ std::optional<Shard> shard_of(const Options& o) {
 std::string check_runs(const std::vector<SweepRun>& runs, const Registry& registry, const Options& o) {
   std::string name = "sweep";
   const MemoryLimit limit = memory_limit(o.max_memory);
-  PreflightCache cache;
   for (const auto& r : runs) {
     try {
       PipelineSpec spec = resolve_pipeline(r.config, registry);
       refuse_distributed(spec);
       check_plugins(spec, registry);
-      preflight(spec, registry, {limit.bytes / o.jobs, limit.source + ", shared by --jobs " + std::to_string(o.jobs)},
-                &cache);
+      preflight(spec, registry, {limit.bytes / o.jobs, limit.source + ", shared by --jobs " + std::to_string(o.jobs)});
       name = spec.name;
     } catch (const Error& e) {
       throw Error("in sweep run '" + r.label + "': " + e.what());
@@ -60,20 +57,29 @@ void write_sweep_yaml(const std::string& out, const Value& root) {
   fs::rename(tmp, path);
 }
 
-std::vector<std::string> run_args(const Options& o) {
-  std::vector<std::string> args = child_args(o);
+// `phalanx run` of one run, forked from this process: the child has the plugins loaded and the data sets
+// the checks above loaded (data_cache.hpp), so a run costs its training and not a process start.
+RunStarter forked_runs(const Options& o) {
   if (!o.checkpoint_every.empty()) {
     RunControl check;
     parse_checkpoint_every(o.checkpoint_every, check);  // refuse a typo before starting runs
-    args.insert(args.end(), {"--checkpoint-every", o.checkpoint_every});
   }
-  if (!o.max_memory.empty()) args.insert(args.end(), {"--max-memory", o.max_memory});
-  return args;
+  return [o](const std::string& input, const std::string& dir, bool resume) {
+    Options run = o;  // plugin paths, log level, quiet, --checkpoint-every, --max-memory
+    run.command = "run";
+    run.overrides.clear();  // applied already: input.yaml is the run's whole config
+    run.config = resume ? "" : input;
+    run.out = resume ? "" : dir;
+    run.resume = resume ? dir : "";
+    return fork_run(dir + "/console.txt", [run] { return execute(run); });
+  };
 }
 
 }  // namespace
 
 int cmd_sweep(const Options& o) {
+  // One intra-op thread before any LibTorch work: the runs are forked from this process (fork_run).
+  set_compute_threads(1);
   Value root = load_config(o);
   Registry registry;
   load_plugins(registry, o, &root);
@@ -89,8 +95,7 @@ int cmd_sweep(const Options& o) {
   std::cerr << "sweep: " << runs.size() << " runs" << (shard ? " (" + slice + " of " + std::to_string(all.size()) + ")" : "")
             << " into " << out << ", " << o.jobs << " at a time\n";
   install_stop_handlers();
-  const SweepOutcome outcome =
-      run_sweep(runs, out, o.jobs, boost::dll::program_location().string(), run_args(o), o.quiet);
+  const SweepOutcome outcome = run_sweep(runs, out, o.jobs, forked_runs(o), o.quiet);
   if (stop_requested()) {
     std::cerr << "sweep: interrupted; " << outcome.interrupted << " runs were stopped. Run the same command "
               << "again to resume.\n";

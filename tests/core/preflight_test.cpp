@@ -6,6 +6,8 @@
 
 #include "phalanx/core/config/config.hpp"
 #include "phalanx/core/run/memory_guard.hpp"
+#include "phalanx/core/engine/data_cache.hpp"
+#include "phalanx/core/engine/engine_parts.hpp"
 #include "phalanx/core/engine/preflight.hpp"
 #include "support.hpp"
 
@@ -96,26 +98,34 @@ std::int64_t logged(const std::string& log, const std::string& key) {
 // The estimate against the measured peak of a real run: its resident memory at the peak minus what the
 // process held before the run (LibTorch, the plugins). 64 workers and a 250 k-parameter model, so the
 // n x d matrices (64 MiB each) dominate as they do in large runs. docs/reliability.md states the factor.
-// A sweep's runs differ in partition, workers and seed around a few data sets; validating it must not load
-// the data once per run (a 5,168-run grid took minutes per thousand runs before the cache kept several).
-TEST(Preflight, CacheLoadsEachDataSetOnceAcrossPartitionsAndWorkerCounts) {
-  core::PreflightCache cache;
+// A sweep's runs differ in partition, workers and seed around a few data sets: validating it must not load
+// the data once per run (a 5,168-run grid took minutes per thousand runs before data sets were cached), and
+// the runs it forks inherit what it loaded (data_cache.hpp).
+TEST(Preflight, DataCacheLoadsEachDataSetOnceAcrossPartitionsAndWorkerCounts) {
+  core::data_cache().clear();
   const auto limit = core::memory_limit("");
   const std::string with_partition = std::string(kSmallRun) + "seed: 3\n";
-  core::preflight(spec_from(with_partition), builtin_registry(), limit, &cache);
-  ASSERT_EQ(cache.entries.size(), 1u);
-  const at::Tensor first = cache.entries.front().second.train_x;
+  const core::PipelineSpec first_spec = spec_from(with_partition);
+  core::preflight(first_spec, builtin_registry(), limit);
+  ASSERT_EQ(core::data_cache().size(), 1u);
+  const at::Tensor first = core::data_cache().find(core::data_cache_key(first_spec))->train_x;
   Value skewed = core::parse_yaml(with_partition, "preflight.yaml");
   core::set_path(skewed, "data.partition", core::parse_yaml("{name: dirichlet, alpha: 0.5}", "inline"));
   core::set_path(skewed, "workers.count", Value(std::int64_t{12}));
-  core::preflight(core::resolve_pipeline(skewed, builtin_registry()), builtin_registry(), limit, &cache);
-  ASSERT_EQ(cache.entries.size(), 1u) << "a new partition or worker count reloaded the same data";
-  EXPECT_TRUE(cache.entries.front().second.train_x.is_same(first));
+  core::set_path(skewed, "data.limit", core::parse_yaml("{train: 1200}", "inline"));
+  const core::PipelineSpec skewed_spec = core::resolve_pipeline(skewed, builtin_registry());
+  core::preflight(skewed_spec, builtin_registry(), limit);
+  ASSERT_EQ(core::data_cache().size(), 1u) << "a new partition, worker count or limit reloaded the same data";
+  EXPECT_TRUE(core::data_cache().find(core::data_cache_key(skewed_spec))->train_x.is_same(first));
+  // The run takes the cached data set and cuts its own limit from it, leaving the cached one whole.
+  const Dataset limited = core::load_data(skewed_spec, builtin_registry(), core::run_info(skewed_spec, ""), nullptr);
+  EXPECT_EQ(limited.train_x.size(0), 1200);
+  EXPECT_EQ(core::data_cache().find(core::data_cache_key(skewed_spec))->train_x.size(0), first.size(0));
 
   // Another data seed is another data set (synthetic draws its samples from it); both stay cached.
   core::set_path(skewed, "seed", Value(std::int64_t{4}));
-  core::preflight(core::resolve_pipeline(skewed, builtin_registry()), builtin_registry(), limit, &cache);
-  EXPECT_EQ(cache.entries.size(), 2u);
+  core::preflight(core::resolve_pipeline(skewed, builtin_registry()), builtin_registry(), limit);
+  EXPECT_EQ(core::data_cache().size(), 2u);
 }
 
 TEST(Preflight, EstimateIsWithinAFactorOfTheMeasuredPeakOfARealRun) {

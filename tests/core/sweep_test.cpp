@@ -105,6 +105,40 @@ TEST(Sweep, RunsInParallelResumesAndReports) {
   EXPECT_THAT(report, ::testing::HasSubstr("| cm | 8 |"));
 }
 
+// Everything of a summary.json but its wall-clock times (the "wall_time" line and the "time" breakdown).
+std::string summary_without_times(const std::string& dir) {
+  std::string text = read_file(dir + "/summary.json");
+  text = text.substr(0, text.find("\"time\""));
+  const std::size_t wall = text.find("\"wall_time\"");
+  return wall == std::string::npos ? text : text.erase(wall, text.find('\n', wall) - wall);
+}
+
+// A sweep forks its runs from the process that checked them, so they inherit its plugins and its cached
+// data sets (data_cache.hpp); each must still equal the run a fresh `phalanx run` of its input.yaml gives.
+TEST(Sweep, ForkedRunsEqualFreshRunsOfTheirInput) {
+  const std::string dir = temp_dir("sweep_forked");
+  write_file(dir + "/s.yaml", R"(name: fk
+data: {name: synthetic, train_size: 400, test_size: 100}
+model: {name: mlp, hidden: [16]}
+workers: {count: 6, byzantine: 1}
+optimizer: {name: byzsgdnm, lr: 0.1}
+aggregator: {name: cm}
+attack: {name: alie}
+training: {batch_size: 8, budget: {steps: 20}, eval_every: 10, threads: 2}
+sweep: {data.partition: [iid, {name: dirichlet, alpha: 0.5}], aggregator: [{name: cm}, {name: krum}]}
+seeds: [1]
+)");
+  std::string out;
+  ASSERT_EQ(phalanx("sweep " + dir + "/s.yaml --no-plots -q --jobs 2 --out " + dir + "/sweep", &out), 0) << out;
+  for (const auto& run : core::expand_sweep(core::load_yaml_file(dir + "/s.yaml"))) {
+    const std::string swept = dir + "/sweep/" + run.label, fresh = dir + "/fresh/" + run.label;
+    ASSERT_EQ(phalanx("run " + swept + "/input.yaml -q --out " + fresh, &out), 0) << out;
+    EXPECT_EQ(metrics_without_wall_time(swept), metrics_without_wall_time(fresh)) << run.label;
+    EXPECT_EQ(summary_without_times(swept), summary_without_times(fresh)) << run.label;
+    EXPECT_THAT(read_file(swept + "/console.txt"), ::testing::HasSubstr("final: step 20")) << run.label;
+  }
+}
+
 TEST(Sweep, FailedRunsAreRetriedOnResumeFinishedOnesAreNot) {
   const std::string dir = temp_dir("sweep_finished");
   EXPECT_FALSE(core::run_finished(dir));
@@ -161,14 +195,6 @@ TEST(SweepShard, SlicesAreDisjointAndCoverTheSweep) {
   std::sort(seen.begin(), seen.end());
   std::sort(all.begin(), all.end());
   EXPECT_EQ(seen, all);
-}
-
-// Everything of a summary.json but its wall-clock times (the "wall_time" line and the "time" breakdown).
-std::string summary_without_times(const std::string& dir) {
-  std::string text = read_file(dir + "/summary.json");
-  text = text.substr(0, text.find("\"time\""));
-  const std::size_t wall = text.find("\"wall_time\"");
-  return wall == std::string::npos ? text : text.erase(wall, text.find('\n', wall) - wall);
 }
 
 TEST(SweepShard, ShardsAsSeparateProcessesEqualTheWholeSweep) {

@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "phalanx/core/engine/data_cache.hpp"
 #include "phalanx/core/plugins/plugin_guard.hpp"
 #include "phalanx/core/engine/run_failure.hpp"
 #include "phalanx/core/engine/speed_trace.hpp"
@@ -76,14 +77,21 @@ void apply_limits(const PipelineSpec& spec, Dataset& data) {
 
 Dataset load_data(const PipelineSpec& spec, const Registry& registry, const RunInfo& info,
                   std::shared_ptr<spdlog::logger> logger) {
-  RunContext ctx(info, data_seed(spec, "data"), "data(" + spec.data.name + ")", logger);
-  PhaseScope phase("loading the data", Kind::Data, spec.data.name);
-  std::shared_ptr<DataSource> source = registry.make_data(spec.data.name, spec.data.params, ctx);
-  Dataset data = guard_plugin(plugin_label(registry, Kind::Data, spec.data.name), [&] { return source->load(); });
-  if (!data.train_x.defined() || !data.train_y.defined() || !data.test_x.defined() || !data.test_y.defined() ||
-      data.classes < 2 || data.train_x.size(0) != data.train_y.size(0) || data.test_x.size(0) != data.test_y.size(0))
-    throw Error("data '" + spec.data.name + "' returned an inconsistent data set (tensors missing, classes < 2, or "
-                "sample and label counts differ)");
+  const std::string key = data_cache_key(spec);
+  Dataset data;
+  if (std::optional<Dataset> cached = data_cache().find(key)) {
+    data = *cached;
+  } else {
+    RunContext ctx(info, data_seed(spec, "data"), "data(" + spec.data.name + ")", logger);
+    PhaseScope phase("loading the data", Kind::Data, spec.data.name);
+    std::shared_ptr<DataSource> source = registry.make_data(spec.data.name, spec.data.params, ctx);
+    data = guard_plugin(plugin_label(registry, Kind::Data, spec.data.name), [&] { return source->load(); });
+    if (!data.train_x.defined() || !data.train_y.defined() || !data.test_x.defined() || !data.test_y.defined() ||
+        data.classes < 2 || data.train_x.size(0) != data.train_y.size(0) || data.test_x.size(0) != data.test_y.size(0))
+      throw Error("data '" + spec.data.name + "' returned an inconsistent data set (tensors missing, classes < 2, "
+                  "or sample and label counts differ)");
+    data_cache().keep(key, data);
+  }
   apply_limits(spec, data);
   if (logger)
     logger->info("data: {} ({} train, {} test, {} classes)", data.description, data.train_x.size(0),

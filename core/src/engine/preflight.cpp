@@ -97,7 +97,6 @@ struct Measurer {
   const Registry& registry;
   const MemoryLimit& limit;
   MemoryGuard& guard;
-  PreflightCache* cache;
   MemoryEstimate estimate;
 
   void add(std::string what, std::string keys, double bytes, bool transient = false) {
@@ -122,36 +121,15 @@ struct Measurer {
                   ", fewer workers or more data");
   }
 
-  // What load_data depends on: the data section but its partition (applied after loading) and the data seed.
-  std::string data_key() const {
-    const Value* section = spec.resolved.find("data");
-    if (!section || !(section->type() == Value::Type::Map)) return spec.data.name + "\n" + std::to_string(data_seed(spec, "data"));
-    Value without_partition = Value::map({});
-    for (const auto& [key, value] : section->as_map())
-      if (key != "partition") without_partition.as_map().emplace_back(key, value);
-    return to_yaml(without_partition) + "\n" + std::to_string(data_seed(spec, "data"));
-  }
-
-  Dataset cached_data(const std::string& data_what, const RunInfo& info) {
-    auto load = [&] {
-      return measured(spec, limit, "loading " + data_what, plugin_keys(spec.data),
-                      [&] { return load_data(spec, registry, info, nullptr); });
-    };
-    if (!cache) return load();
-    const std::string key = data_key();
-    auto& entries = cache->entries;
-    auto hit = std::find_if(entries.begin(), entries.end(), [&](const auto& e) { return e.first == key; });
-    std::pair<std::string, Dataset> entry = hit != entries.end() ? *hit : std::make_pair(key, load());
-    if (hit != entries.end()) entries.erase(hit);
-    if (entries.size() >= PreflightCache::kMaxEntries) entries.erase(entries.begin());
-    entries.push_back(entry);
-    return entry.second;
+  Dataset load(const std::string& data_what, const RunInfo& info) {
+    return measured(spec, limit, "loading " + data_what, plugin_keys(spec.data),
+                    [&] { return load_data(spec, registry, info, nullptr); });
   }
 
   void run() {
     RunInfo info = run_info(spec, "");
     const std::string data_what = "data " + plugin_text(spec.data);
-    Dataset data = cached_data(data_what, info);
+    Dataset data = load(data_what, info);
     const std::int64_t n_train = data.train_x.size(0);
     add(data_what + ": " + with_commas(n_train) + " train + " + with_commas(data.test_x.size(0)) + " test samples",
         plugin_keys(spec.data),
@@ -374,10 +352,9 @@ std::int64_t peak_resident_memory() {
   return static_cast<std::int64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
 }
 
-MemoryEstimate preflight(const PipelineSpec& spec, const Registry& registry, const MemoryLimit& limit,
-                         PreflightCache* cache) {
+MemoryEstimate preflight(const PipelineSpec& spec, const Registry& registry, const MemoryLimit& limit) {
   MemoryGuard guard(limit.bytes);
-  Measurer m{spec, registry, limit, guard, cache, {}};
+  Measurer m{spec, registry, limit, guard, {}};
   m.run();
   return std::move(m.estimate);
 }

@@ -3,11 +3,11 @@
 #include <chrono>
 #include <csignal>
 
-#include <spawn.h>
 #include <sys/wait.h>
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -22,13 +22,13 @@
 #include "phalanx/core/run/stop_signal.hpp"
 #include "phalanx/error.hpp"
 
-extern char** environ;
-
 namespace phalanx::core {
 
 namespace fs = std::filesystem;
 
 namespace {
+
+constexpr int kForkedRunCrashed = 3;  // the CLI's exit code for a run that failed
 
 void erase_key(Value& root, const std::string& key) {
   auto& entries = root.as_map();
@@ -148,8 +148,33 @@ bool run_finished(const std::string& dir) {
   return status == RunStatus::ok || status == RunStatus::diverged;
 }
 
+pid_t fork_run(const std::string& console, const std::function<int()>& body) {
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);  // or the child would write the parent's buffered output a second time
+  const pid_t pid = ::fork();
+  if (pid < 0) throw Error(std::string("cannot start a run: fork failed: ") + std::strerror(errno));
+  if (pid > 0) return pid;
+  int code = kForkedRunCrashed;
+  const int fd = ::open(console.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd >= 0 && ::dup2(fd, STDOUT_FILENO) >= 0 && ::dup2(fd, STDERR_FILENO) >= 0) {
+    ::close(fd);
+    try {
+      code = body();
+    } catch (const std::exception& e) {
+      std::cerr << "phalanx: error: " << e.what() << "\n";
+    }
+  }
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+  // _exit: the parent's objects (its loggers, LibTorch's globals) belong to the parent; the run wrote and
+  // closed its own files before body() returned.
+  ::_exit(code);
+}
+
 SweepOutcome run_sweep(const std::vector<SweepRun>& runs, const std::string& out_dir, int jobs,
-                       const std::string& phalanx_binary, const std::vector<std::string>& extra_args, bool quiet) {
+                       const RunStarter& start, bool quiet) {
   SweepOutcome outcome;
   std::vector<const SweepRun*> todo;
   for (const auto& r : runs) {
@@ -174,23 +199,8 @@ SweepOutcome run_sweep(const std::vector<SweepRun>& runs, const std::string& out
     std::ofstream(input) << to_yaml(r.config);
     // A run stopped by Ctrl-C or killed after a checkpoint continues where it was, bit for bit.
     const bool resume = fs::exists(checkpoint_path(dir));
-    std::vector<std::string> args = resume ? std::vector<std::string>{phalanx_binary, "run", "--resume", dir}
-                                           : std::vector<std::string>{phalanx_binary, "run", input, "--out", dir};
     if (resume) std::cerr << "sweep: " << r.label << " resumes from its checkpoint\n";
-    args.insert(args.end(), extra_args.begin(), extra_args.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    const std::string console = dir + "/console.txt";
-    posix_spawn_file_actions_addopen(&actions, 1, console.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    pid_t pid = 0;
-    int rc = posix_spawn(&pid, phalanx_binary.c_str(), &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) throw Error("cannot start '" + phalanx_binary + "': " + std::strerror(rc));
-    running[pid] = &r;
+    running[start(input, dir, resume)] = &r;
   };
   while (next < todo.size() || !running.empty()) {
     // After Ctrl-C (which every child receives too) nothing new starts; the running ones save and exit.

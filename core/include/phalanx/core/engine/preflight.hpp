@@ -45,19 +45,10 @@ struct MemoryEstimate {
   std::string describe(const MemoryLimit& limit) const;
 };
 
-/// The data set of the last preflight, kept so that checking many runs of one sweep loads it once.
-struct PreflightCache {
-  // A sweep varies the partition, the workers and the seeds around a few data sets: the cache holds the
-  // last few by what loading depends on (data section without its partition, data seed), so validating a
-  // grid of thousands of runs loads each data set once instead of once per run.
-  static constexpr std::size_t kMaxEntries = 4;
-  std::vector<std::pair<std::string, Dataset>> entries;  // most recently used last
-};
-
 /// Measures `spec` (see above) and throws phalanx::Error, naming the largest items and their keys, when
 /// the run would not fit in `limit`. Also refuses a batch larger than a worker's share of the data.
-MemoryEstimate preflight(const PipelineSpec& spec, const Registry& registry, const MemoryLimit& limit,
-                         PreflightCache* cache = nullptr);
+/// The data set is loaded through data_cache() (data_cache.hpp): checking many runs of one sweep loads it once.
+MemoryEstimate preflight(const PipelineSpec& spec, const Registry& registry, const MemoryLimit& limit);
 
 /// The resident memory of this process now and at its peak so far (bytes), to compare with an estimate.
 std::int64_t resident_memory();

@@ -1,5 +1,6 @@
 // Sweeps: a grid over any config keys, times a list of seeds, each run in its own folder and its own
-// process, up to `jobs` at a time. A run whose folder holds a summary.json (status ok or diverged) is
+// process (forked from the sweep, so it inherits the loaded LibTorch, plugins and data sets), up to `jobs` at
+// a time. A run whose folder holds a summary.json (status ok or diverged) is
 // finished and is not run again, so an interrupted sweep resumes where it stopped.
 //
 //   sweep: {aggregator.name: [cm, cc], training.batch_size: [16, 64], optimizer.lr: [0.1, 0.5]}
@@ -7,6 +8,9 @@
 //   report: {best_over: [optimizer.lr]}    # optional: `phalanx report` keeps the best value per cell
 #pragma once
 
+#include <sys/types.h>
+
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -53,11 +57,21 @@ struct SweepOutcome {
   int interrupted = 0;  // stopped by Ctrl-C / SIGTERM with a checkpoint; the next sweep resumes them
 };
 
-/// Runs every not-yet-finished run of `runs` under `out_dir` with `phalanx_binary run`, `jobs` at a time.
-/// `extra_args` are passed to each child (e.g. --plugin-path). Progress goes to stderr: a line per run that
-/// ends, with runs done, running, failed and the time left (`quiet`: only failures).
+/// Starts one run in a child process and returns its pid: `input` is the run's config file, `dir` its folder,
+/// `resume` is true when `dir` holds a checkpoint to continue from.
+using RunStarter = std::function<pid_t(const std::string& input, const std::string& dir, bool resume)>;
+
+/// Runs every not-yet-finished run of `runs` under `out_dir`, each started by `start`, `jobs` at a time.
+/// Progress goes to stderr: a line per run that ends, with runs done, running, failed and the time left
+/// (`quiet`: only failures).
 SweepOutcome run_sweep(const std::vector<SweepRun>& runs, const std::string& out_dir, int jobs,
-                       const std::string& phalanx_binary, const std::vector<std::string>& extra_args,
-                       bool quiet = false);
+                       const RunStarter& start, bool quiet = false);
+
+/// Forks a child that writes its stdout and stderr to `console` and exits with the code `body` returns (an
+/// exception escaping `body` is printed and exits 3). A child that crashes takes only its own run with it.
+/// The caller must not have more threads than this one running LibTorch work: a forked child has only
+/// the forking thread, so a thread pool in use at the fork would never answer (cmd_sweep keeps one
+/// intra-op thread for that reason).
+pid_t fork_run(const std::string& console, const std::function<int()>& body);
 
 }  // namespace phalanx::core
