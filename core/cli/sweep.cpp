@@ -101,7 +101,9 @@ int cmd_sweep(const Options& o) {
               << "again to resume.\n";
     return 128 + stop_signal();
   }
-  const std::string counts = std::to_string(outcome.finished) + " finished, " + std::to_string(outcome.skipped) +
+  const std::string counts = std::to_string(outcome.finished) + " finished" +
+                             (outcome.diverged ? " (" + std::to_string(outcome.diverged) + " diverged)" : "") + ", " +
+                             std::to_string(outcome.skipped) +
                              " already done, " + std::to_string(outcome.failed) + " failed";
   if (shard) {  // the other shards may still run: the report is for when all have ended
     std::cout << "sweep " << slice << ": " << counts << "; when every shard has ended, `phalanx report " << out

@@ -11,10 +11,11 @@ namespace phalanx::test {
 namespace {
 
 // One finished run whose accuracy climbs linearly to `final_accuracy` over three evaluations.
-void write_run(const std::string& dir, const std::string& config, double final_accuracy) {
+void write_run(const std::string& dir, const std::string& config, double final_accuracy,
+               const std::string& status = "ok") {
   std::filesystem::create_directories(dir);
   write_file(dir + "/config.yaml", "name: r\n" + config);
-  write_file(dir + "/summary.json", "{\"status\": \"ok\"}\n");
+  write_file(dir + "/summary.json", "{\"status\": \"" + status + "\"}\n");
   std::string csv = "step,gradients,train_loss,test_accuracy\n";
   for (int k = 1; k <= 3; ++k)
     csv += std::to_string(10 * k) + "," + std::to_string(100 * k) + ",0.5," + std::to_string(final_accuracy * k / 3) + "\n";
@@ -69,6 +70,27 @@ TEST(ReportPivot, BestLearningRateAtTheEdgeOfItsGridIsFlagged) {
   // The long table keeps its columns, now with the pre-aggregators apart.
   EXPECT_THAT(md, ::testing::HasSubstr("| aggregator | aggregator.pre | attack | best optimizer.lr | test accuracy (%) |"));
   EXPECT_THAT(md, ::testing::HasSubstr("| cm | none | alie | 1† | 70.00 ± 1.41 |"));
+}
+
+// A defence whose run diverged under an attack lost that cell, even where its other seed (or the last
+// evaluation before the divergence) scored higher than every other rule.
+TEST(ReportPivot, ACellWithADivergedSeedIsTheWorstCase) {
+  const std::string dir = temp_dir("report_diverged");
+  for (const char* agg : {"mean", "cm"})
+    for (const char* attack : {"none", "alie"})
+      for (int seed : {1, 2}) {
+        const bool broken = std::string(agg) == "mean" && std::string(attack) == "alie";
+        write_run(dir + "/" + agg + "_" + attack + "/seed" + std::to_string(seed),
+                  "seed: " + std::to_string(seed) + "\naggregator: {name: " + agg + "}\nattack: {name: " + attack + "}\n",
+                  broken ? 0.95 : 0.80, broken && seed == 2 ? "diverged" : "ok");
+      }
+  core::ReportOptions options;
+  options.plots = false;
+  const std::string md = core::write_report(dir, options);
+  EXPECT_THAT(md, ::testing::HasSubstr("| 1 | cm | 80.00 ± 0.00 | 80.00 ± 0.00 | **80.00 ± 0.00** |"));
+  EXPECT_THAT(md, ::testing::HasSubstr("| 2 | mean | ✗ 1/2 diverged | 80.00 ± 0.00 | **✗ 1/2 diverged** |"));
+  EXPECT_THAT(md, ::testing::HasSubstr("✗: a seed of this cell diverged or failed"));
+  EXPECT_THAT(read_file(dir + "/report.html"), ::testing::HasSubstr("✗ 1/2 diverged"));
 }
 
 TEST(ReportFigures, CurvesHaveOnePanelPerAttackAndABandOverSeeds) {

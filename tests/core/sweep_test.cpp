@@ -139,6 +139,25 @@ seeds: [1]
   }
 }
 
+// A mean without defence diverging under a huge bit-flip is a result of the sweep, not a failure of it.
+TEST(Sweep, DivergedRunsAreOutcomesNotFailures) {
+  const std::string dir = temp_dir("sweep_diverged");
+  write_file(dir + "/s.yaml", R"(name: dv
+data: {name: synthetic, train_size: 200, test_size: 100}
+model: {name: mlp, hidden: [8]}
+workers: {count: 4, byzantine: 1}
+optimizer: {name: sgd, lr: 0.1}
+aggregator: {name: mean}
+training: {batch_size: 8, budget: {steps: 30}, eval_every: 10}
+sweep: {attack: [{name: none}, {name: bitflip, scale: 1.0e+30}]}
+)");
+  std::string out;
+  ASSERT_EQ(phalanx("sweep " + dir + "/s.yaml --no-plots --out " + dir + "/runs", &out), 0) << out;
+  EXPECT_THAT(out, ::testing::HasSubstr("2 finished (1 diverged), 0 already done, 0 failed")) << out;
+  EXPECT_THAT(out, ::testing::HasSubstr("diverged;")) << out;
+  EXPECT_THAT(out, ::testing::Not(::testing::HasSubstr("FAILED"))) << out;
+}
+
 TEST(Sweep, FailedRunsAreRetriedOnResumeFinishedOnesAreNot) {
   const std::string dir = temp_dir("sweep_finished");
   EXPECT_FALSE(core::run_finished(dir));

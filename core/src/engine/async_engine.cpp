@@ -336,7 +336,7 @@ AsyncLoop::Arrived AsyncLoop::add_to_buffer(std::int64_t k, double lr) {
   if (static_cast<std::int64_t>(workers.size()) < spec_.buffer) return Arrived::buffered;
   at::Tensor rows = state_.buffer.clone();
   const RoundContext context = round_source_.context(state_.updates, workers, state_.buffer_staleness, run_.model());
-  if (diverged_on_honest_rows(run_.result, *run_.plugins.attack, honest_rows_of(rows, workers, h_),
+  if (diverged_on_honest_rows(run_.result, honest_rows_of(rows, workers, h_),
                               "at update " + std::to_string(state_.updates)))
     return Arrived::ended;
   attack_rows(rows, workers, &context);

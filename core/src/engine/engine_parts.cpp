@@ -327,9 +327,8 @@ bool diverged_on_update(RunResult& result, const at::Tensor& update, const std::
   return true;
 }
 
-bool diverged_on_honest_rows(RunResult& result, const Attack& attack, const at::Tensor& honest,
-                             const std::string& when) {
-  if (!attack.omniscient() || !honest.defined() || honest.dim() != 2 || count_nonfinite_rows(honest) == 0)
+bool diverged_on_honest_rows(RunResult& result, const at::Tensor& honest, const std::string& when) {
+  if (!honest.defined() || honest.dim() != 2 || honest.size(0) == 0 || count_nonfinite_rows(honest) == 0)
     return false;
   result.status = RunStatus::diverged;
   result.message = "an honest worker's gradient became non-finite " + when +

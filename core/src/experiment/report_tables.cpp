@@ -5,6 +5,8 @@
 #include <map>
 #include <sstream>
 
+#include "phalanx/core/run/run_status.hpp"
+
 namespace phalanx::core {
 
 namespace {
@@ -47,6 +49,31 @@ bool any_edge(const ReportCells& cells) {
     for (bool edge : c.best_at_edge)
       if (edge) return true;
   return false;
+}
+
+// A cell where a seed diverged or failed: the defence lost that cell whatever its other seeds reached, so
+// it scores below every cell whose seeds all ended ok (and shows why instead of the other seeds' mean).
+double pivot_score(const ReportCell* x) { return x->not_ok || !x->accuracy.count ? -1.0 : x->accuracy.mean; }
+
+const char* kNotOkNote =
+    "✗: a seed of this cell diverged or failed (its summary.json says why); such a cell ranks below every cell "
+    "whose seeds all ended ok.";
+
+bool any_not_ok(const std::vector<PivotTable>& tables) {
+  for (const auto& t : tables)
+    for (const auto& row : t.rows)
+      for (const ReportCell* cell : row.cells)
+        if (cell && cell->not_ok) return true;
+  return false;
+}
+
+std::string pivot_text(const ReportCell& cell) {
+  if (!cell.not_ok) return format_stats(cell.accuracy, 100.0, 2);
+  std::string status;
+  for (const RunRecord* r : cell.runs)
+    if (r->status != to_string(RunStatus::ok)) status = status.empty() || status == r->status ? r->status : "not ok";
+  const bool all = cell.not_ok == static_cast<int>(cell.runs.size());
+  return "✗ " + (all ? "" : std::to_string(cell.not_ok) + "/" + std::to_string(cell.runs.size()) + " ") + status;
 }
 
 }  // namespace
@@ -100,13 +127,12 @@ std::vector<PivotTable> pivot_tables(const ReportCells& cells, const ReportOptio
         auto it = by_column.find(c);
         const ReportCell* cell = it == by_column.end() ? nullptr : it->second;
         row.cells.push_back(cell);
-        // The worst case: the lowest mean; a cell without a finite accuracy (diverged) is the worst of all.
-        auto score = [](const ReportCell* x) { return x->accuracy.count ? x->accuracy.mean : -1.0; };
-        if (cell && (!row.worst || score(cell) < score(row.worst))) row.worst = cell;
+        // The worst case: the lowest mean; a cell that diverged or failed is the worst of all.
+        if (cell && (!row.worst || pivot_score(cell) < pivot_score(row.worst))) row.worst = cell;
       }
       t.rows.push_back(row);
     }
-    auto worst_of = [](const PivotTable::Row& r) { return r.worst && r.worst->accuracy.count ? r.worst->accuracy.mean : -1.0; };
+    auto worst_of = [](const PivotTable::Row& r) { return r.worst ? pivot_score(r.worst) : -1.0; };
     std::stable_sort(t.rows.begin(), t.rows.end(),
                      [&](const PivotTable::Row& a, const PivotTable::Row& b) { return worst_of(a) > worst_of(b); });
     for (std::size_t r = 0; r < t.rows.size(); ++r)
@@ -149,11 +175,12 @@ std::string pivot_markdown(const ReportCells& cells, const std::vector<PivotTabl
       for (const ReportCell* cell : row.cells) {
         if (!cell) { md << " - |"; continue; }
         const std::string best = chosen(cells, *cell);
-        md << " " << format_stats(cell->accuracy, 100.0, 2) << (best.empty() ? "" : " (" + best + ")") << " |";
+        md << " " << pivot_text(*cell) << (best.empty() ? "" : " (" + best + ")") << " |";
       }
-      md << " **" << (row.worst ? format_stats(row.worst->accuracy, 100.0, 2) : "-") << "** |\n";
+      md << " **" << (row.worst ? pivot_text(*row.worst) : "-") << "** |\n";
     }
   }
+  if (any_not_ok(tables)) md << "\n" << kNotOkNote << "\n";
   return md.str();
 }
 
@@ -169,10 +196,10 @@ std::string pivot_html(const ReportCells& cells, const std::vector<PivotTable>& 
       auto td = [&](const ReportCell* cell, bool worst) {
         if (!cell) return std::string("<td>-</td>");
         // Shade from red (0 %) to green (100 %), so the table reads at a glance.
-        const double acc = cell->accuracy.count ? std::clamp(cell->accuracy.mean, 0.0, 1.0) : 0.0;
+        const double acc = std::clamp(pivot_score(cell), 0.0, 1.0);
         std::ostringstream s;
         s << "<td style=\"background:hsl(" << static_cast<int>(120 * acc) << ",60%,88%)\""
-          << (worst ? " class=\"worst\"" : "") << ">" << format_stats(cell->accuracy, 100.0, 2);
+          << (worst ? " class=\"worst\"" : "") << ">" << html_escape(pivot_text(*cell));
         const std::string best = chosen(cells, *cell);
         if (!best.empty()) s << "<br><small>" << html_escape(best) << "</small>";
         s << "</td>";
@@ -183,6 +210,7 @@ std::string pivot_html(const ReportCells& cells, const std::vector<PivotTable>& 
     }
     html << "</table>\n";
   }
+  if (any_not_ok(tables)) html << "<p class=\"note\">" << kNotOkNote << "</p>\n";
   if (any_edge(cells)) html << "<p class=\"note\">" << kEdgeNote << "</p>\n";
   return html.str();
 }

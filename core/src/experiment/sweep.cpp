@@ -216,19 +216,23 @@ SweepOutcome run_sweep(const std::vector<SweepRun>& runs, const std::string& out
     auto it = running.find(pid);
     if (it == running.end()) continue;
     const std::string label = it->second->label;
-    const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    // A run that diverged exits like a failed one (3); its summary.json tells them apart.
+    const bool diverged = WIFEXITED(status) && WEXITSTATUS(status) != 0 &&
+                          read_summary_status(out_dir + "/" + label) == RunStatus::diverged;
+    const bool ok = (WIFEXITED(status) && WEXITSTATUS(status) == 0) || diverged;
     // A run that saved and exited, or one that the signal reached before it could (still starting up).
     const bool stopped =
         (WIFEXITED(status) && (WEXITSTATUS(status) == 128 + SIGINT || WEXITSTATUS(status) == 128 + SIGTERM)) ||
         (WIFSIGNALED(status) && (WTERMSIG(status) == SIGINT || WTERMSIG(status) == SIGTERM));
     ++done;
     ok ? ++outcome.finished : stopped ? ++outcome.interrupted : ++outcome.failed;
+    if (diverged) ++outcome.diverged;
     running.erase(it);
     // Time left: the wall time per run so far (with `jobs` in parallel) times the runs not yet ended.
     const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     const double left = static_cast<double>(todo.size() - done) * elapsed / static_cast<double>(done);
     if (!quiet || !(ok || stopped))
-      std::cerr << "sweep: " << label << (ok ? " done" : stopped ? " interrupted (the next sweep resumes it)" : " FAILED")
+      std::cerr << "sweep: " << label << (diverged ? " diverged" : ok ? " done" : stopped ? " interrupted (the next sweep resumes it)" : " FAILED")
                 << (ok || stopped ? "" : " (see " + out_dir + "/" + label + "/console.txt)") << "; "
                 << sweep_progress_text(outcome.finished, static_cast<int>(running.size()), outcome.failed,
                                        static_cast<int>(todo.size()), left)

@@ -195,12 +195,11 @@ bool diverged_on_test_loss(RunResult& result, std::int64_t step);
 bool diverged_on_update(RunResult& result, const at::Tensor& update, const std::string& aggregator,
                         const std::string& when);
 
-/// Before an omniscient attack reads the honest messages: true when one holds NaN or Inf, which happens when
-/// the model has diverged to parameters still finite but so large that the honest gradients overflow (the
-/// attack would refuse such rows and the run end "failed" where "diverged" is what happened). False, and
-/// nothing checked, for an attack that does not read honest messages.
-bool diverged_on_honest_rows(RunResult& result, const Attack& attack, const at::Tensor& honest,
-                             const std::string& when);
+/// Before the attack and the aggregator see the honest messages: true when one holds NaN or Inf, which
+/// happens when the model has diverged to parameters still finite but so large that the honest gradients
+/// overflow. Without it an attack or an aggregator that refuses such rows (mean does) would end the run
+/// "failed", naming itself, where "diverged" is what happened.
+bool diverged_on_honest_rows(RunResult& result, const at::Tensor& honest, const std::string& when);
 
 /// True when the parameters hold NaN or Inf.
 bool diverged_on_parameters(RunResult& result, const at::Tensor& params, const std::string& when);

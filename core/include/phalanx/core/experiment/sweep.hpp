@@ -51,9 +51,10 @@ std::optional<Shard> shard_from_slurm(const char* task_id, const char* task_coun
 std::vector<SweepRun> runs_of_shard(const std::vector<SweepRun>& runs, const Shard& shard);
 
 struct SweepOutcome {
-  int finished = 0;  // ran now and ended with status ok
+  int finished = 0;  // ran now and ended with status ok or diverged
+  int diverged = 0;  // of those, diverged: an outcome (a defence that lost), reported, not a failure
   int skipped = 0;   // already finished before
-  int failed = 0;    // failed or diverged
+  int failed = 0;    // failed: an error, a crash; retried by the next sweep
   int interrupted = 0;  // stopped by Ctrl-C / SIGTERM with a checkpoint; the next sweep resumes them
 };
 
