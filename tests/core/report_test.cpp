@@ -72,6 +72,22 @@ TEST(ReportPivot, BestLearningRateAtTheEdgeOfItsGridIsFlagged) {
   EXPECT_THAT(md, ::testing::HasSubstr("| cm | none | alie | 1† | 70.00 ± 1.41 |"));
 }
 
+// Two methods each over a grid of rates (optimizer.name and optimizer.lr both swept): the rate is searched per
+// method, not folded into the optimizer's label where every rate would be a cell of its own.
+TEST(ReportPivot, BestOverAKeyInsideAVaryingPluginSection) {
+  const std::string dir = temp_dir("report_best_in_section");
+  for (const char* method : {"sgd", "byzsgdnm"})
+    for (const char* lr : {"0.1", "1", "10"}) {
+      const bool best = std::string(lr) == (std::string(method) == "sgd" ? "0.1" : "1");
+      write_run(dir + "/" + method + "_" + lr + "/seed1",
+                std::string("seed: 1\noptimizer: {name: ") + method + ", lr: " + lr + "}\n", best ? 0.8 : 0.5);
+    }
+  const std::string md = core::write_report(dir, best_lr());
+  EXPECT_THAT(md, ::testing::HasSubstr("| optimizer | best optimizer.lr | test accuracy (%) |"));
+  EXPECT_THAT(md, ::testing::HasSubstr("| byzsgdnm | 1 | 80.00 ± 0.00 |"));
+  EXPECT_THAT(md, ::testing::HasSubstr("| sgd | 0.1† | 80.00 ± 0.00 |"));
+}
+
 // A defence whose run diverged under an attack lost that cell, even where its other seed (or the last
 // evaluation before the divergence) scored higher than every other rule.
 TEST(ReportPivot, ACellWithADivergedSeedIsTheWorstCase) {

@@ -83,12 +83,13 @@ std::vector<std::string> varied_keys(const std::vector<std::map<std::string, std
 }
 
 // Columns: a plugin section whose name varies (`optimizer`, `engine.speed`) is one column, labelled like
-// `compare` labels it; a key belongs to the deepest such section above it.
+// `compare` labels it; a key belongs to the deepest such section above it, unless it is kept apart (a
+// best_over key such as optimizer.lr, searched per cell: in the section's label it would split the cells).
 class ColumnLabels {
  public:
   ColumnLabels(const std::vector<std::map<std::string, std::string>>& flat, std::vector<std::string> varied,
-               std::set<std::string> lists)
-      : flat_(flat), varied_(std::move(varied)), lists_(std::move(lists)) {
+               std::set<std::string> lists, std::set<std::string> apart)
+      : flat_(flat), varied_(std::move(varied)), lists_(std::move(lists)), apart_(std::move(apart)) {
     for (const auto& k : varied_)
       if (k.size() > 5 && k.compare(k.size() - 5, 5, ".name") == 0) sections_.insert(k.substr(0, k.size() - 5));
     for (const auto& k : varied_) {
@@ -123,14 +124,14 @@ class ColumnLabels {
  private:
   std::string section_of(const std::string& k) const {
     std::string best;
-    if (lists_.count(k)) return best;  // "nnm" reads better in a column of its own than as "cm-prennm"
+    if (lists_.count(k) || apart_.count(k)) return best;  // "nnm" reads better apart than as "cm-prennm"
     for (const auto& s : sections_)
       if (k.rfind(s + ".", 0) == 0 && s.size() > best.size()) best = s;
     return best;
   }
   const std::vector<std::map<std::string, std::string>>& flat_;
   std::vector<std::string> varied_;
-  std::set<std::string> lists_;
+  std::set<std::string> lists_, apart_;
   std::set<std::string> sections_;
   std::vector<std::string> columns_;
 };
@@ -227,7 +228,8 @@ ReportCells group_runs(const std::string& dir, const ReportOptions& options) {
   std::vector<std::map<std::string, std::string>> flat(runs.size());
   std::set<std::string> lists;
   for (std::size_t i = 0; i < runs.size(); ++i) flatten(runs[i].config, "", flat[i], lists);
-  const ColumnLabels labels(flat, varied_keys(flat), lists);
+  const ColumnLabels labels(flat, varied_keys(flat), lists,
+                            std::set<std::string>(options.best_over.begin(), options.best_over.end()));
   for (const auto& b : options.best_over)
     if (std::find(labels.columns().begin(), labels.columns().end(), b) != labels.columns().end()) out.best_over.push_back(b);
   for (const auto& c : labels.columns())
