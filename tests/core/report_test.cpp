@@ -126,6 +126,26 @@ TEST(ReportFigures, CurvesHaveOnePanelPerAttackAndABandOverSeeds) {
   EXPECT_EQ(count("<polygon"), 6u);
 }
 
+// One panel, three lines: every legend entry starts inside the figure (a legend of four entries per row was
+// cut off at the right of a one-panel figure, so the third aggregator had no label).
+TEST(ReportFigures, LegendFitsAOnePanelFigure) {
+  const std::string dir = temp_dir("report_legend");
+  for (const char* agg : {"mean", "cm", "krum"})
+    write_run(dir + "/" + agg + "/seed1", std::string("seed: 1\naggregator: {name: ") + agg + "}\n", 0.7);
+  core::ReportOptions options;
+  options.plots = false;
+  core::write_report(dir, options);
+  const std::string svg = read_file(dir + "/plots/curves.svg");
+  const int width = std::stoi(svg.substr(svg.find("width=\"") + 7));
+  int entries = 0;
+  for (auto at = svg.find("font-size=\"11\">"); at != std::string::npos; at = svg.find("font-size=\"11\">", at + 1)) {
+    const std::size_t x = svg.rfind("<text x=\"", at);
+    EXPECT_LT(std::stoi(svg.substr(x + 9)) + 40, width) << svg.substr(x, at - x + 30);
+    ++entries;
+  }
+  EXPECT_EQ(entries, 3);
+}
+
 TEST(ReportFigures, HeatmapShowsTheWorstCaseOverAttacksForTwoKeys) {
   // Byzantine count x Dirichlet alpha with two attacks: each square is the lower of the two accuracies.
   const std::string dir = temp_dir("report_heatmap");

@@ -11,6 +11,12 @@ namespace phalanx::core {
 namespace {
 
 constexpr int kPanelW = 320, kPanelH = 230, kMargin = 44, kPerLine = 3;
+// A legend entry: the colour swatch and a label such as "nnm ∘ clippedclustering" at 11 px.
+constexpr int kLegendW = 170;
+
+// Legend entries per row: as many as the figure is wide (one panel holds one; a legend wider than the figure
+// was cut off).
+int legend_per_row(int panels) { return std::max(1, kPanelW * std::min(panels, kPerLine) / kLegendW); }
 const char* const kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
                                "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
 
@@ -92,7 +98,8 @@ std::string curves_svg(const ReportCells& cells, const std::vector<PivotPlace>& 
     data[{places[i].column, line}] = std::move(s);
   }
   if (panels.empty()) return "";
-  const int legend_rows = static_cast<int>((lines.size() + 3) / 4);
+  const int per_row = legend_per_row(static_cast<int>(panels.size()));
+  const int legend_rows = (static_cast<int>(lines.size()) + per_row - 1) / per_row;
   std::ostringstream svg;
   svg << open_svg(static_cast<int>(panels.size()), legend_rows);
   for (std::size_t p = 0; p < panels.size(); ++p) {
@@ -115,7 +122,8 @@ std::string curves_svg(const ReportCells& cells, const std::vector<PivotPlace>& 
   }
   const int top = kPanelH * static_cast<int>((panels.size() + kPerLine - 1) / kPerLine);
   for (std::size_t l = 0; l < lines.size(); ++l) {
-    const int x = 10 + 230 * static_cast<int>(l % 4), y = top + 12 + 16 * static_cast<int>(l / 4);
+    const int column = static_cast<int>(l) % per_row, row = static_cast<int>(l) / per_row;
+    const int x = 10 + kLegendW * column, y = top + 12 + 16 * row;
     svg << "<rect x=\"" << x << "\" y=\"" << y - 8 << "\" width=\"14\" height=\"8\" fill=\"" << kColors[l % 10]
         << "\"/><text x=\"" << x + 18 << "\" y=\"" << y << "\" font-size=\"11\">" << escape(lines[l]) << "</text>\n";
   }
