@@ -18,7 +18,7 @@ for summary in $(cd "$src" && find . -name summary.json | sort); do
   for f in config.yaml summary.json metrics.csv; do cp "$src/$run/$f" "$dest/$run/$f"; done
   count=$((count + 1))
 done
-"$phalanx" report "$dest" > /dev/null
-# gnuplot's inputs and log: the PNGs they made stay, the report needs nothing else.
-rm -f "$dest"/plots/*.dat "$dest"/plots/plots.gp "$dest"/plots/gnuplot.log
+# --no-plots: the report's own SVG figures (small multiples, std bands) without gnuplot's PNGs, which draw
+# every run as one line (unreadable past a few dozen runs, and hundreds of KB each).
+"$phalanx" report "$dest" --no-plots > /dev/null
 echo "keep_runs: $count runs and their report in $dest ($(du -sh "$dest" | cut -f1))"
