@@ -142,7 +142,7 @@ std::string heatmap_svg(const ReportCells& cells, const std::vector<PivotPlace>&
     const std::string panel = places[i].group_row.empty() ? "worst case" : places[i].group_row;
     for (auto [list, value] : {std::pair{&panels, panel}, {&xs, cell.key[xi]}, {&ys, cell.key[yi]}})
       if (std::find(list->begin(), list->end(), value) == list->end()) list->push_back(value);
-    const double acc = cell.not_ok || !cell.accuracy.count ? 0.0 : 100 * cell.accuracy.mean;  // as in the pivot tables
+    const double acc = 100 * std::max(pivot_score(&cell), 0.0);  // a ✗ cell counts 0, as it ranks last
     auto [it, fresh] = worst.insert({{panel, cell.key[xi], cell.key[yi]}, acc});
     if (!fresh) it->second = std::min(it->second, acc);
   }

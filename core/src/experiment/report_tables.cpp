@@ -51,9 +51,6 @@ bool any_edge(const ReportCells& cells) {
   return false;
 }
 
-// A cell where a seed diverged or failed: the defence lost that cell whatever its other seeds reached, so
-// it scores below every cell whose seeds all ended ok (and shows why instead of the other seeds' mean).
-double pivot_score(const ReportCell* x) { return x->not_ok || !x->accuracy.count ? -1.0 : x->accuracy.mean; }
 
 const char* kNotOkNote =
     "✗: a seed of this cell diverged or failed (its summary.json says why); such a cell ranks below every cell "
@@ -103,6 +100,8 @@ std::vector<PivotPlace> pivot_places(const ReportCells& cells, const ReportOptio
   }
   return places;
 }
+
+double pivot_score(const ReportCell* x) { return x->not_ok || !x->accuracy.count ? -1.0 : x->accuracy.mean; }
 
 std::vector<PivotTable> pivot_tables(const ReportCells& cells, const ReportOptions& options) {
   const std::vector<PivotPlace> places = pivot_places(cells, options);

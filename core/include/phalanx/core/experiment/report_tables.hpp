@@ -32,6 +32,11 @@ struct PivotTable {
   std::vector<Row> rows;  // by rank
 };
 
+/// A cell's score in the ranking: its mean final accuracy, or -1 when a seed diverged or failed (the defence
+/// lost that cell whatever its other seeds reached, and the table shows why instead of the other seeds'
+/// mean) or no accuracy is finite.
+double pivot_score(const ReportCell* cell);
+
 /// The pivot tables; none when no pivot_columns column varies (nothing to take the worst case over).
 std::vector<PivotTable> pivot_tables(const ReportCells& cells, const ReportOptions& options);
 
