@@ -163,6 +163,38 @@ TEST(SpeedModel, HeterogeneousSpreadAndSlowFraction) {
   EXPECT_DOUBLE_EQ(model.next(3), 2.5);
 }
 
+TEST(SpeedModel, CommunicationTimeIsAddedToEveryComputeTime) {
+  core::SpeedSpec s;
+  s.name = "heterogeneous";
+  s.slow_fraction = 0.5;
+  s.slow_factor = 4;
+  s.comm = 0.25;
+  core::SpeedModel model(s, 2, 1);
+  EXPECT_DOUBLE_EQ(model.next(0), 4.25);
+  EXPECT_DOUBLE_EQ(model.next(1), 1.25);
+}
+
+TEST(AsyncEngine, CommunicationTimeStretchesTheClockNotTheStaleness) {
+  // K equal workers with a round trip of 1 on top of a compute time of 2: the clock runs 1.5x as long for the
+  // same updates, and every gradient is still K - 1 updates old.
+  core::RunResult r = core::run_async(
+      resolve_config(kAsync, {"engine.speed={name: homogeneous, time: 2.0, comm: 1.0}", "training.eval_every=60"}),
+      builtin_registry(), "", nullptr);
+  EXPECT_EQ(r.last.step, 120);
+  EXPECT_EQ(r.last.staleness_max, 5);
+  EXPECT_DOUBLE_EQ(r.last.sim_time, 3.0 * 120 / 6);
+}
+
+TEST(SyncEngine, ARoundPaysTheCommunicationTimeOnceAfterItsSlowestWorker) {
+  core::RunResult r = core::run_sync(
+      resolve_config(kAsync, {"engine={name: sync, speed: {name: heterogeneous, slow_fraction: 0.2, slow_factor: 4, "
+                              "comm: 0.5}}",
+                              "training.budget.steps=10", "training.eval_every=10"}),
+      builtin_registry(), "", nullptr);
+  EXPECT_EQ(r.last.step, 10);
+  EXPECT_DOUBLE_EQ(r.last.sim_time, 10 * 4.5);
+}
+
 TEST(SpeedModel, GammaHasTheRequestedMean) {
   core::SpeedSpec s;
   s.name = "gamma";

@@ -222,6 +222,29 @@ TEST(ReportOptions, SectionKeysAndClearErrors) {
   EXPECT_EQ(o.pivot_rows, "optimizer");
   EXPECT_ERROR_WITH(core::report_options_from(core::parse_yaml("{heatmaps: [workers.byzantine]}", "report.yaml")), "pairs of keys");
   EXPECT_ERROR_WITH(core::report_options_from(core::parse_yaml("{best: [x]}", "report.yaml")), "report.best: unknown key (allowed:");
+  EXPECT_EQ(core::report_options_from(core::parse_yaml("{target_accuracy: 80}", "report.yaml")).target_accuracy, 80.0);
+  EXPECT_ERROR_WITH(core::report_options_from(core::parse_yaml("{target_accuracy: 0.8x}", "report.yaml")),
+                    "report.yaml:1", "accuracy in percent");
+  EXPECT_ERROR_WITH(core::report_options_from(core::parse_yaml("{target_accuracy: 180}", "report.yaml")), "at most 100");
+}
+
+TEST(ReportTables, GradientsToTheTargetAccuracyCountOnlySeedsThatReachedIt) {
+  // Accuracy climbs linearly over three evaluations at 100, 200 and 300 gradients: a run ending at 90 % first
+  // reaches 55 % at its second evaluation (60 %), one ending at 60 % at its third, one ending at 45 % never.
+  const std::string dir = temp_dir("report_to_target");
+  write_run(dir + "/fast/seed1", "seed: 1\noptimizer: {name: ormo}\n", 0.90);
+  write_run(dir + "/fast/seed2", "seed: 2\noptimizer: {name: ormo}\n", 0.60);
+  write_run(dir + "/slow/seed1", "seed: 1\noptimizer: {name: asgd}\n", 0.60);
+  write_run(dir + "/slow/seed2", "seed: 2\noptimizer: {name: asgd}\n", 0.45);
+  write_run(dir + "/never/seed1", "seed: 1\noptimizer: {name: sgd}\n", 0.45);
+  core::ReportOptions options;
+  options.plots = false;
+  options.target_accuracy = 55;
+  const std::string md = core::write_report(dir, options);
+  EXPECT_NE(md.find("| gradients to 55 % |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| ormo | 75.00 ± 21.21 | 0.5000 ± 0.0000 | 250 ± 71 | 2 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| asgd | 52.50 ± 10.61 | 0.5000 ± 0.0000 | 300 ± 0 (1/2) | 2 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| sgd | 45.00 ± 0.00 | 0.5000 ± 0.0000 | not reached | 1 |"), std::string::npos) << md;
 }
 
 }  // namespace

@@ -47,7 +47,11 @@ std::vector<CoreSection> declare_sections() {
         spec("slow_fraction", T::Double, 0.0, "fraction of workers (the first ones) that are slow", 0.0, 1.0),
         spec("slow_factor", T::Double, 1.0, "how many times slower the slow workers are", 1.0),
         spec("shape", T::Double, 100.0, "gamma: shape of the per-step Gamma(shape, 1/shape) factor", 1e-6),
-        spec("file", T::String, "", "trace: file whose line k lists worker k's compute times")}},
+        spec("file", T::String, "", "trace: file whose line k lists worker k's compute times"),
+        spec("comm", T::Double, 0.0,
+             "communication time of one gradient's round trip (push the gradient, pull the parameters), added "
+             "to every compute time; a synchronous round pays it once, after its slowest worker",
+             0.0)}},
       {"data", "core keys of the data section, beside the data plugin's own (`phalanx plugins data`)",
        {spec("seed", T::Int, Value(),
              "seed of the data (synthetic sets), the partition and each worker's batch order, apart from the run "

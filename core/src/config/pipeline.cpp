@@ -171,7 +171,7 @@ Value resolve_speed(const Value& engine_section, PipelineSpec& s) {
   Params speed = Params::validate(core_specs("engine.speed"), subsection(engine_section, "speed"), "engine.speed");
   s.speed = {speed.get_string("name"),          speed.get_double("time"),        speed.get_double("spread"),
              speed.get_double("slow_fraction"), speed.get_double("slow_factor"), speed.get_double("shape"),
-             speed.get_string("file")};
+             speed.get_string("file"),          speed.get_double("comm")};
   if (s.speed.name == "trace" && s.speed.file.empty())
     speed.fail("file", "the trace speed model needs a file (line k: worker k's compute times)");
   if (s.speed.name == "trace") {

@@ -217,7 +217,9 @@ SpeedModel::SpeedModel(const SpeedSpec& spec, std::int64_t workers, std::uint64_
   }
 }
 
-double SpeedModel::next(std::int64_t k) {
+double SpeedModel::next(std::int64_t k) { return compute_time(k) + spec_.comm; }
+
+double SpeedModel::compute_time(std::int64_t k) {
   if (spec_.name == "trace") {
     const auto& times = trace_[k];
     const double t = times[trace_pos_[k] % times.size()];

@@ -136,10 +136,25 @@ class ColumnLabels {
   std::vector<std::string> columns_;
 };
 
+// The first evaluation row whose test accuracy reaches `target` (a fraction), or -1.
+std::ptrdiff_t first_row_reaching(const RunRecord& r, double target) {
+  for (std::size_t i = 0; i < r.rows.size(); ++i)
+    if (r.column(i, "test_accuracy") >= target) return static_cast<std::ptrdiff_t>(i);
+  return -1;
+}
+
 // Fills a cell from the seeds of its chosen best_over values.
-void summarize(ReportCell& cell) {
-  std::vector<double> acc, loss, sim_time;
+void summarize(ReportCell& cell, double target_accuracy) {
+  std::vector<double> acc, loss, sim_time, gradients_to_target, sim_time_to_target;
   for (const RunRecord* r : cell.runs) {
+    if (target_accuracy > 0) {
+      const std::ptrdiff_t row = first_row_reaching(*r, target_accuracy / 100.0);
+      if (row >= 0) {
+        gradients_to_target.push_back(r->column(static_cast<std::size_t>(row), "gradients"));
+        sim_time_to_target.push_back(r->column(static_cast<std::size_t>(row), "sim_time"));
+        ++cell.reached;
+      }
+    }
     acc.push_back(final_value(*r, "test_accuracy"));
     loss.push_back(final_value(*r, "train_loss"));
     sim_time.push_back(final_value(*r, "sim_time"));
@@ -152,6 +167,8 @@ void summarize(ReportCell& cell) {
   cell.accuracy = stats_of(acc);
   cell.loss = stats_of(loss);
   cell.sim_time = stats_of(sim_time);
+  cell.gradients_to_target = stats_of(gradients_to_target);
+  cell.sim_time_to_target = stats_of(sim_time_to_target);
 }
 
 }  // namespace
@@ -222,6 +239,7 @@ int column_index(const ReportCells& cells, const std::string& column) {
 ReportCells group_runs(const std::string& dir, const ReportOptions& options) {
   ReportCells out;
   out.dir = dir;
+  out.target_accuracy = options.target_accuracy;
   out.runs = find_runs(dir);
   const auto& runs = out.runs;
   if (runs.empty()) throw Error("no finished runs (folders with summary.json) below '" + dir + "'");
@@ -264,7 +282,7 @@ ReportCells group_runs(const std::string& dir, const ReportOptions& options) {
       cell.best_at_edge.push_back(tried.size() > 1 && (cell.best[b] == tried.front() || cell.best[b] == tried.back()));
     }
     for (auto i : by_value.at(*best_key)) cell.runs.push_back(&runs[i]);
-    summarize(cell);
+    summarize(cell, options.target_accuracy);
     out.cells.push_back(std::move(cell));
   }
   std::sort(out.cells.begin(), out.cells.end(), [](const ReportCell& a, const ReportCell& b) {

@@ -191,8 +191,14 @@ ReportOptions report_options_from(const Value& report) {
           throw Error(pair.location() + ": report.heatmaps entries are pairs of keys, e.g. [workers.byzantine, data.partition.alpha]");
         out.heatmaps.push_back({key_of(pair.as_list()[0], k), key_of(pair.as_list()[1], k)});
       }
+    } else if (k == "target_accuracy") {
+      const double target = v.is_number() ? v.as_double() : -1;
+      if (!(target > 0 && target <= 100))
+        throw Error(v.location() + ": report.target_accuracy is a test accuracy in percent, above 0 and at most 100 (e.g. 80)");
+      out.target_accuracy = target;
     } else {
-      throw Error(v.location() + ": report." + k + ": unknown key (allowed: best_over, plot_by, heatmaps, pivot_rows, pivot_columns)");
+      throw Error(v.location() + ": report." + k +
+                  ": unknown key (allowed: best_over, plot_by, heatmaps, pivot_rows, pivot_columns, target_accuracy)");
     }
   }
   return out;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <sstream>
 
@@ -140,24 +141,49 @@ std::vector<PivotTable> pivot_tables(const ReportCells& cells, const ReportOptio
   return tables;
 }
 
+// "12000 ± 800", "12000 ± 800 (2/3)" when some seeds never reached the target, "not reached" when none did.
+std::string to_target_text(const ReportCell& cell, const Stats& s, int decimals) {
+  if (cell.reached == 0) return "not reached";
+  const int seeds = static_cast<int>(cell.runs.size());
+  return format_stats(s, 1.0, decimals) +
+         (cell.reached < seeds ? " (" + std::to_string(cell.reached) + "/" + std::to_string(seeds) + ")" : "");
+}
+
 std::string long_table_markdown(const ReportCells& cells) {
   std::ostringstream md;
+  const bool to_target = cells.target_accuracy > 0;
+  char target[32];
+  std::snprintf(target, sizeof target, "%g", cells.target_accuracy);
   md << "|";
   for (const auto& c : cells.columns) md << " " << c << " |";
   for (const auto& b : cells.best_over) md << " best " << b << " |";
-  md << " test accuracy (%) | train loss |" << (cells.with_sim_time ? " sim time |" : "") << " seeds | steps |\n|";
+  md << " test accuracy (%) | train loss |" << (cells.with_sim_time ? " sim time |" : "");
+  if (to_target) {
+    md << " gradients to " << target << " % |";
+    if (cells.with_sim_time) md << " sim time to " << target << " % |";
+  }
+  md << " seeds | steps |\n|";
   for (std::size_t i = 0; i < cells.columns.size() + cells.best_over.size(); ++i) md << "---|";
-  md << "---:|---:|" << (cells.with_sim_time ? "---:|" : "") << "---:|---:|\n";
+  md << "---:|---:|" << (cells.with_sim_time ? "---:|" : "");
+  if (to_target) md << (cells.with_sim_time ? "---:|---:|" : "---:|");
+  md << "---:|---:|\n";
   for (const auto& cell : cells.cells) {
     md << "|";
     for (const auto& v : cell.key) md << " " << v << " |";
     for (std::size_t b = 0; b < cell.best.size(); ++b) md << " " << cell.best[b] << (cell.best_at_edge[b] ? "†" : "") << " |";
     md << " " << format_stats(cell.accuracy, 100.0, 2) << " | " << format_stats(cell.loss, 1.0, 4) << " | ";
     if (cells.with_sim_time) md << format_stats(cell.sim_time, 1.0, 1) << " | ";
+    if (to_target) {
+      md << to_target_text(cell, cell.gradients_to_target, 0) << " | ";
+      if (cells.with_sim_time) md << to_target_text(cell, cell.sim_time_to_target, 1) << " | ";
+    }
     md << cell.runs.size() << (cell.not_ok ? " (" + std::to_string(cell.not_ok) + " not ok)" : "") << " | "
        << cell.steps << " |\n";
   }
   if (any_edge(cells)) md << "\n" << kEdgeNote << "\n";
+  if (to_target)
+    md << "\nTo " << target << " %: at the first evaluation whose test accuracy reached " << target
+       << " %, mean ± std over the seeds that reached it; (k/n): only k of the n seeds did.\n";
   return md.str();
 }
 

@@ -38,6 +38,8 @@ struct SpeedSpec {
   double slow_factor = 1.0;          //     slow_factor times slower
   double shape = 100.0;              // gamma: each step's time is base * Gamma(shape, 1 / shape)
   std::string file;                  // trace: line k holds worker k's times, cycled
+  double comm = 0.0;                 // every model: a gradient's round trip (push it, pull the parameters)
+                                     // adds this time to its compute time; a sync round pays it once
 };
 
 /// How many steps a run takes: exactly one of the three is set in the config.

@@ -114,12 +114,13 @@ RunSetup prepare_run(const PipelineSpec& spec, const Registry& registry, const s
 class SpeedModel {
  public:
   SpeedModel(const SpeedSpec& spec, std::int64_t workers, std::uint64_t seed);
-  /// Time worker `k` needs for its next gradient (> 0).
+  /// Time worker `k` needs for its next gradient (> 0): its compute time plus the round trip's `comm`.
   double next(std::int64_t k);
   void save(Checkpoint& checkpoint, const std::string& prefix) const;
   void load(const Checkpoint& checkpoint, const std::string& prefix);
 
  private:
+  double compute_time(std::int64_t k);
   SpeedSpec spec_;
   std::vector<double> base_;                // per-worker mean time
   std::vector<std::vector<double>> trace_;  // per-worker times from the trace file, cycled

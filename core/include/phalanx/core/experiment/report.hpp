@@ -23,10 +23,13 @@ struct ReportOptions {
   // Pairs of keys drawn as heatmaps of the worst-case accuracy (e.g. workers.byzantine x data.partition.alpha);
   // empty: every pair of the columns that are neither rows nor columns of the pivot tables (at most 3).
   std::vector<std::pair<std::string, std::string>> heatmaps;
+  // Test accuracy (%) a run must reach: the long table adds the gradients and the simulated time each cell's
+  // seeds took to first reach it (0: no such columns).
+  double target_accuracy = 0;
 };
 
 /// The options of a config's `report` section ({best_over: [keys], plot_by: [keys], heatmaps: [[x, y]],
-/// pivot_rows: key, pivot_columns: key}), with errors naming the file and line.
+/// pivot_rows: key, pivot_columns: key, target_accuracy: percent}), with errors naming the file and line.
 ReportOptions report_options_from(const Value& report_section);
 
 struct RunRecord {

@@ -31,6 +31,10 @@ struct ReportCell {
   std::vector<bool> best_at_edge;      // that value is the smallest or largest one tried in this cell
   std::vector<const RunRecord*> runs;  // the seeds of the chosen values
   Stats accuracy, loss, sim_time;      // final values over those seeds (accuracy as a fraction)
+  // Gradients and simulated time at the first evaluation reaching the target accuracy, over the seeds that
+  // reached it (ReportOptions::target_accuracy); `reached` counts them.
+  Stats gradients_to_target, sim_time_to_target;
+  int reached = 0;
   std::int64_t steps = 0;
   int not_ok = 0;                      // runs whose status is not ok
 };
@@ -41,6 +45,7 @@ struct ReportCells {
   std::vector<std::string> best_over;  // the options' best_over keys that vary
   std::vector<ReportCell> cells;       // in natural order of their keys
   bool with_sim_time = false;          // simulated time says more than the step count
+  double target_accuracy = 0;          // percent; 0: no time-to-target columns
   std::string dir;
 };
 
