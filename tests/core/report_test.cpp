@@ -228,6 +228,20 @@ TEST(ReportOptions, SectionKeysAndClearErrors) {
   EXPECT_ERROR_WITH(core::report_options_from(core::parse_yaml("{target_accuracy: 180}", "report.yaml")), "at most 100");
 }
 
+TEST(ReportTables, ACoreKeyMissingFromOlderRunsReadsAsItsDefault) {
+  // Runs recorded before engine.speed.comm existed lack it; a later run lists its default: one cell, not two.
+  const std::string dir = temp_dir("report_core_default");
+  write_run(dir + "/old/seed1", "seed: 1\nengine: {speed: {name: homogeneous}}\n", 0.80);
+  write_run(dir + "/new/seed2", "seed: 2\nengine: {speed: {name: homogeneous, comm: 0.0}}\n", 0.90);
+  write_run(dir + "/comm/seed1", "seed: 1\nengine: {speed: {name: homogeneous, comm: 1.0}}\n", 0.70);
+  core::ReportOptions options;
+  options.plots = false;
+  const std::string md = core::write_report(dir, options);
+  EXPECT_NE(md.find("| engine.speed.comm |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 0.0 | 85.00 ± 7.07 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 1.0 | 70.00 ± 0.00 |"), std::string::npos) << md;
+}
+
 TEST(ReportTables, GradientsToTheTargetAccuracyCountOnlySeedsThatReachedIt) {
   // Accuracy climbs linearly over three evaluations at 100, 200 and 300 gradients: a run ending at 90 % first
   // reaches 55 % at its second evaluation (60 %), one ending at 60 % at its third, one ending at 45 % never.

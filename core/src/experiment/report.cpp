@@ -12,6 +12,7 @@
 
 #include "phalanx/core/experiment/compare.hpp"
 #include "phalanx/core/config/config.hpp"
+#include "phalanx/core/config/core_params.hpp"
 #include "phalanx/core/experiment/report_cells.hpp"
 #include "phalanx/core/experiment/report_plots.hpp"
 #include "phalanx/error.hpp"
@@ -64,6 +65,33 @@ void flatten(const Value& v, const std::string& prefix, std::map<std::string, st
 
 double final_value(const RunRecord& r, const std::string& column) {
   return r.rows.empty() ? std::nan("") : r.column(r.rows.size() - 1, column);
+}
+
+// The default of a core config key ("engine.speed.comm"), or null when `key` is not one or has none.
+const Value* core_default(const std::string& key) {
+  const std::size_t dot = key.rfind('.');
+  const std::string section = dot == std::string::npos ? "" : key.substr(0, dot);
+  const std::string name = dot == std::string::npos ? key : key.substr(dot + 1);
+  for (const auto& s : core_param_specs())
+    if (s.path == section)
+      for (const auto& p : s.params)
+        if (p.name == name && !p.default_value.is_null()) return &p.default_value;
+  return nullptr;
+}
+
+// A run recorded before a core key existed ran as that key's default says (engine.speed.comm came after the
+// first studies): its resolved config.yaml lacks the key, which must not read as a difference from the runs
+// that list the default.
+void fill_core_defaults(std::vector<std::map<std::string, std::string>>& flat) {
+  std::set<std::string> all_keys;
+  for (const auto& f : flat)
+    for (const auto& [k, v] : f) all_keys.insert(k);
+  for (const auto& k : all_keys) {
+    const Value* fallback = core_default(k);
+    if (!fallback) continue;
+    for (auto& f : flat)
+      if (!f.count(k)) f[k] = fallback->to_string();
+  }
 }
 
 // The config keys that differ between runs. Seeds are averaged over; the name and the evaluation schedule
@@ -246,6 +274,7 @@ ReportCells group_runs(const std::string& dir, const ReportOptions& options) {
   std::vector<std::map<std::string, std::string>> flat(runs.size());
   std::set<std::string> lists;
   for (std::size_t i = 0; i < runs.size(); ++i) flatten(runs[i].config, "", flat[i], lists);
+  fill_core_defaults(flat);
   const ColumnLabels labels(flat, varied_keys(flat), lists,
                             std::set<std::string>(options.best_over.begin(), options.best_over.end()));
   for (const auto& b : options.best_over)
