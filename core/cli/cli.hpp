@@ -54,6 +54,8 @@ constexpr int kExitRunFailed = 3;
 int parse_command_line(int argc, char** argv, Options& o);
 
 void load_plugins(core::Registry& registry, const Options& o, const Value* config);
+/// Prints each distinct config warning (e.g. Variant::warnings) once to stderr.
+void print_config_warnings(const std::vector<std::string>& warnings);
 Value load_config(const Options& o);
 core::ReportOptions report_options_of(const Value& root);
 void refuse_distributed(const core::PipelineSpec& spec);

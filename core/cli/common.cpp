@@ -1,4 +1,5 @@
 // Helpers every verb uses: plugins, the config, the report section, what child processes inherit, logging.
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -34,6 +35,15 @@ void warn_about_missing_env_plugin_dirs() {
 }
 
 }  // namespace
+
+void print_config_warnings(const std::vector<std::string>& warnings) {
+  std::vector<std::string> shown;
+  for (const auto& w : warnings) {
+    if (std::find(shown.begin(), shown.end(), w) != shown.end()) continue;
+    shown.push_back(w);
+    std::cerr << "phalanx: warning: " << w << "\n";
+  }
+}
 
 void load_plugins(Registry& registry, const Options& o, const Value* config) {
   warn_about_missing_env_plugin_dirs();

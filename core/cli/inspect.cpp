@@ -63,6 +63,9 @@ int cmd_validate(const Options& o) {
   load_plugins(registry, o, &root);
   report_options_of(root);
   const auto runs = expand_sweep(root);  // every compare variant, sweep cell and seed
+  std::vector<std::string> warnings;
+  for (const auto& r : runs) warnings.insert(warnings.end(), r.warnings.begin(), r.warnings.end());
+  print_config_warnings(warnings);
   const MemoryLimit limit = memory_limit(o.max_memory);
   for (const auto& r : runs) {
     try {

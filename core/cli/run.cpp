@@ -110,6 +110,7 @@ struct Prepared {
 Prepared prepare_variants(const Value& root, const Registry& registry, const MemoryLimit& limit) {
   Prepared p;
   p.variants = expand_variants(root);
+  print_config_warnings(variant_warnings(p.variants));
   for (const auto& v : p.variants) {
     try {
       p.specs.push_back(resolve_pipeline(v.config, registry));

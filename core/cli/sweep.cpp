@@ -85,6 +85,9 @@ int cmd_sweep(const Options& o) {
   load_plugins(registry, o, &root);
   ReportOptions report = report_options_of(root);
   const std::vector<SweepRun> all = expand_sweep(root);
+  std::vector<std::string> warnings;
+  for (const auto& r : all) warnings.insert(warnings.end(), r.warnings.begin(), r.warnings.end());
+  print_config_warnings(warnings);
   const std::optional<Shard> shard = shard_of(o);
   const std::vector<SweepRun> runs = shard ? runs_of_shard(all, *shard) : all;
   const std::string name = check_runs(runs, registry, o);

@@ -66,6 +66,28 @@ sweep:
                     "each entry of variants maps config keys");
 }
 
+TEST(Sweep, AWholeSectionThatDropsTheBasesCoreKeysIsWarnedAbout) {
+  // The first confirmation run of configs/byzsgdnm/confirm_at_best_lr.yaml lost its cosine schedule this way.
+  const char* yaml =
+      "optimizer: {name: byzsgdnm, lr: 0.1, schedule: cosine, beta: 0.9}\n"
+      "aggregator: {name: cc, tau: 0.1}\n"
+      "sweep:\n"
+      "  variants:\n"
+      "    - {optimizer: {name: byzsgdm, lr: 0.03}}\n"
+      "    - {optimizer.name: byzsgdm, optimizer.lr: 0.03}\n"
+      "  aggregator: [{name: cm}]\n";
+  const auto runs = core::expand_sweep(core::parse_yaml(yaml, "w.yaml"));
+  ASSERT_EQ(runs.size(), 2u);
+  ASSERT_EQ(runs[0].warnings.size(), 1u);
+  // The schedule is a core key; beta is byzsgdnm's own and tau cc's own (a plugin change may well drop them).
+  EXPECT_NE(runs[0].warnings[0].find("w.yaml:5"), std::string::npos) << runs[0].warnings[0];
+  EXPECT_NE(runs[0].warnings[0].find("'optimizer' replaces the whole section and drops the base's schedule "),
+            std::string::npos)
+      << runs[0].warnings[0];
+  EXPECT_TRUE(runs[1].warnings.empty());
+  EXPECT_EQ(runs[1].config.find("optimizer")->find("schedule")->to_string(), "cosine");
+}
+
 TEST(Sweep, BadSeedsAndGridAreClear) {
   EXPECT_ERROR_WITH(core::expand_sweep(core::parse_yaml("seeds: [1, x]\n", "s.yaml")), "s.yaml:1", "seeds must be");
   EXPECT_ERROR_WITH(core::expand_sweep(core::parse_yaml("sweep: [1, 2]\n", "s.yaml")), "'sweep' must map");

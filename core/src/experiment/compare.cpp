@@ -1,9 +1,11 @@
 #include "phalanx/core/experiment/compare.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 
 #include "phalanx/core/config/config.hpp"
+#include "phalanx/core/config/core_params.hpp"
 #include "phalanx/error.hpp"
 
 namespace phalanx::core {
@@ -25,12 +27,39 @@ std::string value_label(const Value& v) {
 
 namespace {
 
+// A core key of section `section` ("optimizer" -> lr, weight_decay) or a core subsection ("optimizer" ->
+// schedule): keys every plugin of that section shares, so dropping one is never what a plugin change needs.
+bool is_core_key(const std::string& section, const std::string& key) {
+  for (const auto& s : core_param_specs()) {
+    if (s.path == section + "." + key) return true;
+    if (s.path == section)
+      for (const auto& p : s.params)
+        if (p.name == key) return true;
+  }
+  return false;
+}
+
+// Setting a whole section replaces the base's: the core keys the base set there and `value` does not go back
+// to their defaults (a first run of configs/byzsgdnm/confirm_at_best_lr.yaml lost its cosine schedule so).
+void note_dropped_keys(Variant& n, const std::string& path, const Value& value) {
+  const Value* old = get_path(n.config, path);
+  if (!old || old->type() != Value::Type::Map || value.type() != Value::Type::Map) return;
+  std::string dropped;
+  for (const auto& [k, item] : old->as_map())
+    if (!value.find(k) && is_core_key(path, k)) dropped += (dropped.empty() ? "" : ", ") + k;
+  if (dropped.empty()) return;
+  n.warnings.push_back(value.location() + ": '" + path + "' replaces the whole section and drops the base's " +
+                       dropped + " (reset to the defaults); to keep them, set single keys instead, e.g. '" + path +
+                       ".name: ...'");
+}
+
 // `variants: [{label: ssgdm, optimizer: ssgdm, engine.name: sync}, ...]` sets several keys at once, for
 // methods that differ in more than one place. `label` (optional) names the variant's folder.
 void apply_variant(Variant& n, const std::string& key, const Value& value) {
   if (!is_variants_key(key)) {
     n.label += (n.label.empty() ? "" : "_") + value_label(value);
     n.choice.emplace_back(key, value);
+    note_dropped_keys(n, key, value);
     set_path(n.config, key, value);
     return;
   }
@@ -40,6 +69,7 @@ void apply_variant(Variant& n, const std::string& key, const Value& value) {
   std::string first;
   for (const auto& [path, item] : value.as_map()) {
     if (path == "label") continue;
+    note_dropped_keys(n, path, item);
     set_path(n.config, path, item);
     if (first.empty()) first = value_label(item);
   }
@@ -76,6 +106,14 @@ std::vector<Variant> expand_variants(const Value& root) {
     variants = std::move(next);
   }
   return variants;
+}
+
+std::vector<std::string> variant_warnings(const std::vector<Variant>& variants) {
+  std::vector<std::string> out;
+  for (const auto& v : variants)
+    for (const auto& w : v.warnings)
+      if (std::find(out.begin(), out.end(), w) == out.end()) out.push_back(w);
+  return out;
 }
 
 namespace {

@@ -82,13 +82,14 @@ std::vector<SweepRun> expand_sweep(const Value& root) {
   std::vector<SweepRun> runs;
   for (const Variant& v : expand_variants(base)) {
     if (seeds.empty()) {
-      runs.push_back({v.label.empty() ? "run" : v.label, v.config});
+      runs.push_back({v.label.empty() ? "run" : v.label, v.config, v.warnings});
       continue;
     }
     for (std::int64_t seed : seeds) {
       Value config = v.config;
       config.set("seed", Value(seed));
-      runs.push_back({(v.label.empty() ? std::string("run") : v.label) + "/seed" + std::to_string(seed), config});
+      runs.push_back({(v.label.empty() ? std::string("run") : v.label) + "/seed" + std::to_string(seed), config,
+                      v.warnings});
     }
   }
   return runs;

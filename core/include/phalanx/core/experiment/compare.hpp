@@ -16,6 +16,9 @@ struct Variant {
   std::string label;                                  // folder name, e.g. "cm_alie"
   std::vector<std::pair<std::string, Value>> choice;  // key -> value of this variant
   Value config;                                       // the root config with the choice applied
+  // A value that replaced a whole section and so dropped core keys the base had set there (optimizer: {name:
+  // byzsgdm} drops a base's schedule: cosine); each names the file and line. Shown by validate and sweep.
+  std::vector<std::string> warnings;
 };
 
 /// Grid keys named `variants` or `variants_<anything>` (so a grid can hold several) list values that each
@@ -25,7 +28,11 @@ inline bool is_variants_key(const std::string& key) {
 }
 
 /// Expands the root's `compare` section (removed from each variant). No section: one variant.
+/// Each variant's `warnings` name the core keys one of its values dropped from the base.
 std::vector<Variant> expand_variants(const Value& root);
+
+/// Every distinct warning of `variants`, in order of first appearance.
+std::vector<std::string> variant_warnings(const std::vector<Variant>& variants);
 
 /// A short label for a compare value: a name, or {name: cc, tau: 0.1} -> "cc-tau0.1".
 std::string value_label(const Value& v);

@@ -22,6 +22,7 @@ namespace phalanx::core {
 struct SweepRun {
   std::string label;  // relative folder, e.g. "cm_16_0.1/seed1"
   Value config;       // the root config for this run (no sweep/seeds/compare sections)
+  std::vector<std::string> warnings;  // its variant's (Variant::warnings)
 };
 
 /// Expands `root`'s sweep grid and seeds (errors name file:line). A config without them gives one run.
