@@ -106,6 +106,20 @@ const std::vector<CoreSection>& core_param_specs() {
   return sections;
 }
 
+const ParamSpec* core_param(const std::string& section, const std::string& name) {
+  for (const auto& s : core_param_specs())
+    if (s.path == section)
+      for (const auto& p : s.params)
+        if (p.name == name) return &p;
+  return nullptr;
+}
+
+bool is_core_section(const std::string& path) {
+  for (const auto& s : core_param_specs())
+    if (s.path == path) return true;
+  return false;
+}
+
 const std::vector<ParamSpec>& core_specs(const std::string& path) {
   for (const auto& s : core_param_specs())
     if (s.path == path) return s.params;

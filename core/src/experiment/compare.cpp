@@ -30,13 +30,7 @@ namespace {
 // A core key of section `section` ("optimizer" -> lr, weight_decay) or a core subsection ("optimizer" ->
 // schedule): keys every plugin of that section shares, so dropping one is never what a plugin change needs.
 bool is_core_key(const std::string& section, const std::string& key) {
-  for (const auto& s : core_param_specs()) {
-    if (s.path == section + "." + key) return true;
-    if (s.path == section)
-      for (const auto& p : s.params)
-        if (p.name == key) return true;
-  }
-  return false;
+  return is_core_section(section + "." + key) || core_param(section, key);
 }
 
 // Setting a whole section replaces the base's: the core keys the base set there and `value` does not go back

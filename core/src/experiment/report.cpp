@@ -70,13 +70,9 @@ double final_value(const RunRecord& r, const std::string& column) {
 // The default of a core config key ("engine.speed.comm"), or null when `key` is not one or has none.
 const Value* core_default(const std::string& key) {
   const std::size_t dot = key.rfind('.');
-  const std::string section = dot == std::string::npos ? "" : key.substr(0, dot);
-  const std::string name = dot == std::string::npos ? key : key.substr(dot + 1);
-  for (const auto& s : core_param_specs())
-    if (s.path == section)
-      for (const auto& p : s.params)
-        if (p.name == name && !p.default_value.is_null()) return &p.default_value;
-  return nullptr;
+  const ParamSpec* p =
+      dot == std::string::npos ? core_param("", key) : core_param(key.substr(0, dot), key.substr(dot + 1));
+  return p && !p->default_value.is_null() ? &p->default_value : nullptr;
 }
 
 // A run recorded before a core key existed ran as that key's default says (engine.speed.comm came after the

@@ -25,6 +25,13 @@ const std::vector<CoreSection>& core_param_specs();
 /// The declarations of one section; throws phalanx::Error for a path that is not a core section.
 const std::vector<ParamSpec>& core_specs(const std::string& path);
 
+/// The declaration of core key `name` of section `section` ("engine.speed", "comm"), or null when the core
+/// declares no such key.
+const ParamSpec* core_param(const std::string& section, const std::string& name);
+
+/// True when `path` ("optimizer.schedule") is a core section.
+bool is_core_section(const std::string& path);
+
 /// Writes every core section with its keys' types, defaults, ranges and help, in the layout of
 /// `phalanx plugins KIND`. Returns the exit code (0).
 int print_core_params(std::ostream& out);
