@@ -26,7 +26,7 @@ PARTS = [  # (part, functions that put a sample in it), first match wins
     ("update", ("::apply(", "Sgdnm::apply", "Sgdm::apply", "Optimizer::apply")),
     ("rule", ("WorkerRule::message",)),
     ("attack", ("::craft",)),
-    ("honest_deviation", ("add_honest_comparison",)),
+    ("honest_deviation", ("add_honest_comparison", "compare_with_honest_mean", "honest_block_sums")),
     ("batches", ("draw_batch",)),
     ("finiteness", ("diverged_on", "count_nonfinite_rows")),
     ("message_copy", ("compute_messages",)),  # what is left in compute_messages: the copy into the matrix

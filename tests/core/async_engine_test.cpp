@@ -37,7 +37,8 @@ TEST(AsyncEngine, SameSeedGivesIdenticalMetrics) {
 // optimizer (SMEGA2 computes each gradient at its own point, one at a time).
 TEST(AsyncEngine, ThreadCountDoesNotChangeAnyMetric) {
   const std::vector<std::vector<std::string>> variants{
-      {"engine.buffer=4", "workers={count: 6, byzantine: 1}", "attack={name: alie}", "aggregator={name: cm}"},
+      {"engine.buffer=4", "workers={count: 6, byzantine: 1}", "attack={name: alie}", "aggregator={name: cm}",
+       "training.eval_batch_size=7"},  // several test batches, scored on the threads
       {"engine.buffer=1"},
       {"optimizer={name: smega2, lr: 0.05}"}};
   for (const auto& overrides : variants) {

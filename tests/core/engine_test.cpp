@@ -51,6 +51,8 @@ TEST(SyncEngine, ThreadCountDoesNotChangeAnyMetric) {
   for (int threads : {1, 2, 3}) {
     Value config = core::parse_yaml(kSmall, "t.yaml");
     core::set_path(config, "training.threads", Value(threads));
+    // Seven test batches (the last one short), so the evaluation is shared between the threads too.
+    core::set_path(config, "training.eval_batch_size", Value(30));
     const std::string dir = temp_dir("threads_" + std::to_string(threads));
     core::RunResult r = core::run_sync(core::resolve_pipeline(config, builtin_registry()), builtin_registry(), dir, nullptr);
     ASSERT_EQ(r.status, core::RunStatus::ok) << r.message;

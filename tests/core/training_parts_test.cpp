@@ -1,4 +1,5 @@
 // Partitions, schedules, budgets and seeds; the gradient threads.
+#include "phalanx/core/engine/engine_parts.hpp"
 #include "phalanx/core/engine/training_parts.hpp"
 #include "phalanx/core/engine/worker_pool.hpp"
 
@@ -150,6 +151,34 @@ TEST(WorkerPool, RunsEveryTaskOnceOnItsSlotsAndRethrows) {
   EXPECT_EQ(core::gradient_threads(4, 2), 2);
   EXPECT_EQ(core::gradient_threads(1, 8), 1);
   EXPECT_GE(core::gradient_threads(0, 8), 1);
+}
+
+// Several blocks of columns (the last one short): the blocked sums agree with ATen's float64 norms to
+// rounding, and are the same bits for no pool, one thread and three.
+TEST(HonestComparison, MatchesTheDefinitionAndIsTheSameForAnyThreadCount) {
+  at::manual_seed(11);
+  const at::Tensor honest = at::randn({5, 5000});
+  const at::Tensor aggregate = honest.mean(0) + 0.1 * at::randn({5000});
+  const at::Tensor mean = honest.to(at::kDouble).mean(0), update = aggregate.to(at::kDouble);
+  const double deviation = (update - mean).norm().item<double>() / mean.norm().item<double>();
+  const double cosine = update.dot(mean).item<double>() / (update.norm().item<double>() * mean.norm().item<double>());
+  const core::HonestComparison alone = core::compare_with_honest_mean(aggregate, honest, nullptr);
+  EXPECT_NEAR(alone.deviation, deviation, 1e-12 * deviation);
+  EXPECT_NEAR(alone.cosine, cosine, 1e-12);
+  EXPECT_GT(alone.deviation, 0.1);  // the noise added above is not lost
+  for (int threads : {1, 3}) {
+    core::WorkerPool pool(threads);
+    const core::HonestComparison shared = core::compare_with_honest_mean(aggregate, honest, &pool);
+    EXPECT_EQ(shared.deviation, alone.deviation) << threads;
+    EXPECT_EQ(shared.cosine, alone.cosine) << threads;
+  }
+}
+
+TEST(HonestComparison, AZeroMeanGivesTheAbsoluteDeviationAndCosineZero) {
+  const at::Tensor honest = at::stack({at::ones({3000}), -at::ones({3000})});
+  const core::HonestComparison c = core::compare_with_honest_mean(at::full({3000}, 0.5), honest, nullptr);
+  EXPECT_DOUBLE_EQ(c.deviation, 0.5 * std::sqrt(3000.0));
+  EXPECT_EQ(c.cosine, 0.0);
 }
 
 }  // namespace

@@ -272,6 +272,24 @@ std::vector<std::unique_ptr<FlatModel>> build_replicas(const PipelineSpec& spec,
   return replicas;
 }
 
+FlatModel::Evaluation evaluate_on_threads(WorkerPool& pool, const std::vector<FlatModel*>& models,
+                                          const at::Tensor& x, const at::Tensor& y, std::int64_t batch_size) {
+  const std::int64_t n = x.size(0);
+  const std::int64_t batches = (n + batch_size - 1) / batch_size;
+  std::vector<FlatModel::BatchScore> scores(static_cast<std::size_t>(batches));
+  pool.run(batches, [&](std::int64_t i, int slot) {
+    const std::int64_t start = i * batch_size, len = std::min(batch_size, n - start);
+    scores[i] = models[slot]->score_batch(x.narrow(0, start, len), y.narrow(0, start, len));
+  });
+  double loss_sum = 0;
+  std::int64_t correct = 0;
+  for (const FlatModel::BatchScore& score : scores) {  // in batch order, as FlatModel::evaluate adds them
+    loss_sum += score.loss_sum;
+    correct += score.correct;
+  }
+  return {loss_sum / static_cast<double>(n), static_cast<double>(correct) / static_cast<double>(n)};
+}
+
 void compute_messages(const PipelineSpec& spec, EnginePlugins& plugins, WorkerPool& pool,
                       const std::vector<FlatModel*>& models, std::vector<WorkerTask>& tasks, TimeBreakdown& time,
                       at::Tensor rows) {
@@ -289,6 +307,8 @@ void compute_messages(const PipelineSpec& spec, EnginePlugins& plugins, WorkerPo
     at::Tensor message = plugins.worker_rules[task.worker]->message(gradient, task.iteration);
     require_shape(message, {d}, "optimizer '" + spec.optimizer.name + "' worker rule");
     task.loss = loss;
+    // Checked here, on the gradient threads, so the server's serial part does not pass over the rows again.
+    task.finite = count_nonfinite_rows(message.reshape({1, -1})) == 0;
     if (rows.defined())
       rows[i].copy_(message);
     else
@@ -329,13 +349,26 @@ bool diverged_on_update(RunResult& result, const at::Tensor& update, const std::
   return true;
 }
 
-bool diverged_on_honest_rows(RunResult& result, const at::Tensor& honest, const std::string& when) {
-  if (!honest.defined() || honest.dim() != 2 || honest.size(0) == 0 || count_nonfinite_rows(honest) == 0)
-    return false;
+namespace {
+bool mark_honest_nonfinite(RunResult& result, const std::string& when) {
   result.status = RunStatus::diverged;
   result.message = "an honest worker's gradient became non-finite " + when +
                    " (the parameters grew too large); lower optimizer.lr or use a robust aggregator";
   return true;
+}
+}  // namespace
+
+bool diverged_on_honest_rows(RunResult& result, const at::Tensor& honest, const std::string& when) {
+  if (!honest.defined() || honest.dim() != 2 || honest.size(0) == 0 || count_nonfinite_rows(honest) == 0)
+    return false;
+  return mark_honest_nonfinite(result, when);
+}
+
+bool diverged_on_honest_messages(RunResult& result, const std::vector<WorkerTask>& tasks, std::int64_t honest,
+                                 const std::string& when) {
+  for (const WorkerTask& task : tasks)
+    if (task.worker < honest && !task.finite) return mark_honest_nonfinite(result, when);
+  return false;
 }
 
 bool diverged_on_parameters(RunResult& result, const at::Tensor& params, const std::string& when) {
@@ -352,54 +385,90 @@ void MetricsTracker::add_train_loss(double loss) {
 
 namespace {
 
-// One pass over the honest rows, a block of columns at a time: their mean (summed in float64 from 0 in row
-// order, then divided by h, the operations ATen's `mean.add_(row)` and `mean.div_(h)` did), the aggregate in
-// float64 and the difference of the two, each into a buffer the tracker keeps between rounds.
-__attribute__((target_clones("avx2", "default"))) void honest_mean_and_difference(
-    const float* rows, std::int64_t h, std::int64_t d, const float* aggregate, double* mean, double* update,
-    double* difference) {
-  constexpr std::int64_t kBlock = 2048;  // 16 KB of float64 sums stay in L1 while the h rows stream past
-  for (std::int64_t start = 0; start < d; start += kBlock) {
-    const std::int64_t width = std::min(kBlock, d - start);
-    double* sum = mean + start;
-    for (std::int64_t j = 0; j < width; ++j) sum[j] = 0.0;
-    for (std::int64_t r = 0; r < h; ++r) {
-      const float* row = rows + r * d + start;
-      for (std::int64_t j = 0; j < width; ++j) sum[j] += static_cast<double>(row[j]);
-    }
-    const double count = static_cast<double>(h);
-    for (std::int64_t j = start; j < start + width; ++j) {
-      mean[j] /= count;
-      update[j] = static_cast<double>(aggregate[j]);
-      difference[j] = update[j] - mean[j];
-    }
+// The honest-deviation metric works on fixed blocks of columns: each block's sums come out the same whichever
+// thread computes it, and the blocks' sums are added in block order, so the metric is the same for any thread
+// count. 2,048 float64 sums (16 KB) stay in L1 while the h rows stream past.
+constexpr std::int64_t kHonestBlock = 2048;
+constexpr int kLanes = 4;  // independent partial sums per block, added in lane order (they vectorise)
+
+struct HonestBlockSums {
+  double mean_sq = 0, update_sq = 0, difference_sq = 0, dot = 0;
+};
+
+// One block [start, start + width) of the honest rows' mean (summed in float64 from 0 in row order, then
+// divided by h) against the aggregate: the block's sums of mean^2, aggregate^2, (aggregate - mean)^2 and
+// aggregate * mean. The clones must not enable FMA: a contracted multiply-add would round differently on
+// CPUs without it.
+__attribute__((target_clones("avx2", "default"))) HonestBlockSums honest_block_sums(
+    const float* rows, std::int64_t h, std::int64_t d, const float* aggregate, std::int64_t start,
+    std::int64_t width) {
+  double sum[kHonestBlock];
+  for (std::int64_t j = 0; j < width; ++j) sum[j] = 0.0;
+  for (std::int64_t r = 0; r < h; ++r) {
+    const float* row = rows + r * d + start;
+    for (std::int64_t j = 0; j < width; ++j) sum[j] += static_cast<double>(row[j]);
   }
+  const double count = static_cast<double>(h);
+  double mean_sq[kLanes] = {}, update_sq[kLanes] = {}, difference_sq[kLanes] = {}, dot[kLanes] = {};
+  const auto add = [&](std::int64_t j, int lane) {  // column j goes to lane j mod kLanes
+    const double mean = sum[j] / count, update = static_cast<double>(aggregate[start + j]);
+    const double difference = update - mean;
+    mean_sq[lane] += mean * mean;
+    update_sq[lane] += update * update;
+    difference_sq[lane] += difference * difference;
+    dot[lane] += update * mean;
+  };
+  std::int64_t j = 0;
+  for (; j + kLanes <= width; j += kLanes)
+    for (int lane = 0; lane < kLanes; ++lane) add(j + lane, lane);
+  for (; j < width; ++j) add(j, static_cast<int>(j % kLanes));
+  HonestBlockSums out;
+  for (int lane = 0; lane < kLanes; ++lane) {
+    out.mean_sq += mean_sq[lane];
+    out.update_sq += update_sq[lane];
+    out.difference_sq += difference_sq[lane];
+    out.dot += dot[lane];
+  }
+  return out;
 }
 
 }  // namespace
 
-void MetricsTracker::add_honest_comparison(const at::Tensor& aggregate, const at::Tensor& honest_rows) {
-  if (honest_rows.size(0) == 0) return;
-  const std::int64_t d = honest_rows.size(1);
-  // The buffers are reused: three fresh [d] float64 tensors per round cost their page faults every round.
-  if (!honest_mean_.defined() || honest_mean_.numel() != d) {
-    honest_mean_ = at::empty({d}, at::kDouble);
-    update_ = at::empty({d}, at::kDouble);
-    difference_ = at::empty({d}, at::kDouble);
-  }
+HonestComparison compare_with_honest_mean(const at::Tensor& aggregate, const at::Tensor& honest_rows,
+                                          WorkerPool* pool) {
   const at::Tensor rows = honest_rows.to(at::kFloat).contiguous();
   const at::Tensor aggregate_row = aggregate.to(at::kFloat).contiguous();
-  honest_mean_and_difference(rows.data_ptr<float>(), rows.size(0), d, aggregate_row.data_ptr<float>(),
-                             honest_mean_.data_ptr<double>(), update_.data_ptr<double>(),
-                             difference_.data_ptr<double>());
-  // The norms and the dot product stay ATen's own reductions, so the metrics are bit for bit what they were.
-  const at::Tensor& mean = honest_mean_;
-  const at::Tensor& update = update_;
-  const double mean_norm = mean.norm().item<double>(), update_norm = update.norm().item<double>();
+  const std::int64_t h = rows.size(0), d = rows.size(1);
+  const std::int64_t blocks = (d + kHonestBlock - 1) / kHonestBlock;
+  std::vector<HonestBlockSums> sums(static_cast<std::size_t>(blocks));
+  const auto block = [&](std::int64_t i, int /*slot*/) {
+    const std::int64_t start = i * kHonestBlock;
+    sums[i] = honest_block_sums(rows.data_ptr<float>(), h, d, aggregate_row.data_ptr<float>(), start,
+                                std::min(kHonestBlock, d - start));
+  };
+  if (pool)
+    pool->run(blocks, block);
+  else
+    for (std::int64_t i = 0; i < blocks; ++i) block(i, 0);
+  HonestBlockSums total;
+  for (const HonestBlockSums& s : sums) {  // in block order
+    total.mean_sq += s.mean_sq;
+    total.update_sq += s.update_sq;
+    total.difference_sq += s.difference_sq;
+    total.dot += s.dot;
+  }
+  const double mean_norm = std::sqrt(total.mean_sq), update_norm = std::sqrt(total.update_sq);
   // Both follow METHODS.md's conventions: cos is 0 when either norm is 0; the relative deviation of an
   // honest mean of 0 is taken as the absolute one.
-  deviation_sum_ += difference_.norm().item<double>() / (mean_norm > 0 ? mean_norm : 1.0);
-  cosine_sum_ += mean_norm > 0 && update_norm > 0 ? update.dot(mean).item<double>() / (mean_norm * update_norm) : 0.0;
+  return {std::sqrt(total.difference_sq) / (mean_norm > 0 ? mean_norm : 1.0),
+          mean_norm > 0 && update_norm > 0 ? total.dot / (mean_norm * update_norm) : 0.0};
+}
+
+void MetricsTracker::add_honest_comparison(const at::Tensor& aggregate, const at::Tensor& honest_rows) {
+  if (honest_rows.size(0) == 0) return;
+  const HonestComparison c = compare_with_honest_mean(aggregate, honest_rows, pool_);
+  deviation_sum_ += c.deviation;
+  cosine_sum_ += c.cosine;
   ++comparisons_;
 }
 
@@ -413,7 +482,10 @@ void MetricsTracker::evaluate(std::int64_t step, std::int64_t gradients, double 
                               RunResult& result) {
   ScopedTimer timer(result.time.evaluation);
   PhaseScope phase("evaluation", Kind::Model, spec_.model.name);
-  FlatModel::Evaluation e = model_.evaluate(data_.test_x, data_.test_y, spec_.eval_batch_size);
+  const FlatModel::Evaluation e =
+      pool_ && models_.size() >= static_cast<std::size_t>(pool_->slots()) && models_.size() > 1
+          ? evaluate_on_threads(*pool_, models_, data_.test_x, data_.test_y, spec_.eval_batch_size)
+          : model_.evaluate(data_.test_x, data_.test_y, spec_.eval_batch_size);
   MetricsRow row;
   row.step = step;
   row.gradients = gradients;

@@ -37,6 +37,7 @@ SimulatedRun::SimulatedRun(const PipelineSpec& spec, const Registry& registry, c
       models(model_slots(*run.model, replicas)) {
   result.total_steps = total_steps;
   metrics.record_diagnostics(plugins.diagnostics);
+  metrics.use_threads(pool, models);
 }
 
 std::optional<Checkpoint> SimulatedRun::take_resume_point() {

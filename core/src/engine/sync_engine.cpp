@@ -121,7 +121,7 @@ bool SyncRounds::step(std::int64_t step) {
       round_source_.context(step, all_workers_, std::vector<std::int64_t>(spec_.workers, 0), run_.model());
   // A model that diverged shows first in the honest rows; neither the attack nor the aggregator may be the
   // one to find them.
-  if (diverged_on_honest_rows(run_.result, messages_.narrow(0, 0, h_), "at step " + std::to_string(step)))
+  if (diverged_on_honest_messages(run_.result, tasks_, h_, "at step " + std::to_string(step)))
     return false;
   if (b_ > 0) attack(step, context);
   // Honest messages are trusted in simulation (a diverging model shows up in the update and parameters

@@ -142,6 +142,16 @@ class ScopedTimer {
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
+/// How far an aggregate is from the mean of the honest rows it was computed from: |aggregate - mean| / |mean|
+/// (|aggregate - mean| when the mean is 0) and cos(aggregate, mean) (0 when either is 0), in float64. Summed
+/// over fixed blocks of columns, shared between `pool`'s threads when given and added in block order: the
+/// same numbers for any thread count, and without a pool.
+struct HonestComparison {
+  double deviation = 0, cosine = 0;
+};
+HonestComparison compare_with_honest_mean(const at::Tensor& aggregate, const at::Tensor& honest_rows,
+                                          WorkerPool* pool);
+
 class MetricsTracker {
  public:
   MetricsTracker(const PipelineSpec& spec, const Dataset& data, FlatModel& model, RunOutput* output,
@@ -156,6 +166,14 @@ class MetricsTracker {
   /// Adds the plugins' diagnostic columns to every row from now on (engines call it once, before the first
   /// round).
   void record_diagnostics(std::shared_ptr<DiagnosticsRecorder> diagnostics) { diagnostics_ = std::move(diagnostics); }
+  /// Shares the honest comparison and the scoring of the test batches between the gradient threads from now
+  /// on (`models` as for compute_messages; slot 0 is the tracker's own model); both give the same numbers for
+  /// any thread count. Without it, or with a slot that has no replica, the test batches are scored on the
+  /// calling thread.
+  void use_threads(WorkerPool& pool, std::vector<FlatModel*> models) {
+    pool_ = &pool;
+    models_ = std::move(models);
+  }
   /// Evaluates the model's current parameters and writes one row.
   void evaluate(std::int64_t step, std::int64_t gradients, double samples, double lr, double sim_time,
                 RunResult& result);
@@ -179,8 +197,9 @@ class MetricsTracker {
   std::int64_t rejected_ = 0, missing_ = 0;
   double deviation_sum_ = 0, cosine_sum_ = 0;
   std::int64_t comparisons_ = 0;
-  at::Tensor honest_mean_, update_, difference_;  // [d] float64 scratch of add_honest_comparison
   std::shared_ptr<DiagnosticsRecorder> diagnostics_;
+  WorkerPool* pool_ = nullptr;
+  std::vector<FlatModel*> models_;
 };
 
 // The divergence checks of the engines, each with one wording: every one marks `result` "diverged" with its
@@ -201,14 +220,14 @@ bool diverged_on_update(RunResult& result, const at::Tensor& update, const std::
 /// overflow. Without it an attack or an aggregator that refuses such rows (mean does) would end the run
 /// "failed", naming itself, where "diverged" is what happened.
 bool diverged_on_honest_rows(RunResult& result, const at::Tensor& honest, const std::string& when);
+struct WorkerTask;
+/// The same check from the flags compute_messages set on the gradient threads: tasks of workers below `honest`.
+bool diverged_on_honest_messages(RunResult& result, const std::vector<WorkerTask>& tasks, std::int64_t honest,
+                                 const std::string& when);
 
 /// True when the parameters hold NaN or Inf.
 bool diverged_on_parameters(RunResult& result, const at::Tensor& params, const std::string& when);
 
-/// One worker's mini-batch gradient at the model's current parameters: draws the batch from `stream`,
-/// poisons the labels of a Byzantine worker, records an honest worker's loss in `metrics` (when given: a
-/// distributed worker leaves the metrics to the server), adds weight decay and times forward/backward into
-/// `compute_seconds`. Returns the loss and the gradient.
 /// One worker's share of a round: its mini-batch (drawn in worker order before any gradient is computed,
 /// so the draws never depend on which thread computes what) and what its gradient task produces.
 struct WorkerTask {
@@ -218,6 +237,7 @@ struct WorkerTask {
   double loss = 0;
   at::Tensor message;
   double gradient_seconds = 0, rule_seconds = 0;  // thread time in forward/backward and in the rest
+  bool finite = true;  // the message holds no NaN or Inf (checked on the gradient thread that computed it)
 };
 
 /// Draws worker `worker`'s next mini-batch from `stream` and poisons a Byzantine worker's labels.
@@ -239,6 +259,12 @@ std::vector<std::unique_ptr<FlatModel>> build_replicas(const PipelineSpec& spec,
 /// Each task's result depends only on its own inputs, so the messages are the same for any thread count.
 /// The phase's wall time is split into `time.compute` and `time.worker_rules` in proportion to the threads'
 /// time in forward/backward and in the rest.
+/// `model`'s test loss and accuracy on (x, y) in batches of `batch_size`, the batches scored side by side on
+/// `pool` with one model per slot (`models[slot]`, all sharing one flat parameter vector) and added in batch
+/// order: the result is FlatModel::evaluate's for any number of threads.
+FlatModel::Evaluation evaluate_on_threads(WorkerPool& pool, const std::vector<FlatModel*>& models,
+                                          const at::Tensor& x, const at::Tensor& y, std::int64_t batch_size);
+
 void compute_messages(const PipelineSpec& spec, EnginePlugins& plugins, WorkerPool& pool,
                       const std::vector<FlatModel*>& models, std::vector<WorkerTask>& tasks, TimeBreakdown& time,
                       at::Tensor rows = at::Tensor());

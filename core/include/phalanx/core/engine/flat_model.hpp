@@ -39,6 +39,14 @@ class FlatModel {
   };
   Evaluation evaluate(const at::Tensor& x, const at::Tensor& y, std::int64_t batch_size);
 
+  /// One evaluation batch: the summed cross-entropy and the number of correct predictions. `evaluate` adds
+  /// these in batch order, so batches scored on several replicas and added in that order give its result.
+  struct BatchScore {
+    double loss_sum = 0;
+    std::int64_t correct = 0;
+  };
+  BatchScore score_batch(const at::Tensor& x, const at::Tensor& y);
+
  private:
   std::shared_ptr<Network> network_;
   std::vector<at::Tensor> parameters_;
