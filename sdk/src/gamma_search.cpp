@@ -5,6 +5,8 @@
 
 #include <ATen/ATen.h>
 
+#include "phalanx/helpers/parallel.hpp"
+
 namespace phalanx {
 
 namespace {
@@ -41,13 +43,16 @@ inline __attribute__((always_inline)) void welford_block(const T* x, std::int64_
 
 // AVX2 without FMA: wider divisions, and no contraction that would change a rounding. (Outside the anonymous
 // namespace: GCC makes an ifunc for each, which wants external linkage; the SDK exports only PHALANX_EXPORT.)
+// Columns [begin, end) of the result.
 __attribute__((target_clones("avx2", "default"))) void welford_std(const float* x, std::int64_t h, std::int64_t d,
-                                                                   float* out) {
-  for (std::int64_t start = 0; start < d; start += 512) welford_block(x, h, d, start, std::min<std::int64_t>(512, d - start), out);
+                                                                   std::int64_t begin, std::int64_t end, float* out) {
+  for (std::int64_t start = begin; start < end; start += 512)
+    welford_block(x, h, d, start, std::min<std::int64_t>(512, end - start), out);
 }
 __attribute__((target_clones("avx2", "default"))) void welford_std(const double* x, std::int64_t h, std::int64_t d,
-                                                                   double* out) {
-  for (std::int64_t start = 0; start < d; start += 512) welford_block(x, h, d, start, std::min<std::int64_t>(512, d - start), out);
+                                                                   std::int64_t begin, std::int64_t end, double* out) {
+  for (std::int64_t start = begin; start < end; start += 512)
+    welford_block(x, h, d, start, std::min<std::int64_t>(512, end - start), out);
 }
 
 namespace {
@@ -55,8 +60,16 @@ namespace {
 template <typename T>
 at::Tensor coordinate_std(const at::Tensor& input) {
   const at::Tensor rows = input.contiguous();
-  at::Tensor out = at::empty({rows.size(1)}, rows.options());
-  welford_std(rows.data_ptr<T>(), rows.size(0), rows.size(1), out.data_ptr<T>());
+  const std::int64_t h = rows.size(0), d = rows.size(1);
+  at::Tensor out = at::empty({d}, rows.options());
+  // Each coordinate is its own computation, so the blocks may run on the engine's idle gradient threads
+  // (phalanx/helpers/parallel.hpp) with the same result.
+  constexpr std::int64_t kColumns = 8192;
+  const T* x = rows.data_ptr<T>();
+  T* result = out.data_ptr<T>();
+  for_each_block((d + kColumns - 1) / kColumns, [&](std::int64_t i) {
+    welford_std(x, h, d, i * kColumns, std::min(d, (i + 1) * kColumns), result);
+  });
   return out;
 }
 

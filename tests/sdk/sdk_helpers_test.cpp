@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <thread>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -9,6 +10,8 @@
 
 #include "phalanx/coordinate_sort.hpp"
 #include "phalanx/distances.hpp"
+#include "phalanx/helpers/gamma_search.hpp"
+#include "phalanx/helpers/parallel.hpp"
 #include "phalanx/suggest.hpp"
 #include "phalanx/tensor_checks.hpp"
 #include "support.hpp"
@@ -284,6 +287,47 @@ TEST(CoordinateSort, MeanClosestToTheCentre) {
   EXPECT_TRUE(at::allclose(coordinate_mean_closest_to(rows, 5, ColumnCentre::Median), rows.mean(0)));
   EXPECT_ERROR_WITH(coordinate_mean_closest_to(rows, 0, ColumnCentre::Median), "cannot keep 0 of 5");
   EXPECT_ERROR_WITH(coordinate_mean_closest_to(rows, 2, ColumnCentre::TrimmedMean, 3), "cannot drop 3");
+}
+
+// A runner that records what it was asked and runs the blocks last to first, as a pool might.
+struct RecordingRunner {
+  std::vector<std::int64_t> counts;
+  BlockRunner runner() {
+    return [this](std::int64_t count, const std::function<void(std::int64_t)>& block) {
+      counts.push_back(count);
+      for (std::int64_t i = count - 1; i >= 0; --i) block(i);
+    };
+  }
+};
+
+TEST(ForEachBlock, RunsEveryBlockOnceOnTheLentRunnerOfThisThreadOnly) {
+  std::vector<int> runs(5, 0);
+  for_each_block(5, [&](std::int64_t i) { ++runs[i]; });  // nothing lent: in place
+  RecordingRunner recording;
+  {
+    LentThreads lent(recording.runner());
+    for_each_block(5, [&](std::int64_t i) { ++runs[i]; });
+    std::thread other([&] { for_each_block(3, [&](std::int64_t i) { ++runs[i]; }); });  // not the lender
+    other.join();
+  }
+  for_each_block(2, [&](std::int64_t i) { ++runs[i]; });  // returned: in place again
+  EXPECT_EQ(runs, (std::vector<int>{4, 4, 3, 2, 2}));
+  EXPECT_EQ(recording.counts, std::vector<std::int64_t>{5});
+}
+
+// ALIE's, minmax's and minsum's standard deviation, in blocks of columns shared out of order, is bit for bit
+// the one computed in place, and at::std's.
+TEST(ForEachBlock, TheCoordinateStdIsTheSameOnLentThreads) {
+  at::manual_seed(5);
+  const at::Tensor honest = at::randn({5, 20000});  // three blocks of 8,192 columns, the last one short
+  const at::Tensor mean = honest.mean(0);
+  const at::Tensor in_place = perturbation_direction("std", honest, mean);
+  RecordingRunner recording;
+  LentThreads lent(recording.runner());
+  const at::Tensor shared = perturbation_direction("std", honest, mean);
+  EXPECT_EQ(recording.counts, std::vector<std::int64_t>{3});
+  EXPECT_TRUE(at::equal(shared, in_place));
+  EXPECT_TRUE(at::equal(shared.neg(), honest.std(0, true)));
 }
 
 }  // namespace

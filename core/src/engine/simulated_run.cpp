@@ -34,7 +34,10 @@ SimulatedRun::SimulatedRun(const PipelineSpec& spec, const Registry& registry, c
       metrics(spec, run.data, *run.model, run.output.get(), logger, total_steps),
       pool(gradient_threads(spec.threads, spec.workers)),
       replicas(build_replicas(spec, registry, run.info, run.data, *run.model, pool.slots(), logger)),
-      models(model_slots(*run.model, replicas)) {
+      models(model_slots(*run.model, replicas)),
+      lent_threads([this](std::int64_t count, const std::function<void(std::int64_t)>& block) {
+        pool.run(count, [&](std::int64_t i, int /*slot*/) { block(i); });
+      }) {
   result.total_steps = total_steps;
   metrics.record_diagnostics(plugins.diagnostics);
   metrics.use_threads(pool, models);

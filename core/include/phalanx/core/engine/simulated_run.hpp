@@ -16,6 +16,7 @@
 
 #include "phalanx/core/engine.hpp"
 #include "phalanx/core/engine/engine_parts.hpp"
+#include "phalanx/helpers/parallel.hpp"
 #include "phalanx/core/engine/run_checkpoint.hpp"
 #include "phalanx/core/engine/worker_pool.hpp"
 
@@ -65,6 +66,9 @@ struct SimulatedRun {
   WorkerPool pool;
   const std::vector<std::unique_ptr<FlatModel>> replicas;
   std::vector<FlatModel*> models;  // slot 0 is the model, then the replicas (build_replicas)
+  // The gradient threads, idle while the server's plugins run, lent to the SDK's block kernels
+  // (phalanx/helpers/parallel.hpp) for as long as the run lives.
+  LentThreads lent_threads;
 };
 
 }  // namespace phalanx::core
