@@ -1,6 +1,7 @@
 #include "phalanx/coordinate_sort.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -14,6 +15,7 @@
 #include <immintrin.h>
 
 #include "phalanx/error.hpp"
+#include "phalanx/helpers/parallel.hpp"
 
 namespace phalanx {
 
@@ -256,6 +258,23 @@ class Block {
   std::vector<const float*> source_;  // where the first pass reads each row
 };
 
+// Runs body(block, start, width) for every block of columns of an [n, d] input, in tasks of 16 blocks that
+// may run on the engine's lent threads (helpers/parallel.hpp), each task with its own Block. Every column is
+// its own computation, so the result is the same however the tasks are shared. A body returns false to stop
+// (a non-finite value when the caller asked to know); then for_each_column_block returns false.
+template <typename Body>
+bool for_each_column_block(std::int64_t n, std::int64_t low, std::int64_t d, const Body& body) {
+  const std::int64_t width = block_width(network_size(n)), per_task = 16 * width;
+  std::atomic<bool> go_on{true};
+  for_each_block((d + per_task - 1) / per_task, [&](std::int64_t task) {
+    Block block(n, low);
+    const std::int64_t end = std::min(d, (task + 1) * per_task);
+    for (std::int64_t start = task * per_task; start < end && go_on.load(std::memory_order_relaxed); start += width)
+      if (!body(block, start, std::min(width, end - start))) go_on = false;
+  });
+  return go_on;
+}
+
 // Mean of each column of a sorted block after dropping the `trim` smallest and `trim` largest values.
 void trimmed_mean_of_sorted(const float* sorted, std::int64_t n, std::int64_t width, std::int64_t trim, float* out) {
   std::fill(out, out + width, 0.0f);
@@ -328,16 +347,10 @@ at::Tensor reduce_sorted_columns(const at::Tensor& rows, const SortedBlockReduce
   const std::int64_t n = x.size(0), d = x.size(1);
   if (n == 0) throw Error("reduce_sorted_columns: no rows");
   at::Tensor out = at::empty({d}, at::kFloat);
-  Block block(n, 0);
   const float* in = x.data_ptr<float>();
   float* result = out.data_ptr<float>();
-  if (finite) *finite = true;
-  for (std::int64_t start = 0; start < d; start += block.width()) {
-    const std::int64_t width = std::min(block.width(), d - start);
-    if (!block.load_and_sort(in, d, start, width, block.all_passes()) && finite) {
-      *finite = false;
-      return out;
-    }
+  const bool all_finite = for_each_column_block(n, 0, d, [&](Block& block, std::int64_t start, std::int64_t width) {
+    if (!block.load_and_sort(in, d, start, width, block.all_passes()) && finite) return false;
     float* sorted = block.rows();
     // The reducer sees `width` floats per row: close the gaps of a narrower last block (moving forward
     // is safe, every row moves to a lower address).
@@ -345,7 +358,9 @@ at::Tensor reduce_sorted_columns(const at::Tensor& rows, const SortedBlockReduce
       for (std::int64_t i = 1; i < n; ++i)
         std::memmove(sorted + i * width, sorted + i * block.width(), static_cast<std::size_t>(width) * sizeof(float));
     reduce(sorted, n, width, result + start);
-  }
+    return true;
+  });
+  if (finite) *finite = all_finite;
   return out;
 }
 
@@ -375,18 +390,15 @@ at::Tensor coordinate_median(const at::Tensor& rows, bool* finite) {
         finite);
   at::Tensor x = rows.contiguous();
   at::Tensor out = at::empty({d}, at::kFloat);
-  Block block(n, (network_size(n) - n) / 2);
   const float* in = x.data_ptr<float>();
   float* result = out.data_ptr<float>();
-  if (finite) *finite = true;
-  for (std::int64_t start = 0; start < d; start += block.width()) {
-    const std::int64_t width = std::min(block.width(), d - start);
-    if (!block.load_and_sort(in, d, start, width, block.median_passes()) && finite) {
-      *finite = false;
-      return out;
-    }
-    median_of_halves(block.data(), block.m(), block.width(), width, n % 2 == 1, result + start);
-  }
+  const bool all_finite = for_each_column_block(
+      n, (network_size(n) - n) / 2, d, [&](Block& block, std::int64_t start, std::int64_t width) {
+        if (!block.load_and_sort(in, d, start, width, block.median_passes()) && finite) return false;
+        median_of_halves(block.data(), block.m(), block.width(), width, n % 2 == 1, result + start);
+        return true;
+      });
+  if (finite) *finite = all_finite;
   return out;
 }
 
@@ -412,20 +424,16 @@ at::Tensor coordinate_trimmed_mean(const at::Tensor& rows, std::int64_t trim, bo
     at::Tensor x = rows.contiguous();
     const std::int64_t d = x.size(1);
     at::Tensor out = at::empty({d}, at::kFloat);
-    Block block(n, 0);
-    if (block.last_pass_sorts_groups_of_8()) {
+    if (Block(n, 0).last_pass_sorts_groups_of_8()) {
       const float* in = x.data_ptr<float>();
       float* result = out.data_ptr<float>();
-      if (finite) *finite = true;
-      for (std::int64_t start = 0; start < d; start += block.width()) {
-        const std::int64_t width = std::min(block.width(), d - start);
-        if (!block.load_and_sort(in, d, start, width, block.all_passes() - 1) && finite) {
-          *finite = false;
-          return out;
-        }
+      const bool all_finite = for_each_column_block(n, 0, d, [&](Block& block, std::int64_t start, std::int64_t width) {
+        if (!block.load_and_sort(in, d, start, width, block.all_passes() - 1) && finite) return false;
         trimmed_mean_last_pass(block.data(), block.width(), Block::round_up(width), trim, n - trim, width,
                                result + start);
-      }
+        return true;
+      });
+      if (finite) *finite = all_finite;
       return out;
     }
   }

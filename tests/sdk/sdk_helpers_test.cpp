@@ -330,5 +330,32 @@ TEST(ForEachBlock, TheCoordinateStdIsTheSameOnLentThreads) {
   EXPECT_TRUE(at::equal(shared.neg(), honest.std(0, true)));
 }
 
+// The coordinate-wise rules' kernels (cm, tm, meamed, ...) on lent threads, tasks run last to first: the same
+// bits as in place, and a NaN in the last task's columns is still found.
+TEST(ForEachBlock, CoordinateSortKernelsAreTheSameOnLentThreads) {
+  at::manual_seed(6);
+  for (std::int64_t n : {8, 17}) {
+    SCOPED_TRACE(n);
+    at::Tensor rows = at::randn({n, 20000});  // several tasks of 16 blocks, the last one short
+    const at::Tensor median = coordinate_median(rows), trimmed = coordinate_trimmed_mean(rows, 2);
+    const at::Tensor closest = coordinate_mean_closest_to(rows, n / 2, ColumnCentre::Median, 0);
+    RecordingRunner recording;
+    LentThreads lent(recording.runner());
+    bool finite = false;
+    EXPECT_TRUE(at::equal(coordinate_median(rows, &finite), median));
+    EXPECT_TRUE(finite);
+    EXPECT_TRUE(at::equal(coordinate_trimmed_mean(rows, 2), trimmed));
+    EXPECT_TRUE(at::equal(coordinate_mean_closest_to(rows, n / 2, ColumnCentre::Median, 0), closest));
+    EXPECT_GE(recording.counts.size(), 3u);
+    EXPECT_GT(recording.counts.front(), 1);
+    rows[n - 1][19990] = std::nanf("");
+    coordinate_median(rows, &finite);
+    EXPECT_FALSE(finite);
+    finite = true;
+    coordinate_trimmed_mean(rows, 2, &finite);
+    EXPECT_FALSE(finite);
+  }
+}
+
 }  // namespace
 }  // namespace phalanx::test

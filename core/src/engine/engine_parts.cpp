@@ -242,9 +242,9 @@ WorkerTask draw_batch(const PipelineSpec& spec, EnginePlugins& plugins, const Da
   WorkerTask task;
   task.worker = worker;
   task.iteration = iteration;
-  at::Tensor batch = stream.next(spec.batch_size);
-  task.x = data.train_x.index_select(0, batch);
-  task.y = data.train_y.index_select(0, batch);
+  task.indices = stream.next(spec.batch_size);
+  task.images = data.train_x;  // gathered on the gradient thread (compute_messages)
+  task.y = data.train_y.index_select(0, task.indices);
   if (worker >= spec.honest()) task.y = plugins.attack->poison_labels(task.y, data.classes);
   return task;
 }
@@ -300,6 +300,8 @@ void compute_messages(const PipelineSpec& spec, EnginePlugins& plugins, WorkerPo
   runner.run(static_cast<std::int64_t>(tasks.size()), [&](std::int64_t i, int slot) {
     WorkerTask& task = tasks[i];
     FlatModel& model = *models[slot];
+    const auto gather_start = std::chrono::steady_clock::now();
+    if (!task.x.defined()) task.x = task.images.index_select(0, task.indices);
     const auto t0 = std::chrono::steady_clock::now();
     auto [loss, gradient] = model.loss_and_gradient(task.x, task.y);
     const auto t1 = std::chrono::steady_clock::now();
@@ -313,18 +315,22 @@ void compute_messages(const PipelineSpec& spec, EnginePlugins& plugins, WorkerPo
       rows[i].copy_(message);
     else
       task.message = message;
+    task.gather_seconds = std::chrono::duration<double>(t0 - gather_start).count();
     task.gradient_seconds = std::chrono::duration<double>(t1 - t0).count();
     task.rule_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
   });
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  double gradient = 0, rule = 0;
+  // The threads' time split the round's wall time: gathering images counts as drawing batches.
+  double gather = 0, gradient = 0, rule = 0;
   for (const WorkerTask& task : tasks) {
+    gather += task.gather_seconds;
     gradient += task.gradient_seconds;
     rule += task.rule_seconds;
   }
-  const double share = gradient + rule > 0 ? gradient / (gradient + rule) : 1.0;
-  time.compute += wall * share;
-  time.worker_rules += wall * (1.0 - share);
+  const double busy = gather + gradient + rule;
+  time.batches += busy > 0 ? wall * gather / busy : 0.0;
+  time.compute += busy > 0 ? wall * gradient / busy : wall;
+  time.worker_rules += busy > 0 ? wall * rule / busy : 0.0;
 }
 
 bool diverged_on_test_loss(RunResult& result, std::int64_t step) {

@@ -233,10 +233,12 @@ bool diverged_on_parameters(RunResult& result, const at::Tensor& params, const s
 struct WorkerTask {
   std::int64_t worker = 0;
   std::int64_t iteration = 0;  // the index the worker rule is told (the step, or the parameters' index)
-  at::Tensor x, y;
+  at::Tensor indices;  // the mini-batch's samples
+  at::Tensor images;   // the training images they index; x is gathered from them on the gradient thread
+  at::Tensor x, y;     // y drawn (and poisoned) with the batch; x gathered when the gradient is computed
   double loss = 0;
   at::Tensor message;
-  double gradient_seconds = 0, rule_seconds = 0;  // thread time in forward/backward and in the rest
+  double gather_seconds = 0, gradient_seconds = 0, rule_seconds = 0;  // thread time: images, forward/backward, rest
   bool finite = true;  // the message holds no NaN or Inf (checked on the gradient thread that computed it)
 };
 
