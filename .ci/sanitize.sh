@@ -26,7 +26,10 @@ cmake --build "$build" -j2 --target phalanx_tests phalanx_hostile_tests phalanx_
 # shadow memory inflates by design. The recorded-
 # metrics tests compare with rows recorded from the Release build: this build's -O1 rounds the float64
 # honest-deviation metric differently in its last digits (seen: 0.006744283266196799 vs ...15705683), which
-# is a property of the flags, not a bug, so they run in the normal pass only.
+# is a property of the flags, not a bug, so they run in the normal pass only. Results.* regenerates every
+# committed study's report from its runs (thousands of small files): the report code it drives runs here in
+# the report tests and in the report fuzz harness, so repeating it on every committed run adds minutes and
+# no new path.
 slow_end_to_end='^(KilledRun\.(Sync|Async|Sigterm)|Sweep\.(RunsInParallel|FailedRuns)|SweepShard\.|Cli\.(EndToEnd|Compare)'
 slow_end_to_end+='|distributed\.Distributed\.(SyncRun|AsyncRun|AsyncBuffered|SyncRound|WorkersLeave|Interrupt|Uninvited|BothServers)'
 slow_end_to_end+='|example_plugin_against_installed_sdk|report_renders_in_chromium'
@@ -34,6 +37,7 @@ slow_end_to_end+='|Preflight\.EstimateIsWithinAFactorOfTheMeasuredPeak|RecordedM
 # The same exclusions as a GoogleTest filter, for the unit-test binary run directly below.
 unit_filter='-KilledRun.Sync*:KilledRun.Async*:KilledRun.Sigterm*:Sweep.RunsInParallel*:Sweep.FailedRuns*'
 unit_filter+=':SweepShard.*:Cli.EndToEnd*:Cli.Compare*:Preflight.EstimateIsWithinAFactorOfTheMeasuredPeak*:RecordedMetrics.*'
+unit_filter+=':Results.*'
 set -o pipefail
 # The in-process tests run as two halves of the unit-test binary side by side (GoogleTest shards), not one
 # sanitized process per test case: starting a process that loads LibTorch and every plugin under ASan costs
