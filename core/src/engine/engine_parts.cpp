@@ -283,7 +283,7 @@ FlatModel::Evaluation evaluate_on_threads(WorkerPool& pool, const std::vector<Fl
   });
   double loss_sum = 0;
   std::int64_t correct = 0;
-  for (const FlatModel::BatchScore& score : scores) {  // in batch order, as FlatModel::evaluate adds them
+  for (const FlatModel::BatchScore& score : scores) {  // in batch order, whichever thread scored them
     loss_sum += score.loss_sum;
     correct += score.correct;
   }
@@ -488,10 +488,11 @@ void MetricsTracker::evaluate(std::int64_t step, std::int64_t gradients, double 
                               RunResult& result) {
   ScopedTimer timer(result.time.evaluation);
   PhaseScope phase("evaluation", Kind::Model, spec_.model.name);
-  const FlatModel::Evaluation e =
-      pool_ && models_.size() >= static_cast<std::size_t>(pool_->slots()) && models_.size() > 1
-          ? evaluate_on_threads(*pool_, models_, data_.test_x, data_.test_y, spec_.eval_batch_size)
-          : model_.evaluate(data_.test_x, data_.test_y, spec_.eval_batch_size);
+  // Without lent threads (the distributed server), or with a slot that has no replica: on this thread.
+  WorkerPool here(1);
+  const bool shared = pool_ && models_.size() >= static_cast<std::size_t>(pool_->slots());
+  const FlatModel::Evaluation e = evaluate_on_threads(shared ? *pool_ : here, shared ? models_ : std::vector{&model_},
+                                                      data_.test_x, data_.test_y, spec_.eval_batch_size);
   MetricsRow row;
   row.step = step;
   row.gradients = gradients;

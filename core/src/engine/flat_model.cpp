@@ -69,17 +69,4 @@ FlatModel::BatchScore FlatModel::score_batch(const at::Tensor& x, const at::Tens
           logits.argmax(1).eq(y).sum().item<std::int64_t>()};
 }
 
-FlatModel::Evaluation FlatModel::evaluate(const at::Tensor& x, const at::Tensor& y, std::int64_t batch_size) {
-  double loss_sum = 0;
-  std::int64_t correct = 0;
-  const std::int64_t n = x.size(0);
-  for (std::int64_t start = 0; start < n; start += batch_size) {
-    const std::int64_t len = std::min(batch_size, n - start);
-    const BatchScore score = score_batch(x.narrow(0, start, len), y.narrow(0, start, len));
-    loss_sum += score.loss_sum;
-    correct += score.correct;
-  }
-  return {loss_sum / static_cast<double>(n), static_cast<double>(correct) / static_cast<double>(n)};
-}
-
 }  // namespace phalanx::core

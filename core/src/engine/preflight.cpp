@@ -263,7 +263,7 @@ struct Measurer {
     const std::string eval_keys = "training.eval_batch_size, " + plugin_keys(spec.model);
     const double eval = measured(spec, limit, "an evaluation pass", eval_keys, [&] {
       return linear_in_batch(guard, eval_batch, [&](std::int64_t b) {
-        model.evaluate(zeros_batch(b, data.sample_shape), at::zeros({b}, at::kLong), b);
+        model.score_batch(zeros_batch(b, data.sample_shape), at::zeros({b}, at::kLong));
       });
     });
     add("evaluation batch of " + std::to_string(eval_batch) + " (forward only)", eval_keys, eval, true);

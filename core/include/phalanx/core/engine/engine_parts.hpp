@@ -254,19 +254,20 @@ std::vector<std::unique_ptr<FlatModel>> build_replicas(const PipelineSpec& spec,
                                                         const RunInfo& info, const Dataset& data, FlatModel& model,
                                                         int threads, std::shared_ptr<spdlog::logger> logger);
 
-/// Computes every task's gradient, weight decay and worker-rule message on `pool` (slot s uses models[s], or
-/// models[0] when there are fewer models than slots: then one at a time) and checks each message's shape.
-/// With `rows` ([tasks, d]) each message is copied into rows[i] by the thread that computed it; without, it
-/// is left in tasks[i].message.
-/// Each task's result depends only on its own inputs, so the messages are the same for any thread count.
-/// The phase's wall time is split into `time.compute` and `time.worker_rules` in proportion to the threads'
-/// time in forward/backward and in the rest.
 /// `model`'s test loss and accuracy on (x, y) in batches of `batch_size`, the batches scored side by side on
 /// `pool` with one model per slot (`models[slot]`, all sharing one flat parameter vector) and added in batch
-/// order: the result is FlatModel::evaluate's for any number of threads.
+/// order: the same result for any number of threads.
 FlatModel::Evaluation evaluate_on_threads(WorkerPool& pool, const std::vector<FlatModel*>& models,
                                           const at::Tensor& x, const at::Tensor& y, std::int64_t batch_size);
 
+/// Computes every task's gradient, weight decay and worker-rule message on `pool` (slot s uses models[s], or
+/// models[0] when there are fewer models than slots: then one at a time) and checks each message's shape.
+/// With `rows` ([tasks, d]) each message is copied into rows[i] by the thread that computed it; without, it
+/// is left in tasks[i].message. Each thread also gathers its task's images and checks the message's
+/// finiteness (WorkerTask::finite).
+/// Each task's result depends only on its own inputs, so the messages are the same for any thread count.
+/// The phase's wall time is split into `time.batches`, `time.compute` and `time.worker_rules` in proportion
+/// to the threads' time gathering images, in forward/backward and in the rest.
 void compute_messages(const PipelineSpec& spec, EnginePlugins& plugins, WorkerPool& pool,
                       const std::vector<FlatModel*>& models, std::vector<WorkerTask>& tasks, TimeBreakdown& time,
                       at::Tensor rows = at::Tensor());

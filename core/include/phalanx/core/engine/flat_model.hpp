@@ -37,10 +37,9 @@ class FlatModel {
     double loss = 0;
     double accuracy = 0;
   };
-  Evaluation evaluate(const at::Tensor& x, const at::Tensor& y, std::int64_t batch_size);
 
-  /// One evaluation batch: the summed cross-entropy and the number of correct predictions. `evaluate` adds
-  /// these in batch order, so batches scored on several replicas and added in that order give its result.
+  /// One evaluation batch: the summed cross-entropy and the number of correct predictions
+  /// (evaluate_on_threads in engine_parts.hpp adds them over the test set in batch order).
   struct BatchScore {
     double loss_sum = 0;
     std::int64_t correct = 0;
