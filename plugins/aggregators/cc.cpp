@@ -36,6 +36,7 @@
 #include <immintrin.h>
 #endif
 
+#include "phalanx/helpers/parallel.hpp"
 #include "phalanx/plugin.hpp"
 #include "phalanx/row_math.hpp"
 
@@ -47,10 +48,11 @@ constexpr std::int64_t kBlock = 4096;  // columns per block: v's block and the s
 constexpr std::int64_t kChunk = 1024;  // columns summed in float32 before the sum moves to float64
 constexpr int kRows = 4;               // rows per kernel call
 
-// A block of `width` columns of `count` rows: squared[r] += ||rows[r] - v||^2. Portable version.
-void add_squared_distances_generic(const float* const* rows, int count, const float* v, std::int64_t width,
-                                   double* squared) {
-  for (int r = 0; r < count; ++r) squared[r] += squared_distance(rows[r], v, width);
+// A block of `width` columns of `count` rows: ||rows[r] - v||^2 in partial[r * stride] (the block's first
+// chunk; the others stay 0). Portable version.
+void squared_distances_generic(const float* const* rows, int count, const float* v, std::int64_t width,
+                               double* partial, std::int64_t stride) {
+  for (int r = 0; r < count; ++r) partial[r * stride] = squared_distance(rows[r], v, width);
 }
 
 // A block of `width` columns of the rows (all finite): sum[j] += sum_r scale[r] * (rows[r][j] - v[j]),
@@ -62,9 +64,12 @@ void add_clipped_generic(const float* const* rows, const float* scale, int count
 }
 
 #if defined(__x86_64__)
+// A block of `width` columns of R rows: the squared distance of each chunk of kChunk columns in
+// partial[r * stride + chunk index].
 template <int R>
-__attribute__((target("avx2,fma"))) void add_squared_distances_avx2(const float* const* rows, const float* v,
-                                                                    std::int64_t width, double* squared) {
+__attribute__((target("avx2,fma"))) void squared_distances_avx2(const float* const* rows, const float* v,
+                                                                std::int64_t width, double* partial,
+                                                                std::int64_t stride) {
   for (std::int64_t chunk = 0; chunk < width; chunk += kChunk) {
     const std::int64_t end = std::min(width, chunk + kChunk);
     __m256 acc[R];
@@ -83,15 +88,15 @@ __attribute__((target("avx2,fma"))) void add_squared_distances_avx2(const float*
                                          _mm256_cvtps_pd(_mm256_extractf128_ps(acc[r], 1)));
       double lanes[4];
       _mm256_storeu_pd(lanes, wide);
-      double partial = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+      double sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
       for (std::int64_t k = j; k < end; ++k) {
         const double t = static_cast<double>(rows[r][k]) - static_cast<double>(v[k]);
-        partial += t * t;
+        sum += t * t;
       }
       // Not finite: a NaN or Inf in the row, or a finite row whose squares overflow float32. float64 tells
       // them apart.
-      if (!std::isfinite(partial)) partial = squared_distance(rows[r] + chunk, v + chunk, end - chunk);
-      squared[r] += partial;
+      if (!std::isfinite(sum)) sum = squared_distance(rows[r] + chunk, v + chunk, end - chunk);
+      partial[r * stride + chunk / kChunk] = sum;
     }
   }
 }
@@ -121,16 +126,16 @@ bool has_avx2_fma() {
 #endif
 
 // The kernels on up to kRows rows, picked for this CPU.
-void add_squared_distances(const float* const* rows, int count, const float* v, std::int64_t width,
-                           double* squared) {
+void squared_distances(const float* const* rows, int count, const float* v, std::int64_t width, double* partial,
+                       std::int64_t stride) {
 #if defined(__x86_64__)
   if (has_avx2_fma()) {
-    if (count == kRows) return add_squared_distances_avx2<kRows>(rows, v, width, squared);
-    for (int r = 0; r < count; ++r) add_squared_distances_avx2<1>(rows + r, v, width, squared + r);
+    if (count == kRows) return squared_distances_avx2<kRows>(rows, v, width, partial, stride);
+    for (int r = 0; r < count; ++r) squared_distances_avx2<1>(rows + r, v, width, partial + r * stride, stride);
     return;
   }
 #endif
-  add_squared_distances_generic(rows, count, v, width, squared);
+  squared_distances_generic(rows, count, v, width, partial, stride);
 }
 
 void add_clipped(const float* const* rows, const float* scale, int count, const float* v, std::int64_t width,
@@ -158,29 +163,32 @@ class CenteredClipping : public Aggregator {
     float* center = center_.data_ptr<float>();
     float* result = out.data_ptr<float>();
     const float weight = static_cast<float>(1.0 / static_cast<double>(n));
-    std::vector<double> squared(static_cast<std::size_t>(n));
-    std::vector<const float*> kept_rows;  // the finite rows, in order, and their scales
-    std::vector<float> kept_scale;
-    std::vector<const float*> block_rows(static_cast<std::size_t>(n));
-    std::vector<float> step(static_cast<std::size_t>(std::min(kBlock, d)));
+    const std::int64_t blocks = (d + kBlock - 1) / kBlock, chunks = (d + kChunk - 1) / kChunk;
+    std::vector<double> partial(static_cast<std::size_t>(n * chunks));  // row i, chunk c at i * chunks + c
     std::int64_t clipped = 0;
     for (std::int64_t l = 0; l < iterations_; ++l) {
-      clipped = 0;
-      // Pass 1: the n distances ||x_i - v||.
-      std::fill(squared.begin(), squared.end(), 0.0);
-      for (std::int64_t start = 0; start < d; start += kBlock) {
-        const std::int64_t width = std::min(kBlock, d - start);
-        for (std::int64_t i = 0; i < n; ++i) block_rows[static_cast<std::size_t>(i)] = in + i * d + start;
+      // Pass 1: the n distances ||x_i - v||. The blocks run on whichever threads the engine lends
+      // (phalanx/helpers/parallel.hpp); each chunk's sum is kept and the chunks are added in column order
+      // afterwards, so the distances are the same bits however the blocks were shared.
+      std::fill(partial.begin(), partial.end(), 0.0);
+      for_each_block(blocks, [&](std::int64_t k) {
+        const std::int64_t start = k * kBlock, width = std::min(kBlock, d - start);
+        const float* block_rows[kRows];
         for (std::int64_t i = 0; i < n; i += kRows) {
           const int count = static_cast<int>(std::min<std::int64_t>(kRows, n - i));
-          add_squared_distances(block_rows.data() + i, count, center + start, width, squared.data() + i);
+          for (int r = 0; r < count; ++r) block_rows[r] = in + (i + r) * d + start;
+          squared_distances(block_rows, count, center + start, width, partial.data() + i * chunks + start / kChunk,
+                            chunks);
         }
-      }
-      kept_rows.clear();
-      kept_scale.clear();
+      });
+      std::vector<const float*> kept_rows;  // the finite rows, in order, and their scales
+      std::vector<float> kept_scale;
+      clipped = 0;
       for (std::int64_t i = 0; i < n; ++i) {
+        double squared = 0;
+        for (std::int64_t c = 0; c < chunks; ++c) squared += partial[static_cast<std::size_t>(i * chunks + c)];
         // min(1, tau / ||x_i - v||); a NaN/Inf row (not finite in float64) is skipped
-        const double norm = std::sqrt(squared[static_cast<std::size_t>(i)]);
+        const double norm = std::sqrt(squared);
         if (!std::isfinite(norm)) continue;
         kept_rows.push_back(in + i * d);
         kept_scale.push_back(static_cast<float>(norm > tau_ ? tau_ / norm : 1.0));
@@ -188,22 +196,13 @@ class CenteredClipping : public Aggregator {
       }
       if (kept_rows.empty())
         throw Error("aggregator 'cc': every message contains NaN or Inf; nothing to aggregate");
-      // Pass 2: the clipped differences added up, and v moved (v's block is read before it is written).
-      const auto kept = static_cast<std::int64_t>(kept_rows.size());
+      // Pass 2: the clipped differences added up, and v moved (v's block is read before it is written);
+      // each column is its own computation.
       const bool last = l + 1 == iterations_;
-      for (std::int64_t start = 0; start < d; start += kBlock) {
-        const std::int64_t width = std::min(kBlock, d - start);
-        float* sum = step.data();
-        float* c = center + start;
-        std::fill(sum, sum + width, 0.0f);
-        for (std::size_t i = 0; i < kept_rows.size(); ++i) block_rows[i] = kept_rows[i] + start;
-        for (std::int64_t i = 0; i < kept; i += kRows) {
-          const int count = static_cast<int>(std::min<std::int64_t>(kRows, kept - i));
-          add_clipped(block_rows.data() + i, kept_scale.data() + i, count, c, width, sum);
-        }
-        for (std::int64_t j = 0; j < width; ++j) c[j] += weight * sum[j];
-        if (last) std::copy(c, c + width, result + start);
-      }
+      for_each_block(blocks, [&](std::int64_t k) {
+        add_clipped_block(kept_rows, kept_scale, weight, k * kBlock, std::min(kBlock, d - k * kBlock), center,
+                          last ? result : nullptr);
+      });
     }
     last_clipped_ = clipped;
     return out;
@@ -222,6 +221,24 @@ class CenteredClipping : public Aggregator {
   }
 
  private:
+  // Columns [start, start + width) of pass 2: v += weight * sum_i scale_i (x_i - v) over the kept rows, added
+  // in order; the new v is also written to `result` when it is not null (the last iteration).
+  static void add_clipped_block(const std::vector<const float*>& kept_rows, const std::vector<float>& kept_scale,
+                                float weight, std::int64_t start, std::int64_t width, float* center, float* result) {
+    float sum[kBlock];
+    std::fill(sum, sum + width, 0.0f);
+    const float* block_rows[kRows];
+    const auto kept = static_cast<std::int64_t>(kept_rows.size());
+    float* c = center + start;
+    for (std::int64_t i = 0; i < kept; i += kRows) {
+      const int count = static_cast<int>(std::min<std::int64_t>(kRows, kept - i));
+      for (int r = 0; r < count; ++r) block_rows[r] = kept_rows[static_cast<std::size_t>(i + r)] + start;
+      add_clipped(block_rows, kept_scale.data() + i, count, c, width, sum);
+    }
+    for (std::int64_t j = 0; j < width; ++j) c[j] += weight * sum[j];
+    if (result) std::copy(c, c + width, result + start);
+  }
+
   double tau_;
   std::int64_t iterations_;
   at::Tensor center_;    // v, updated in place (only this object holds it: state is saved and loaded as copies)

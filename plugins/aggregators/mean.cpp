@@ -9,7 +9,9 @@
 
 #include <ATen/ATen.h>
 
+#include "phalanx/helpers/parallel.hpp"
 #include "phalanx/plugin.hpp"
+#include "phalanx/row_math.hpp"
 #include "phalanx/tensor_checks.hpp"
 
 namespace {
@@ -24,32 +26,38 @@ class Mean : public Aggregator {
       return inputs.mean(0);
     }
     // One pass over memory: block of columns by block of columns, the check for NaN/Inf rows and then
-    // the block's column sums while the block is still in cache (a separate finite check over the whole
-    // input would read it from memory twice; docs/BENCHMARKS.md). The sums are ATen's, block by block, divided by n
-    // at the end: the same additions in the same order as inputs.mean(0). A float is NaN or Inf exactly
-    // when its exponent bits are all ones, and adding one exponent step then carries into the sign bit;
-    // the integer operations vectorise.
+    // the block's column means while the block is still in cache (a separate finite check over the whole
+    // input would read it from memory twice; docs/BENCHMARKS.md). The means are inputs.mean(0)'s bits
+    // (phalanx::column_means), on whichever thread a block runs (phalanx/helpers/parallel.hpp). A float is
+    // NaN or Inf exactly when its exponent bits are all ones, and adding one exponent step then carries into
+    // the sign bit; the integer operations vectorise.
     at::Tensor x = inputs.contiguous();
     const std::int64_t n = x.size(0), d = x.size(1);
     at::Tensor out = at::empty({d});
-    const auto* bits = reinterpret_cast<const std::uint32_t*>(x.data_ptr<float>());
-    std::vector<std::uint32_t> flags(static_cast<std::size_t>(n), 0);
+    const float* values = x.data_ptr<float>();
+    const auto* bits = reinterpret_cast<const std::uint32_t*>(values);
+    float* means = out.data_ptr<float>();
     constexpr std::int64_t kBlock = 4096;  // n x 16 KiB: in L2 or L3 until it is summed
-    for (std::int64_t start = 0; start < d; start += kBlock) {
-      const std::int64_t width = std::min(kBlock, d - start);
+    const std::int64_t blocks = (d + kBlock - 1) / kBlock;
+    std::vector<std::uint32_t> flags(static_cast<std::size_t>(n * blocks), 0);  // row i, block k at i * blocks + k
+    for_each_block(blocks, [&](std::int64_t k) {
+      const std::int64_t start = k * kBlock, width = std::min(kBlock, d - start);
       for (std::int64_t i = 0; i < n; ++i) {
         const std::uint32_t* row = bits + i * d + start;
         std::uint32_t any = 0;
         for (std::int64_t j = 0; j < width; ++j) any |= (row[j] & 0x7f800000u) + 0x00800000u;
-        flags[static_cast<std::size_t>(i)] |= any;
+        flags[static_cast<std::size_t>(i * blocks + k)] = any;
       }
-      at::Tensor sum = out.narrow(0, start, width);
-      at::sum_out(sum, x.narrow(1, start, width), 0);
-    }
+      column_means(values, n, d, start, start + width, means);
+    });
     std::int64_t bad = 0;
-    for (std::uint32_t f : flags) bad += (f & 0x80000000u) != 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+      std::uint32_t any = 0;
+      for (std::int64_t k = 0; k < blocks; ++k) any |= flags[static_cast<std::size_t>(i * blocks + k)];
+      bad += (any & 0x80000000u) != 0;
+    }
     check_finite(bad, n);
-    return out.div_(static_cast<double>(n));
+    return out;
   }
 
  private:

@@ -8,16 +8,21 @@
 // | parameter | default | meaning                         |
 // |-----------|---------|---------------------------------|
 // | z         | auto    | deviation in standard deviations |
+#include <algorithm>
 #include <cmath>
 
 #include <ATen/ATen.h>
 
 #include "phalanx/gamma_search.hpp"
+#include "phalanx/helpers/parallel.hpp"
 #include "phalanx/plugin.hpp"
+#include "phalanx/row_math.hpp"
 
 namespace {
 
 using namespace phalanx;
+
+constexpr std::int64_t kColumns = 8192;  // columns per block of work
 
 // Phi^-1(p) = sqrt(2) * erfinv(2p - 1).
 double normal_quantile(double p) {
@@ -40,12 +45,33 @@ class Alie : public Attack {
   }
 
   at::Tensor craft(const AttackRound& round) override {
-    const at::Tensor& honest = round.honest;
-    at::Tensor mean = honest.mean(0);
-    // -std_h from the SDK's fast coordinate-wise kernel; negating back is exact.
-    at::Tensor std = honest.size(0) > 1 ? perturbation_direction("std", honest, mean).neg_() : at::zeros_like(mean);
-    at::Tensor malicious = mean.sub_(std.mul_(z_));
-    return malicious.unsqueeze(0).expand({round.byzantine_true.size(0), malicious.size(0)}).contiguous();
+    const at::Tensor honest = round.honest.to(at::kFloat).contiguous();
+    const std::int64_t h = honest.size(0), d = honest.size(1), b = round.byzantine_true.size(0);
+    const std::int64_t blocks = (d + kColumns - 1) / kColumns;
+    // Column by column, so blocks of columns may run on the threads the engine lends
+    // (phalanx/helpers/parallel.hpp) with the same bits: honest.mean(0) (phalanx::column_means), the SDK's
+    // coordinate-wise std, then mean - z * std into every row, with the float32 operations ATen would do.
+    at::Tensor mean = at::empty({d});
+    const float* x = honest.data_ptr<float>();
+    float* mu = mean.data_ptr<float>();
+    for_each_block(blocks, [&](std::int64_t k) {
+      column_means(x, h, d, k * kColumns, std::min(d, (k + 1) * kColumns), mu);
+    });
+    // -std_h from the SDK's fast coordinate-wise kernel (0 for one honest row); (-std) * (-z) is std * z.
+    const at::Tensor minus_std = h > 1 ? perturbation_direction("std", honest, mean) : at::zeros({d}).neg_();
+    const float* ms = minus_std.data_ptr<float>();
+    const float minus_z = static_cast<float>(-z_);
+    at::Tensor malicious = at::empty({b, d});
+    float* out = malicious.data_ptr<float>();
+    for_each_block(b > 0 ? blocks : 0, [&](std::int64_t k) {
+      const std::int64_t start = k * kColumns, end = std::min(d, start + kColumns);
+      for (std::int64_t j = start; j < end; ++j) {
+        const float shift = ms[j] * minus_z;
+        out[j] = mu[j] - shift;
+      }
+      for (std::int64_t r = 1; r < b; ++r) std::copy(out + start, out + end, out + r * d + start);
+    });
+    return malicious;
   }
   bool omniscient() const override { return true; }
 

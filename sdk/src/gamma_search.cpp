@@ -28,6 +28,18 @@ inline __attribute__((always_inline)) void welford_block(const T* x, std::int64_
   for (std::int64_t i = 0; i < h; ++i) {
     const double count = static_cast<double>(i + 1);
     const T* row = x + i * d + start;
+    if (((i + 1) & i) == 0) {
+      // count is a power of two: delta * (1 / count) is the same correctly rounded number as delta / count
+      // (1 / count is exact), and a multiplication costs a fraction of a division.
+      const double inverse = 1.0 / count;
+      for (std::int64_t j = 0; j < len; ++j) {
+        const double delta = row[j] - mean[j];
+        const double next_mean = mean[j] + delta * inverse;
+        m2[j] = m2[j] + delta * (row[j] - next_mean);
+        mean[j] = next_mean;
+      }
+      continue;
+    }
     for (std::int64_t j = 0; j < len; ++j) {
       const double delta = row[j] - mean[j];
       const double next_mean = mean[j] + delta / count;

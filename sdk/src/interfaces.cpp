@@ -1,7 +1,9 @@
 // Key functions of the SDK's interfaces: defined here, out of line, so each vtable and type_info exists
 // once, in the SDK library, and dynamic_cast / exceptions work between the host and every plugin.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/ATen.h>
@@ -13,6 +15,7 @@
 #include "phalanx/diagnostics.hpp"
 #include "phalanx/error.hpp"
 #include "phalanx/generator_state.hpp"
+#include "phalanx/helpers/parallel.hpp"
 #include "phalanx/optimizer.hpp"
 #include "phalanx/registrar.hpp"
 #include "phalanx/tensor_checks.hpp"
@@ -144,16 +147,33 @@ at::Tensor finite_row_mask(const at::Tensor& rows) {
   if (rows.scalar_type() != at::kFloat || rows.dim() != 2) return at::isfinite(rows).all(/*dim=*/1);
   // One streaming pass with integer operations the compiler vectorises: a float is NaN or Inf exactly
   // when its exponent bits are all ones, and adding one exponent step then carries into the sign bit.
-  // (at::isfinite(rows).all(1) would allocate an n x d bool tensor and read the data twice.)
+  // (at::isfinite(rows).all(1) would allocate an n x d bool tensor and read the data twice.) Large inputs
+  // (the Byzantine rows of a round) are split into blocks of columns for the threads the engine lends
+  // (phalanx/helpers/parallel.hpp); a row is finite when each of its blocks is, however they were shared.
   at::Tensor x = rows.contiguous();
   const std::int64_t n = x.size(0), d = x.size(1);
-  at::Tensor mask = at::empty({n}, at::kBool);
+  constexpr std::int64_t kShareFrom = 1 << 18, kBlock = 1 << 15;  // below 1 MB a hand-off costs more than it saves
+  const std::int64_t width = n * d >= kShareFrom ? kBlock : std::max<std::int64_t>(d, 1);
+  const std::int64_t per_row = (d + width - 1) / width;
+  std::vector<std::uint32_t> flags(static_cast<std::size_t>(n * per_row), 0);
   const auto* bits = reinterpret_cast<const std::uint32_t*>(x.data_ptr<float>());
+  const auto check_block = [&](std::int64_t task) {
+    const std::int64_t start = (task % per_row) * width, end = std::min(d, start + width);
+    const std::uint32_t* row = bits + (task / per_row) * d;
+    std::uint32_t any = 0;
+    for (std::int64_t j = start; j < end; ++j) any |= (row[j] & 0x7f800000u) + 0x00800000u;
+    flags[static_cast<std::size_t>(task)] = any;
+  };
+  if (n * d >= kShareFrom) {
+    for_each_block(n * per_row, check_block);
+  } else {
+    for (std::int64_t task = 0; task < n * per_row; ++task) check_block(task);
+  }
+  at::Tensor mask = at::empty({n}, at::kBool);
   bool* out = mask.data_ptr<bool>();
   for (std::int64_t i = 0; i < n; ++i) {
-    const std::uint32_t* row = bits + i * d;
     std::uint32_t any = 0;
-    for (std::int64_t j = 0; j < d; ++j) any |= (row[j] & 0x7f800000u) + 0x00800000u;
+    for (std::int64_t k = 0; k < per_row; ++k) any |= flags[static_cast<std::size_t>(i * per_row + k)];
     out[i] = (any & 0x80000000u) == 0;
   }
   return mask;

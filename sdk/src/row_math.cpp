@@ -111,4 +111,78 @@ at::Tensor OutputBuffer::get(at::IntArrayRef sizes) {
   return buffer_;
 }
 
+namespace {
+
+// ceil(log2(x)) for x >= 1, as LibTorch's utils::CeilLog2.
+std::int64_t ceil_log2(std::int64_t x) {
+  std::int64_t bits = 0;
+  while ((std::int64_t(1) << bits) < x) ++bits;
+  return bits;
+}
+
+constexpr std::int64_t kMeanColumns = 256;  // a block's four levels of float32 sums: 4 KB, in L1
+
+}  // namespace
+
+// LibTorch's cascade sum (aten/src/ATen/native/cpu/SumKernel.cpp, multi_row_sum) over the rows of each
+// column: runs of 2^p rows (p = max(4, ceil(log2 n) / 4)) are added in order into level 0, each full run is
+// carried into level 1 (and on up, every 2^p runs), and the levels are added at the end. For n < 16 that is
+// a plain sum in row order. LibTorch does this for the columns in whole groups of four vectors (32 floats
+// with AVX2, 64 with AVX-512) counted from the first column; the last columns get another order (four
+// interleaved partial sums), so column_means leaves the last d mod 64 columns to LibTorch itself.
+__attribute__((target_clones("avx2", "default"))) void cascade_column_means(const float* rows, std::int64_t n,
+                                                                             std::int64_t d, std::int64_t begin,
+                                                                             std::int64_t end, float* out) {
+  constexpr std::int64_t kLevels = 4;
+  const std::int64_t power = std::max<std::int64_t>(4, ceil_log2(n) / kLevels);
+  const std::int64_t step = std::int64_t(1) << power, mask = step - 1;
+  const float count = static_cast<float>(n);
+  float acc[kLevels][kMeanColumns];
+  for (std::int64_t start = begin; start < end; start += kMeanColumns) {
+    const std::int64_t width = std::min(kMeanColumns, end - start);
+    if (n < step) {  // one run: a plain sum (adding the other levels' zeros would change nothing)
+      std::fill(acc[0], acc[0] + width, 0.0f);
+      for (std::int64_t i = 0; i < n; ++i) {
+        const float* x = rows + i * d + start;
+        for (std::int64_t j = 0; j < width; ++j) acc[0][j] += x[j];
+      }
+      for (std::int64_t j = 0; j < width; ++j) out[start + j] = acc[0][j] / count;
+      continue;
+    }
+    for (auto& level : acc) std::fill(level, level + width, 0.0f);
+    std::int64_t i = 0;
+    const auto add_row = [&](std::int64_t row) {
+      const float* x = rows + row * d + start;
+      for (std::int64_t j = 0; j < width; ++j) acc[0][j] += x[j];
+    };
+    while (i + step <= n) {
+      for (std::int64_t k = 0; k < step; ++k, ++i) add_row(i);
+      for (std::int64_t l = 1; l < kLevels; ++l) {
+        for (std::int64_t j = 0; j < width; ++j) {
+          acc[l][j] += acc[l - 1][j];
+          acc[l - 1][j] = 0.0f;
+        }
+        if ((i & (mask << (l * power))) != 0) break;
+      }
+    }
+    for (; i < n; ++i) add_row(i);
+    for (std::int64_t l = 1; l < kLevels; ++l)
+      for (std::int64_t j = 0; j < width; ++j) acc[0][j] += acc[l][j];
+    for (std::int64_t j = 0; j < width; ++j) out[start + j] = acc[0][j] / count;
+  }
+}
+
+void column_means(const float* rows, std::int64_t n, std::int64_t d, std::int64_t begin, std::int64_t end,
+                  float* out) {
+  constexpr std::int64_t kGroup = 64;  // LibTorch's widest group of columns summed alike (AVX-512)
+  const std::int64_t tail = d / kGroup * kGroup;
+  cascade_column_means(rows, n, d, begin, std::min(end, tail), out);
+  if (end <= tail) return;
+  // The tail as LibTorch computes it: a sum over the tail alone starts its groups where the whole one would.
+  const at::Tensor all = at::from_blob(const_cast<float*>(rows), {n, d}, at::kFloat);
+  const at::Tensor means = all.narrow(1, tail, d - tail).mean(0);
+  const std::int64_t from = std::max(begin, tail);
+  std::copy(means.data_ptr<float>() + (from - tail), means.data_ptr<float>() + (end - tail), out + from);
+}
+
 }  // namespace phalanx

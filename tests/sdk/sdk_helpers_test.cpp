@@ -12,6 +12,7 @@
 #include "phalanx/distances.hpp"
 #include "phalanx/helpers/gamma_search.hpp"
 #include "phalanx/helpers/parallel.hpp"
+#include "phalanx/row_math.hpp"
 #include "phalanx/suggest.hpp"
 #include "phalanx/tensor_checks.hpp"
 #include "support.hpp"
@@ -287,6 +288,27 @@ TEST(CoordinateSort, MeanClosestToTheCentre) {
   EXPECT_TRUE(at::allclose(coordinate_mean_closest_to(rows, 5, ColumnCentre::Median), rows.mean(0)));
   EXPECT_ERROR_WITH(coordinate_mean_closest_to(rows, 0, ColumnCentre::Median), "cannot keep 0 of 5");
   EXPECT_ERROR_WITH(coordinate_mean_closest_to(rows, 2, ColumnCentre::TrimmedMean, 3), "cannot drop 3");
+}
+
+// column_means is LibTorch's rows.mean(0) bit for bit (its cascade over 16-row runs from n = 16 on, the last
+// d mod 64 columns left to LibTorch), for the whole width and for any range of columns. Values of mixed
+// magnitudes, so that a different order of additions would show in the last bits.
+TEST(ColumnMeans, AreLibTorchsMeanBitForBit) {
+  at::manual_seed(7);
+  for (std::int64_t n : {1, 2, 5, 8, 15, 16, 17, 33, 300}) {
+    for (std::int64_t d : {1, 63, 64, 100, 4097, 20011}) {
+      SCOPED_TRACE("n = " + std::to_string(n) + ", d = " + std::to_string(d));
+      const at::Tensor rows = at::randn({n, d}).mul_(at::randn({n, d}).mul_(3).exp_());
+      const at::Tensor want = rows.mean(0);
+      at::Tensor whole = at::empty({d}), pieces = at::empty({d});
+      column_means(rows.data_ptr<float>(), n, d, 0, d, whole.data_ptr<float>());
+      const std::int64_t cut = d / 3 + 1;  // not a multiple of anything
+      column_means(rows.data_ptr<float>(), n, d, cut, d, pieces.data_ptr<float>());
+      column_means(rows.data_ptr<float>(), n, d, 0, cut, pieces.data_ptr<float>());
+      EXPECT_TRUE(at::equal(whole.view(at::kInt), want.view(at::kInt)));
+      EXPECT_TRUE(at::equal(pieces.view(at::kInt), want.view(at::kInt)));
+    }
+  }
 }
 
 // A runner that records what it was asked and runs the blocks last to first, as a pool might.

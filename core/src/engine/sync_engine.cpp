@@ -1,6 +1,7 @@
 #include "phalanx/core/engine/sync_engine.hpp"
 
 #include <algorithm>
+#include <cstring>
 
 #include <ATen/ATen.h>
 
@@ -12,11 +13,33 @@
 #include "phalanx/core/run/stop_signal.hpp"
 #include "phalanx/core/engine/training_parts.hpp"
 #include "phalanx/error.hpp"
+#include "phalanx/helpers/parallel.hpp"
 #include "phalanx/tensor_checks.hpp"
 
 namespace phalanx::core {
 
 namespace {
+
+// dst.copy_(src) for [rows, d] tensors: the attack's rows into the round's message matrix. Rows of float32
+// values one after another (the usual case) are copied in blocks of columns on the threads lent to the
+// server's thread (phalanx/helpers/parallel.hpp); anything else by ATen.
+void copy_rows(at::Tensor& dst, const at::Tensor& src) {
+  const bool plain = src.scalar_type() == at::kFloat && dst.scalar_type() == at::kFloat && src.stride(1) == 1 &&
+                     dst.stride(1) == 1 && src.size(0) > 0;
+  if (!plain) {
+    dst.copy_(src);
+    return;
+  }
+  constexpr std::int64_t kColumns = 16384;
+  const std::int64_t rows = dst.size(0), d = dst.size(1);
+  const float* from = src.data_ptr<float>();
+  float* to = dst.data_ptr<float>();
+  for_each_block((d + kColumns - 1) / kColumns, [&](std::int64_t k) {
+    const std::int64_t start = k * kColumns, width = std::min(kColumns, d - start);
+    for (std::int64_t r = 0; r < rows; ++r)
+      std::memmove(to + r * dst.stride(0) + start, from + r * src.stride(0) + start, sizeof(float) * width);
+  });
+}
 
 std::vector<std::int64_t> every_worker(std::int64_t n) {
   std::vector<std::int64_t> all(n);
@@ -108,7 +131,7 @@ void SyncRounds::attack(std::int64_t step, const RoundContext& context) {
   at::Tensor crafted = guard_plugin(plugins.labels.attack, [&] { return plugins.attack->craft(round); });
   require_shape(crafted, {b_, messages_.size(1)}, "attack '" + spec_.attack.name + "'");
   if (!(crafted.data_ptr() == byzantine.data_ptr() && crafted.strides() == byzantine.strides()))
-    byzantine.copy_(crafted);
+    copy_rows(byzantine, crafted);
 }
 
 bool SyncRounds::step(std::int64_t step) {

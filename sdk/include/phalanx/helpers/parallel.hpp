@@ -13,7 +13,8 @@
 namespace phalanx {
 
 /// Runs block(i) for i = 0 .. count-1, each exactly once and in any order: on the threads lent to the calling
-/// thread when there are some, else one after another here. Rethrows the first exception a block throws.
+/// thread when there are some, else one after another here (also when called from inside a block). Rethrows the
+/// first exception a block throws.
 PHALANX_EXPORT void for_each_block(std::int64_t count, const std::function<void(std::int64_t)>& block);
 
 /// Runs `count` blocks on lent threads (the engine's worker pool).

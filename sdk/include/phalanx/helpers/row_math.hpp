@@ -28,6 +28,13 @@ PHALANX_EXPORT void scale_row_streaming(const float* x, float scale, float* out,
 /// given, without copying the rows first (index_select would write and read back m x d values).
 PHALANX_EXPORT at::Tensor mean_of_rows(const at::Tensor& rows, const std::vector<std::int64_t>& chosen);
 
+/// Columns [begin, end) of the mean of n float32 rows of length d (row-major at `rows`), into out[begin, end):
+/// bit for bit what rows.mean(0) gives in LibTorch 1.13 on the CPU (its float32 column sums, which add the
+/// rows in order in runs of 16 and then add the runs' sums, divided by n), without the cost of an ATen call
+/// per block, so that blocks of columns can be shared out (phalanx/helpers/parallel.hpp).
+PHALANX_EXPORT void column_means(const float* rows, std::int64_t n, std::int64_t d, std::int64_t begin,
+                                 std::int64_t end, float* out);
+
 /// A float32 tensor a rule returns every round, allocated once: get() hands back the previous round's
 /// tensor when nobody holds it (or a view of it) any more and the shape is unchanged, else a new one. Its
 /// contents are undefined; the rule overwrites all of them.
