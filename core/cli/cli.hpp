@@ -4,6 +4,7 @@
 // signal n.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,10 @@
 #include "phalanx/core/plugins/registry.hpp"
 #include "phalanx/error.hpp"
 #include "phalanx/value.hpp"
+
+namespace phalanx::core {
+struct MemoryEstimate;
+}
 
 namespace phalanx::cli {
 
@@ -37,6 +42,8 @@ struct Options {
   std::string resume;
   std::string checkpoint_every;
   std::string max_memory;  // --max-memory: the preflight's limit instead of the memory available
+  // A run forked by `phalanx sweep`: the parent's preflight of it, so the child does not measure it again.
+  std::shared_ptr<const core::MemoryEstimate> preflight_done;
   // every verb
   std::string log_level = "info";
   bool quiet = false;

@@ -84,7 +84,7 @@ int cmd_resume(const Options& o, RunControl control) {
   PipelineSpec spec = resolve_pipeline(root, registry);
   refuse_distributed(spec);
   const MemoryLimit limit = memory_limit(o.max_memory);
-  const MemoryEstimate estimate = preflight(spec, registry, limit);
+  const MemoryEstimate estimate = o.preflight_done ? *o.preflight_done : preflight(spec, registry, limit);
   control.resume = true;
   auto logger = make_run_logger(spec.name, dir + "/log.txt", /*append=*/true);
   log_estimate(*logger, estimate, limit);
@@ -106,8 +106,10 @@ struct Prepared {
   std::vector<MemoryEstimate> estimates;
 };
 
-// Validates every variant before running any, so a typo in the last one is found in seconds.
-Prepared prepare_variants(const Value& root, const Registry& registry, const MemoryLimit& limit) {
+// Validates every variant before running any, so a typo in the last one is found in seconds. A run forked by a
+// sweep (one variant) takes the preflight its parent made of it.
+Prepared prepare_variants(const Value& root, const Registry& registry, const MemoryLimit& limit,
+                          const MemoryEstimate* preflight_done) {
   Prepared p;
   p.variants = expand_variants(root);
   print_config_warnings(variant_warnings(p.variants));
@@ -118,7 +120,8 @@ Prepared prepare_variants(const Value& root, const Registry& registry, const Mem
       // These plugin instances only prove that construction succeeds; the run makes its own (engine.cpp
       // says why they cannot be handed over).
       check_plugins(p.specs.back(), registry);
-      p.estimates.push_back(preflight(p.specs.back(), registry, limit));
+      const bool measured = preflight_done != nullptr && p.variants.size() == 1;
+      p.estimates.push_back(measured ? *preflight_done : preflight(p.specs.back(), registry, limit));
     } catch (const Error& e) {
       throw Error(v.label.empty() ? std::string(e.what()) : "in variant '" + v.label + "': " + e.what());
     }
@@ -163,7 +166,7 @@ int cmd_run(const Options& o) {
   load_plugins(registry, o, &root);
   const ComparisonOutline base = resolve_outline(root);
   const MemoryLimit limit = memory_limit(o.max_memory);
-  const Prepared p = prepare_variants(root, registry, limit);
+  const Prepared p = prepare_variants(root, registry, limit, o.preflight_done.get());
   const std::string out = o.out.empty() ? "runs/" + base.name : o.out;
   std::vector<VariantResult> results;
   int failures = 0;

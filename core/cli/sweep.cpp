@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <memory>
 
 #include "cli.hpp"
 #include "phalanx/core/config/config.hpp"
@@ -30,9 +32,13 @@ std::optional<Shard> shard_of(const Options& o) {
                           std::getenv("SLURM_ARRAY_TASK_MIN"));
 }
 
+// The preflight of each run by its label, made before any starts; the forked runs take theirs from here.
+using Preflights = std::map<std::string, std::shared_ptr<const MemoryEstimate>>;
+
 // Validates every run before starting any; returns the sweep's name. Runs share the machine: --jobs N of
 // them at a time must fit together.
-std::string check_runs(const std::vector<SweepRun>& runs, const Registry& registry, const Options& o) {
+std::string check_runs(const std::vector<SweepRun>& runs, const Registry& registry, const Options& o,
+                       Preflights& preflights) {
   std::string name = "sweep";
   const MemoryLimit limit = memory_limit(o.max_memory);
   for (const auto& r : runs) {
@@ -40,7 +46,8 @@ std::string check_runs(const std::vector<SweepRun>& runs, const Registry& regist
       PipelineSpec spec = resolve_pipeline(r.config, registry);
       refuse_distributed(spec);
       check_plugins(spec, registry);
-      preflight(spec, registry, {limit.bytes / o.jobs, limit.source + ", shared by --jobs " + std::to_string(o.jobs)});
+      preflights[r.label] = std::make_shared<const MemoryEstimate>(preflight(
+          spec, registry, {limit.bytes / o.jobs, limit.source + ", shared by --jobs " + std::to_string(o.jobs)}));
       name = spec.name;
     } catch (const Error& e) {
       throw Error("in sweep run '" + r.label + "': " + e.what());
@@ -58,14 +65,20 @@ void write_sweep_yaml(const std::string& out, const Value& root) {
 }
 
 // `phalanx run` of one run, forked from this process: the child has the plugins loaded and the data sets
-// the checks above loaded (data_cache.hpp), so a run costs its training and not a process start.
-RunStarter forked_runs(const Options& o) {
+// the checks above loaded (data_cache.hpp), and its preflight, so a run costs its training and not a process
+// start or a second measurement.
+RunStarter forked_runs(const Options& o, const std::string& out, std::shared_ptr<const Preflights> preflights) {
   if (!o.checkpoint_every.empty()) {
     RunControl check;
     parse_checkpoint_every(o.checkpoint_every, check);  // refuse a typo before starting runs
   }
-  return [o](const std::string& input, const std::string& dir, bool resume) {
+  const std::string prefix = out + "/";  // a run's folder is out/<label> (run_sweep)
+  return [o, prefix, preflights](const std::string& input, const std::string& dir, bool resume) {
     Options run = o;  // plugin paths, log level, quiet, --checkpoint-every, --max-memory
+    if (dir.compare(0, prefix.size(), prefix) == 0) {
+      const auto measured = preflights->find(dir.substr(prefix.size()));
+      if (measured != preflights->end()) run.preflight_done = measured->second;
+    }
     run.command = "run";
     run.overrides.clear();  // applied already: input.yaml is the run's whole config
     run.config = resume ? "" : input;
@@ -90,7 +103,8 @@ int cmd_sweep(const Options& o) {
   print_config_warnings(warnings);
   const std::optional<Shard> shard = shard_of(o);
   const std::vector<SweepRun> runs = shard ? runs_of_shard(all, *shard) : all;
-  const std::string name = check_runs(runs, registry, o);
+  auto preflights = std::make_shared<Preflights>();
+  const std::string name = check_runs(runs, registry, o, *preflights);
   const std::string out = o.out.empty() ? "runs/" + name : o.out;
   fs::create_directories(out);
   write_sweep_yaml(out, root);
@@ -98,7 +112,7 @@ int cmd_sweep(const Options& o) {
   std::cerr << "sweep: " << runs.size() << " runs" << (shard ? " (" + slice + " of " + std::to_string(all.size()) + ")" : "")
             << " into " << out << ", " << o.jobs << " at a time\n";
   install_stop_handlers();
-  const SweepOutcome outcome = run_sweep(runs, out, o.jobs, forked_runs(o), o.quiet);
+  const SweepOutcome outcome = run_sweep(runs, out, o.jobs, forked_runs(o, out, preflights), o.quiet);
   if (stop_requested()) {
     std::cerr << "sweep: interrupted; " << outcome.interrupted << " runs were stopped. Run the same command "
               << "again to resume.\n";
