@@ -226,6 +226,11 @@ void gram_in_float64(const std::vector<char>& wide, std::vector<double>& gram, c
     }
 }
 
+// out[j] = x[j] in float64, eight at a time where the CPU has AVX2 (a plain copy_n converts two at a time).
+__attribute__((target_clones("avx2", "default"))) void widen(const float* x, std::int64_t count, double* out) {
+  for (std::int64_t j = 0; j < count; ++j) out[j] = static_cast<double>(x[j]);
+}
+
 }  // namespace
 
 PairwiseDistances::PairwiseDistances(const at::Tensor& rows) {
@@ -314,16 +319,30 @@ void PairwiseDistances::make_exact(const std::vector<std::pair<std::int64_t, std
     todo.emplace_back(i, j);
   }
   if (todo.empty()) return;
-  // One pass over the columns, block by block: the rows a block needs are read from memory once and stay
-  // in L2 for the other pairs (64 rows x 512 floats = 128 KiB).
+  // One pass over the columns, block by block: each row a block needs is read from memory and converted to
+  // float64 once (at most 64 rows x 512 columns = 256 KiB, in L2), then every pair is two loads, a
+  // subtraction and a multiply-add per column. squared_distance_of_wide_rows does squared_distance's
+  // arithmetic, so the sums are the same as from the float32 rows.
   const std::int64_t d = rows_.size(1);
   constexpr std::int64_t kColumns = 512;
   const float* x = rows_.data_ptr<float>();
+  std::vector<std::int64_t> slot(static_cast<std::size_t>(n_), -1), involved;
+  for (const auto& [i, j] : todo)
+    for (std::int64_t r : {i, j})
+      if (slot[static_cast<std::size_t>(r)] < 0) {
+        slot[static_cast<std::size_t>(r)] = static_cast<std::int64_t>(involved.size());
+        involved.push_back(r);
+      }
+  std::vector<double> wide(involved.size() * kColumns);
   std::vector<double> sums(todo.size(), 0.0);
   for (std::int64_t start = 0; start < d; start += kColumns) {
     const std::int64_t width = std::min(kColumns, d - start);
+    for (std::size_t s = 0; s < involved.size(); ++s)
+      widen(x + involved[s] * d + start, width, wide.data() + s * kColumns);
     for (std::size_t p = 0; p < todo.size(); ++p)
-      sums[p] += squared_distance(x + todo[p].first * d + start, x + todo[p].second * d + start, width);
+      sums[p] += squared_distance_of_wide_rows(wide.data() + slot[static_cast<std::size_t>(todo[p].first)] * kColumns,
+                                               wide.data() + slot[static_cast<std::size_t>(todo[p].second)] * kColumns,
+                                               width);
   }
   for (std::size_t p = 0; p < todo.size(); ++p) {
     const auto [i, j] = todo[p];
@@ -387,6 +406,15 @@ std::pair<double, double> score_interval(const PairwiseDistances& dist, const st
   return {lo - slack, hi + slack};
 }
 
+// True when every distance from subset[a] to the other rows of the subset is exact.
+bool exact_within(const PairwiseDistances& dist, const std::vector<std::int64_t>& subset, std::int64_t a) {
+  const std::int64_t i = subset[static_cast<std::size_t>(a)];
+  if (dist.exact(i)) return true;
+  for (std::int64_t j : subset)
+    if (dist.error(i, j) != 0.0) return false;
+  return true;
+}
+
 }  // namespace
 
 std::vector<std::int64_t> krum_order(PairwiseDistances& distances, const std::vector<std::int64_t>& subset,
@@ -407,14 +435,19 @@ std::vector<std::int64_t> krum_order(PairwiseDistances& distances, const std::ve
         const std::int64_t b = order[static_cast<std::size_t>(q)];
         if (hi[static_cast<std::size_t>(a)] < lo[static_cast<std::size_t>(b)]) continue;
         // Both exact: their scores and tie-breaks are those of the float64 path.
-        if (distances.exact(subset[static_cast<std::size_t>(a)]) && distances.exact(subset[static_cast<std::size_t>(b)]))
-          continue;
+        if (exact_within(distances, subset, a) && exact_within(distances, subset, b)) continue;
         unsure.push_back(subset[static_cast<std::size_t>(a)]);
         unsure.push_back(subset[static_cast<std::size_t>(b)]);
       }
     }
     if (unsure.empty()) return order;
-    distances.make_rows_exact(unsure);
+    // Only the distances inside the subset decide its order: those from the unsure rows are made exact (a
+    // row of Bulyan's later Krum steps no longer needs its distances to the rows chosen before).
+    std::vector<std::pair<std::int64_t, std::int64_t>> pairs;
+    for (std::int64_t i : unsure)
+      for (std::int64_t j : subset)
+        if (j != i) pairs.emplace_back(i, j);
+    distances.make_exact(pairs);
   }
 }
 

@@ -30,8 +30,12 @@ __attribute__((target_clones("avx2", "default"))) double squared_norm(const floa
   return total;
 }
 
-__attribute__((target_clones("avx2", "default"))) double squared_distance(const float* x, const float* y,
-                                                                           std::int64_t d) {
+namespace {
+
+// The one body of squared_distance and squared_distance_of_wide_rows, so that both do the same arithmetic
+// (a float converted to float64 is the same number as the float64 copy of it).
+template <typename T>
+inline __attribute__((always_inline)) double squared_distance_body(const T* x, const T* y, std::int64_t d) {
   double sum[kSums] = {};
   std::int64_t j = 0;
   for (; j + kSums <= d; j += kSums)
@@ -46,6 +50,19 @@ __attribute__((target_clones("avx2", "default"))) double squared_distance(const 
   double total = 0;
   for (double s : sum) total += s;
   return total;
+}
+
+}  // namespace
+
+__attribute__((target_clones("avx2", "default"))) double squared_distance(const float* x, const float* y,
+                                                                           std::int64_t d) {
+  return squared_distance_body(x, y, d);
+}
+
+__attribute__((target_clones("avx2", "default"))) double squared_distance_of_wide_rows(const double* x,
+                                                                                       const double* y,
+                                                                                       std::int64_t d) {
+  return squared_distance_body(x, y, d);
 }
 
 void scale_row_streaming(const float* x, float scale, float* out, std::int64_t d) {

@@ -205,6 +205,38 @@ TEST(PairwiseDistances, BoundsHoldAndNearTiesAreDecidedInFloat64) {
   }
 }
 
+// Bulyan ranks shrinking subsets: only the distances inside the subset decide its order, so only those are
+// made exact, and the winner is still the float64 one of the sub-matrix.
+TEST(PairwiseDistances, KrumOrderOfASubsetMakesOnlyItsDistancesExact) {
+  const std::vector<std::int64_t> subset = {0, 2, 3, 5, 6, 7};
+  std::int64_t made_exact = 0;
+  for (std::int64_t seed = 0; seed < 6; ++seed) {
+    at::Tensor rows = near_tie_rows(8, 1000, seed, seed % 3);
+    const at::Tensor index = at::tensor(subset, at::kLong);
+    const at::Tensor reference = float64_distances(rows).index_select(0, index).index_select(1, index);
+    PairwiseDistances d(rows);
+    const std::int64_t n = rows.size(0);
+    EXPECT_EQ(krum_order(d, subset, 2, 1)[0], krum_order(reference, 2)[0].item<std::int64_t>()) << "seed " << seed;
+    for (std::int64_t i : subset)
+      for (std::int64_t j = 0; j < n; ++j)
+        if (std::find(subset.begin(), subset.end(), j) == subset.end()) EXPECT_GT(d.error(i, j), 0.0) << i << ", " << j;
+    made_exact += d.entries_made_exact();
+  }
+  EXPECT_GT(made_exact, 0);  // some seeds needed the float64 pass, inside the subset
+}
+
+// The float64 pass converts each row once per block of columns: the same arithmetic as from float32.
+TEST(PairwiseDistances, WideRowsGiveTheSameSquaredDistances) {
+  at::manual_seed(5);
+  for (std::int64_t d : {1, 7, 8, 9, 512, 1001}) {
+    const at::Tensor rows = at::randn({2, d}).mul_(at::randn({2, d}).exp_());
+    const at::Tensor wide = rows.to(at::kDouble);
+    const double from_float = squared_distance(rows.data_ptr<float>(), rows.data_ptr<float>() + d, d);
+    const double from_wide = squared_distance_of_wide_rows(wide.data_ptr<double>(), wide.data_ptr<double>() + d, d);
+    EXPECT_EQ(from_float, from_wide) << "d = " << d;
+  }
+}
+
 TEST(PairwiseDistances, ExactTiesAreDecidedFromTheDifferences) {
   // Row 5 duplicates row 0: their scores tie exactly, so no bound separates them and where Multi-Krum's m
   // falls between them both rows must be made exact (from the differences) to break the tie by index.

@@ -81,7 +81,8 @@ class PHALANX_EXPORT PairwiseDistances {
 /// Krum order (as krum_order above) of the rows `subset` of `distances`, as positions into `subset`, best
 /// first. The first `certain` positions hold the rows the exact distances put there (as a set: their order
 /// among themselves may differ; with certain = 1, the winner): while the score interval of a row among them
-/// overlaps that of a row placed after them, both are made exact and the order recomputed.
+/// overlaps that of a row placed after them, both rows' distances to the rest of the subset are made exact
+/// and the order recomputed.
 PHALANX_EXPORT std::vector<std::int64_t> krum_order(PairwiseDistances& distances,
                                                     const std::vector<std::int64_t>& subset,
                                                     std::int64_t neighbours, std::int64_t certain);

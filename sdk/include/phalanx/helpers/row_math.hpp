@@ -20,6 +20,9 @@ PHALANX_EXPORT double squared_norm(const float* x, std::int64_t d);
 /// a NaN or Inf.
 PHALANX_EXPORT double squared_distance(const float* x, const float* y, std::int64_t d);
 
+/// squared_distance of float32 values already converted to float64: the same arithmetic, the same result.
+PHALANX_EXPORT double squared_distance_of_wide_rows(const double* x, const double* y, std::int64_t d);
+
 /// out[j] = x[j] * scale for j < d, written around the cache (streaming stores): the result is larger than
 /// the cache and is read next by someone else, so caching it would only evict the input.
 PHALANX_EXPORT void scale_row_streaming(const float* x, float scale, float* out, std::int64_t d);
