@@ -64,10 +64,9 @@ class Bulyan : public Aggregator {
     }
     // The second stage sorts every column, so the order of the chosen rows does not change the result.
     std::sort(chosen.begin(), chosen.end());
-    at::Tensor selected = inputs.index_select(0, at::tensor(chosen, at::kLong));
 
-    // 2. per coordinate, the beta values closest to the median of the selection.
-    return coordinate_mean_closest_to(selected, beta, ColumnCentre::Median);
+    // 2. per coordinate, the beta values closest to the median of the selection (read in place).
+    return coordinate_mean_closest_to(inputs, chosen, beta, ColumnCentre::Median);
   }
 
  private:

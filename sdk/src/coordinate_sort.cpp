@@ -218,15 +218,15 @@ class Block {
     return !schedule_.passes.empty() && schedule_.passes.back().layers == 3 && !schedule_.passes.back().flip;
   }
 
-  // Sorts columns [start, start + count) of the [n, d] rows `in` into the block (count <= width) by the
-  // sort8 pass and the first `passes` passes of the schedule.
+  // Sorts columns [start, start + count) of the n rows that begin at in[0], ..., in[n - 1] into the block
+  // (count <= width) by the sort8 pass and the first `passes` passes of the schedule.
   // Returns false when one of the values is NaN or Inf (the block is then meaningless).
-  bool load_and_sort(const float* in, std::int64_t d, std::int64_t start, std::int64_t count, std::size_t passes) {
+  bool load_and_sort(const float* const* in, std::int64_t start, std::int64_t count, std::size_t passes) {
     if (count == width_ && schedule_.sort8) {
       // The first pass reads straight from the input rows (and the padding rows).
       for (std::int64_t r = 0; r < m_; ++r)
         source_[static_cast<std::size_t>(r)] = r < low_ ? minus_.data() : r >= low_ + n_ ? plus_.data()
-                                                                           : in + (r - low_) * d + start;
+                                                                           : in[r - low_] + start;
       return run_passes(source_.data(), base_, width_, width_, schedule_, passes);
     }
     // A narrower last block, or no first pass to read the input: copy the rows in first, with the lane
@@ -237,7 +237,7 @@ class Block {
     float* dst = rows();
     bool finite = true;
     for (std::int64_t i = 0; i < n_; ++i) {
-      const float* row = in + i * d + start;
+      const float* row = in[i] + start;
       std::memcpy(dst + i * width_, row, static_cast<std::size_t>(count) * sizeof(float));
       std::fill(dst + i * width_ + count, dst + (i + 1) * width_, 0.0f);
       if (!schedule_.sort8)  // else the first pass checks
@@ -338,19 +338,22 @@ __attribute__((target_clones("avx2", "default"))) void mean_of_nearest(const flo
   for (std::int64_t j = 0; j < width; ++j) o[j] *= scale;
 }
 
-}  // namespace
+// Where each row of a contiguous [n, d] float32 tensor begins.
+std::vector<const float*> row_starts(const at::Tensor& x) {
+  std::vector<const float*> starts;
+  for (std::int64_t i = 0; i < x.size(0); ++i) starts.push_back(x.data_ptr<float>() + i * x.size(1));
+  return starts;
+}
 
-at::Tensor reduce_sorted_columns(const at::Tensor& rows, const SortedBlockReducer& reduce, bool* finite) {
-  if (rows.dim() != 2 || rows.scalar_type() != at::kFloat)
-    throw Error("reduce_sorted_columns expects an [n, d] float32 tensor");
-  at::Tensor x = rows.contiguous();
-  const std::int64_t n = x.size(0), d = x.size(1);
+// reduce_sorted_columns over the n = in.size() rows of d columns that begin at in[0], in[1], ...
+at::Tensor reduce_sorted_columns_of(const std::vector<const float*>& in, std::int64_t d,
+                                    const SortedBlockReducer& reduce, bool* finite) {
+  const auto n = static_cast<std::int64_t>(in.size());
   if (n == 0) throw Error("reduce_sorted_columns: no rows");
   at::Tensor out = at::empty({d}, at::kFloat);
-  const float* in = x.data_ptr<float>();
   float* result = out.data_ptr<float>();
   const bool all_finite = for_each_column_block(n, 0, d, [&](Block& block, std::int64_t start, std::int64_t width) {
-    if (!block.load_and_sort(in, d, start, width, block.all_passes()) && finite) return false;
+    if (!block.load_and_sort(in.data(), start, width, block.all_passes()) && finite) return false;
     float* sorted = block.rows();
     // The reducer sees `width` floats per row: close the gaps of a narrower last block (moving forward
     // is safe, every row moves to a lower address).
@@ -362,6 +365,15 @@ at::Tensor reduce_sorted_columns(const at::Tensor& rows, const SortedBlockReduce
   });
   if (finite) *finite = all_finite;
   return out;
+}
+
+}  // namespace
+
+at::Tensor reduce_sorted_columns(const at::Tensor& rows, const SortedBlockReducer& reduce, bool* finite) {
+  if (rows.dim() != 2 || rows.scalar_type() != at::kFloat)
+    throw Error("reduce_sorted_columns expects an [n, d] float32 tensor");
+  at::Tensor x = rows.contiguous();
+  return reduce_sorted_columns_of(row_starts(x), x.size(1), reduce, finite);
 }
 
 namespace {
@@ -390,11 +402,11 @@ at::Tensor coordinate_median(const at::Tensor& rows, bool* finite) {
         finite);
   at::Tensor x = rows.contiguous();
   at::Tensor out = at::empty({d}, at::kFloat);
-  const float* in = x.data_ptr<float>();
+  const std::vector<const float*> in = row_starts(x);
   float* result = out.data_ptr<float>();
   const bool all_finite = for_each_column_block(
       n, (network_size(n) - n) / 2, d, [&](Block& block, std::int64_t start, std::int64_t width) {
-        if (!block.load_and_sort(in, d, start, width, block.median_passes()) && finite) return false;
+        if (!block.load_and_sort(in.data(), start, width, block.median_passes()) && finite) return false;
         median_of_halves(block.data(), block.m(), block.width(), width, n % 2 == 1, result + start);
         return true;
       });
@@ -425,10 +437,10 @@ at::Tensor coordinate_trimmed_mean(const at::Tensor& rows, std::int64_t trim, bo
     const std::int64_t d = x.size(1);
     at::Tensor out = at::empty({d}, at::kFloat);
     if (Block(n, 0).last_pass_sorts_groups_of_8()) {
-      const float* in = x.data_ptr<float>();
+      const std::vector<const float*> in = row_starts(x);
       float* result = out.data_ptr<float>();
       const bool all_finite = for_each_column_block(n, 0, d, [&](Block& block, std::int64_t start, std::int64_t width) {
-        if (!block.load_and_sort(in, d, start, width, block.all_passes() - 1) && finite) return false;
+        if (!block.load_and_sort(in.data(), start, width, block.all_passes() - 1) && finite) return false;
         trimmed_mean_last_pass(block.data(), block.width(), Block::round_up(width), trim, n - trim, width,
                                result + start);
         return true;
@@ -445,23 +457,46 @@ at::Tensor coordinate_trimmed_mean(const at::Tensor& rows, std::int64_t trim, bo
       finite);
 }
 
-at::Tensor coordinate_mean_closest_to(const at::Tensor& rows, std::int64_t m, ColumnCentre centre, std::int64_t trim,
-                                      bool* finite) {
-  const std::int64_t n = rows.dim() == 2 ? rows.size(0) : 0;
+namespace {
+
+SortedBlockReducer mean_closest_to_reducer(std::int64_t n, std::int64_t m, ColumnCentre centre, std::int64_t trim) {
   if (m < 1 || m > n)
     throw Error("mean closest to the centre: cannot keep " + std::to_string(m) + " of " + std::to_string(n) +
                 " values per coordinate");
   if (centre == ColumnCentre::TrimmedMean && (trim < 0 || 2 * trim >= n))
     throw Error("trimmed mean: cannot drop " + std::to_string(trim) + " values at each end of " + std::to_string(n));
-  return reduce_sorted_columns(rows, [m, centre, trim](const float* sorted, std::int64_t n, std::int64_t width,
-                                                       float* out) {
+  return [m, centre, trim](const float* sorted, std::int64_t n, std::int64_t width, float* out) {
     alignas(32) float center[512];  // block widths are at most 512 (block_width)
     if (centre == ColumnCentre::Median)
       median_of_sorted(sorted, n, width, center);
     else
       trimmed_mean_of_sorted(sorted, n, width, trim, center);
     mean_of_nearest(sorted, n, width, m, center, out);
-  }, finite);
+  };
+}
+
+}  // namespace
+
+at::Tensor coordinate_mean_closest_to(const at::Tensor& rows, std::int64_t m, ColumnCentre centre, std::int64_t trim,
+                                      bool* finite) {
+  const std::int64_t n = rows.dim() == 2 ? rows.size(0) : 0;
+  return reduce_sorted_columns(rows, mean_closest_to_reducer(n, m, centre, trim), finite);
+}
+
+at::Tensor coordinate_mean_closest_to(const at::Tensor& rows, const std::vector<std::int64_t>& chosen, std::int64_t m,
+                                      ColumnCentre centre, std::int64_t trim, bool* finite) {
+  if (rows.dim() != 2 || rows.scalar_type() != at::kFloat)
+    throw Error("coordinate_mean_closest_to expects an [n, d] float32 tensor");
+  const SortedBlockReducer reduce = mean_closest_to_reducer(static_cast<std::int64_t>(chosen.size()), m, centre, trim);
+  at::Tensor x = rows.contiguous();
+  const std::vector<const float*> all = row_starts(x);
+  std::vector<const float*> in;
+  for (std::int64_t i : chosen) {
+    if (i < 0 || i >= x.size(0))
+      throw Error("coordinate_mean_closest_to: row " + std::to_string(i) + " of " + std::to_string(x.size(0)));
+    in.push_back(all[static_cast<std::size_t>(i)]);
+  }
+  return reduce_sorted_columns_of(in, x.size(1), reduce, finite);
 }
 
 }  // namespace phalanx

@@ -322,6 +322,24 @@ TEST(CoordinateSort, MeanClosestToTheCentre) {
   EXPECT_ERROR_WITH(coordinate_mean_closest_to(rows, 2, ColumnCentre::TrimmedMean, 3), "cannot drop 3");
 }
 
+// Bulyan's second stage reads its chosen rows in place: the same bits as on a copy of them, for full and
+// partial blocks and both centres; rows outside the input are refused.
+TEST(CoordinateSort, MeanClosestToOnChosenRowsIsTheSameAsOnACopy) {
+  at::manual_seed(3);
+  const at::Tensor rows = at::randn({40, 3000});
+  for (const std::vector<std::int64_t>& chosen :
+       {std::vector<std::int64_t>{0, 5, 7, 8, 20, 39}, std::vector<std::int64_t>{39, 1, 2, 3, 4, 10, 11, 12, 13, 30, 31}}) {
+    const at::Tensor copy = rows.index_select(0, at::tensor(chosen, at::kLong));
+    const auto n = static_cast<std::int64_t>(chosen.size());
+    for (ColumnCentre centre : {ColumnCentre::Median, ColumnCentre::TrimmedMean}) {
+      const at::Tensor want = coordinate_mean_closest_to(copy, n - 2, centre, 1);
+      const at::Tensor got = coordinate_mean_closest_to(rows, chosen, n - 2, centre, 1);
+      EXPECT_TRUE(at::equal(got.view(at::kInt), want.view(at::kInt))) << "n = " << n;
+    }
+  }
+  EXPECT_ERROR_WITH(coordinate_mean_closest_to(rows, {0, 40}, 1, ColumnCentre::Median), "row 40 of 40");
+}
+
 // column_means is LibTorch's rows.mean(0) bit for bit (its cascade over 16-row runs from n = 16 on, the last
 // d mod 64 columns left to LibTorch), for the whole width and for any range of columns. Values of mixed
 // magnitudes, so that a different order of additions would show in the last bits.

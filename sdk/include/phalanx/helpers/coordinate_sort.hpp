@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -49,5 +50,11 @@ enum class ColumnCentre {
 /// meaningless), as for coordinate_median.
 PHALANX_EXPORT at::Tensor coordinate_mean_closest_to(const at::Tensor& rows, std::int64_t m, ColumnCentre centre,
                                                      std::int64_t trim = 0, bool* finite = nullptr);
+
+/// The same over the rows `chosen` of `rows` (n = chosen.size()), read in place: no copy of the chosen rows
+/// is made (Bulyan's second stage works on 2f fewer rows than arrived).
+PHALANX_EXPORT at::Tensor coordinate_mean_closest_to(const at::Tensor& rows, const std::vector<std::int64_t>& chosen,
+                                                     std::int64_t m, ColumnCentre centre, std::int64_t trim = 0,
+                                                     bool* finite = nullptr);
 
 }  // namespace phalanx
