@@ -1,6 +1,7 @@
 #include "phalanx/distances.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -133,6 +134,19 @@ struct Ops {
 #pragma GCC pop_options
 #endif
 
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+#endif
+#include "float_gram_avx512.inc"
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
 namespace sse2 {
 struct Ops {
   struct V {
@@ -158,6 +172,25 @@ bool has_avx2_fma() {
   return yes;
 }
 
+bool has_avx512f() {
+  static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f"));
+  return yes;
+}
+
+std::atomic<GramKernel> g_gram_kernel{GramKernel::Widest};
+
+// The tile function of the kernel in use: the widest this CPU runs, or the one set_gram_kernel chose.
+avx2_fma::TileFunction tile_for(int rows, int columns) {
+  GramKernel kernel = g_gram_kernel.load(std::memory_order_relaxed);
+  if (kernel == GramKernel::Widest)
+    kernel = has_avx512f() ? GramKernel::Avx512 : has_avx2_fma() ? GramKernel::Avx2Fma : GramKernel::Sse2;
+  switch (kernel) {
+    case GramKernel::Avx512: return avx512::tile_function(rows, columns);
+    case GramKernel::Avx2Fma: return avx2_fma::tile_function(rows, columns);
+    default: return sse2::tile_function(rows, columns);
+  }
+}
+
 // The Gram matrix of the float32 rows x ([n, d]) into gram ([n, n], float64), by tiles of kTileRows x
 // kTileColumns rows over panels of columns: every row is read from memory once, and only the upper
 // triangle is computed. Each entry is within float_gram_gamma(d) * sum |x_il x_jl| of the exact one.
@@ -166,7 +199,6 @@ void float_gram(const float* x, std::int64_t n, std::int64_t d, std::vector<doub
   std::vector<double> lanes(static_cast<std::size_t>(n * n * 8), 0.0);
   std::vector<const float*> panel(static_cast<std::size_t>(n));
   double part[kTileRows * kTileColumns * 8];
-  const bool fast = has_avx2_fma();
   for (std::int64_t first = 0; first < vectors; first += kPanelVectors) {
     const std::int64_t count = std::min(kPanelVectors, vectors - first);
     for (std::int64_t i = 0; i < n; ++i) panel[static_cast<std::size_t>(i)] = x + i * d + 8 * first;
@@ -177,7 +209,7 @@ void float_gram(const float* x, std::int64_t n, std::int64_t d, std::vector<doub
         for (int i = 0; i < rows; ++i)
           for (int j = 0; j < columns; ++j)
             std::copy_n(&lanes[static_cast<std::size_t>(((ib + i) * n + jb + j) * 8)], 8, part + (i * columns + j) * 8);
-        auto tile = fast ? avx2_fma::tile_function(rows, columns) : sse2::tile_function(rows, columns);
+        auto tile = tile_for(rows, columns);
         tile(&panel[static_cast<std::size_t>(ib)], &panel[static_cast<std::size_t>(jb)], count, part);
         for (int i = 0; i < rows; ++i)
           for (int j = 0; j < columns; ++j)
@@ -232,6 +264,13 @@ __attribute__((target_clones("avx2", "default"))) void widen(const float* x, std
 }
 
 }  // namespace
+
+bool set_gram_kernel(GramKernel kernel) {
+  const bool runs = kernel == GramKernel::Widest || kernel == GramKernel::Sse2 ||
+                    (kernel == GramKernel::Avx2Fma && has_avx2_fma()) || (kernel == GramKernel::Avx512 && has_avx512f());
+  if (runs) g_gram_kernel = kernel;
+  return runs;
+}
 
 PairwiseDistances::PairwiseDistances(const at::Tensor& rows) {
   if (rows.dim() != 2) throw Error("PairwiseDistances expects an [n, d] tensor");

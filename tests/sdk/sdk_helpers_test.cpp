@@ -260,24 +260,68 @@ TEST(PairwiseDistances, ExactTiesAreDecidedFromTheDifferences) {
   EXPECT_GT(made_exact, 0);
 }
 
+// Every Gram kernel this CPU runs (AVX-512F, AVX2 + FMA, SSE2: PairwiseDistances picks the widest) keeps the
+// bound; the kernel is restored to the default afterwards, also when an assertion fails.
+struct EachGramKernel {
+  ~EachGramKernel() { set_gram_kernel(GramKernel::Widest); }
+  template <typename Body>
+  void run(const Body& body) {
+    int ran = 0;
+    for (GramKernel kernel : {GramKernel::Avx512, GramKernel::Avx2Fma, GramKernel::Sse2}) {
+      if (!set_gram_kernel(kernel)) continue;  // this CPU lacks it; SSE2 always runs
+      SCOPED_TRACE("kernel " + std::to_string(static_cast<int>(kernel)));
+      body();
+      ++ran;
+    }
+    EXPECT_GE(ran, 1);
+  }
+};
+
 TEST(PairwiseDistances, BoundsHoldAtTileAndColumnEdges) {
   // Row counts that leave partial tiles (the kernel takes 4 x 2 rows at a time) and column counts that leave
-  // a tail of d % 8 columns and several panels of 1024 columns; rows far from the origin, so the bounds matter.
-  for (std::int64_t n : {1, 2, 5, 7}) {
-    for (std::int64_t d : {3, 8, 1031, 2 * 1024 + 13}) {
-      at::Generator gen = at::detail::createCPUGenerator(static_cast<std::uint64_t>(n * 10000 + d));
-      at::Tensor rows = at::randn({n, d}, gen).add_(30.0f);
-      at::Tensor reference = float64_distances(rows);
-      PairwiseDistances fast(rows);
-      for (std::int64_t i = 0; i < n; ++i)
-        for (std::int64_t j = 0; j < n; ++j) {
-          const double want = reference[i][j].item<double>();
-          EXPECT_LE(std::abs(fast.value(i, j) - want), fast.error(i, j) * (1 + 1e-9) + 1e-9) << n << " x " << d;
-          // The bound is not vacuous: about 16 float32 roundings of the squared norms (30^2 d each).
-          if (i != j) EXPECT_LT(fast.error(i, j), 1e-5 * 4 * 900.0 * static_cast<double>(d)) << n << " x " << d;
-        }
+  // a tail of d % 8 columns, an odd number of 8-column steps (the AVX-512 kernel's 8-wide last step) and
+  // several panels of 1024 columns; rows far from the origin, so the bounds matter.
+  EachGramKernel kernels;
+  kernels.run([] {
+    for (std::int64_t n : {1, 2, 5, 7}) {
+      for (std::int64_t d : {3, 8, 24, 1031, 2 * 1024 + 13}) {
+        at::Generator gen = at::detail::createCPUGenerator(static_cast<std::uint64_t>(n * 10000 + d));
+        at::Tensor rows = at::randn({n, d}, gen).add_(30.0f);
+        at::Tensor reference = float64_distances(rows);
+        PairwiseDistances fast(rows);
+        for (std::int64_t i = 0; i < n; ++i)
+          for (std::int64_t j = 0; j < n; ++j) {
+            const double want = reference[i][j].item<double>();
+            EXPECT_LE(std::abs(fast.value(i, j) - want), fast.error(i, j) * (1 + 1e-9) + 1e-9) << n << " x " << d;
+            // The bound is not vacuous: about 16 float32 roundings of the squared norms (30^2 d each).
+            if (i != j) EXPECT_LT(fast.error(i, j), 1e-5 * 4 * 900.0 * static_cast<double>(d)) << n << " x " << d;
+          }
+      }
     }
-  }
+  });
+}
+
+// Whatever kernel estimates the distances, Krum's and Multi-Krum's choices and NNM's neighbourhoods are the
+// float64 ones: near ties are decided by the exact pass.
+TEST(PairwiseDistances, EveryGramKernelGivesTheFloat64Choices) {
+  EachGramKernel kernels;
+  kernels.run([] {
+    for (std::int64_t seed = 0; seed < 3; ++seed) {
+      at::Tensor rows = near_tie_rows(8, 2008, seed, 1);  // 16 rows, 251 steps of 8 columns
+      const at::Tensor reference = float64_distances(rows);
+      std::vector<std::int64_t> all(static_cast<std::size_t>(rows.size(0)));
+      std::iota(all.begin(), all.end(), 0);
+      const at::Tensor expected = krum_order(reference, 5);
+      PairwiseDistances d(rows);
+      EXPECT_EQ(krum_order(d, all, 5, 1)[0], expected[0].item<std::int64_t>()) << "seed " << seed;
+      at::Tensor ref = reference.clone();
+      ref.fill_diagonal_(-1.0);
+      PairwiseDistances e(rows);
+      EXPECT_TRUE(at::equal(std::get<0>(nearest_rows(e, 5).sort(1)),
+                            std::get<0>(std::get<1>(ref.topk(5, 1, false, false)).sort(1))))
+          << "seed " << seed;
+    }
+  });
 }
 
 TEST(PairwiseDistances, WellSeparatedRowsNeedNoFloat64Pass) {

@@ -34,7 +34,7 @@ PHALANX_EXPORT at::Tensor krum_order(const at::Tensor& distances, std::int64_t n
 /// (float64) row by row only where a decision needs it (docs/BENCHMARKS.md, "krum, multikrum, bulyan, nnm").
 ///
 /// Built from a float32 Gram matrix in which each float32 partial sum adds at most 16 products (the columns
-/// l, l + 8, ... of one 8-wide lane) before it is added in float64. Such a sum is within
+/// l, l + 8, ... of one lane of 8, or l, l + 16, ... of one of 16 with AVX-512) before it is added in float64. Such a sum is within
 /// gamma_16 = 16 u / (1 - 16 u) (u = 2^-24) of the sum of the magnitudes of its products, so with the
 /// norms N_i read off the same diagonal every estimate D_ij is within
 ///   error(i, j) = gamma_16 (sqrt N_i + sqrt N_j)^2 (plus margins for the float64 sums and for underflow)
@@ -77,6 +77,12 @@ class PHALANX_EXPORT PairwiseDistances {
   std::vector<char> finite_;
   std::vector<std::int64_t> inexact_;  // per row: distances from it that are not exact yet
 };
+
+/// The float32 Gram kernel PairwiseDistances uses: by default the widest this CPU runs (AVX-512F, else AVX2 +
+/// FMA, else SSE2); every one keeps the same error bound. For tests and benchmarks: set_gram_kernel picks
+/// one for the whole process and returns false, changing nothing, when this CPU cannot run it.
+enum class GramKernel { Widest, Avx512, Avx2Fma, Sse2 };
+PHALANX_EXPORT bool set_gram_kernel(GramKernel kernel);
 
 /// Krum order (as krum_order above) of the rows `subset` of `distances`, as positions into `subset`, best
 /// first. The first `certain` positions hold the rows the exact distances put there (as a set: their order
