@@ -394,14 +394,6 @@ void PairwiseDistances::make_exact(const std::vector<std::pair<std::int64_t, std
   made_exact_ += static_cast<std::int64_t>(todo.size());
 }
 
-void PairwiseDistances::make_rows_exact(const std::vector<std::int64_t>& rows) {
-  std::vector<std::pair<std::int64_t, std::int64_t>> pairs;
-  for (std::int64_t i : rows)
-    for (std::int64_t j = 0; j < n_; ++j)
-      if (j != i) pairs.emplace_back(i, j);
-  make_exact(pairs);
-}
-
 std::vector<std::int64_t> PairwiseDistances::finite_rows() const {
   std::vector<std::int64_t> rows;
   for (std::int64_t i = 0; i < n_; ++i)

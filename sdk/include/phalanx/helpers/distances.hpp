@@ -34,9 +34,9 @@ PHALANX_EXPORT at::Tensor krum_order(const at::Tensor& distances, std::int64_t n
 /// (float64) row by row only where a decision needs it (docs/BENCHMARKS.md, "krum, multikrum, bulyan, nnm").
 ///
 /// Built from a float32 Gram matrix in which each float32 partial sum adds at most 16 products (the columns
-/// l, l + 8, ... of one lane of 8, or l, l + 16, ... of one of 16 with AVX-512) before it is added in float64. Such a sum is within
-/// gamma_16 = 16 u / (1 - 16 u) (u = 2^-24) of the sum of the magnitudes of its products, so with the
-/// norms N_i read off the same diagonal every estimate D_ij is within
+/// l, l + 8, ... of one lane of 8, or l, l + 16, ... of one of 16 with AVX-512) before it is added in
+/// float64. Such a sum is within gamma_16 = 16 u / (1 - 16 u) (u = 2^-24) of the sum of the magnitudes of its
+/// products, so with the norms N_i read off the same diagonal every estimate D_ij is within
 ///   error(i, j) = gamma_16 (sqrt N_i + sqrt N_j)^2 (plus margins for the float64 sums and for underflow)
 /// of the true distance. make_exact recomputes chosen entries in float64 from the differences x_i - x_j
 /// (phalanx::squared_distance), all of them in one pass over the columns; their error is then 0 for the
@@ -59,8 +59,6 @@ class PHALANX_EXPORT PairwiseDistances {
   /// Recomputes the distances between the given pairs of rows (either order) in float64, in one pass over
   /// the columns; pairs already exact are skipped.
   void make_exact(const std::vector<std::pair<std::int64_t, std::int64_t>>& pairs);
-  /// Every distance from each of `rows`.
-  void make_rows_exact(const std::vector<std::int64_t>& rows);
   /// How many distances make_exact recomputed so far (for tests and benchmarks).
   std::int64_t entries_made_exact() const { return made_exact_; }
   /// [r, r] float64 matrix of the current values between the rows `subset`.
