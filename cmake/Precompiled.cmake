@@ -10,6 +10,21 @@ option(PHALANX_PCH "Precompile <ATen/ATen.h> (and GoogleTest for the tests): fas
 
 set(PHALANX_PCH_HEADERS <ATen/ATen.h> <string> <vector> <memory> <functional> <unordered_map> <map>)
 
+# Unity build of the targets with many LibTorch-heavy sources (the core, the CLI, the unit tests and the
+# fuzz build's libraries): CMake compiles them in batches of 8 files, so each batch instantiates the ATen
+# and GoogleTest templates they share once instead of once per file. A cold Release build of phalanx_core
+# (with the SDK it needs, ccache off) took 5 min 11 s without it and 2 min 59 s with it
+# (docs/reliability.md, "CI time"). A change to one file recompiles its batch, so
+# a developer iterating on one file may prefer -DPHALANX_UNITY=OFF. The SDK stays out: its kernels are what
+# the benchmarks measure, compiled one file at a time as before.
+option(PHALANX_UNITY "Compile the core, the CLI and the unit tests as unity batches: faster cold builds" ON)
+
+function(phalanx_unity target)
+  if(PHALANX_UNITY)
+    set_target_properties(${target} PROPERTIES UNITY_BUILD ON UNITY_BUILD_BATCH_SIZE 8)
+  endif()
+endfunction()
+
 # Gives `target` a precompiled header of its own, with `extra` headers added (e.g. <gtest/gtest.h>).
 function(phalanx_precompile target)
   if(PHALANX_PCH)

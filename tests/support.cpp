@@ -2,6 +2,7 @@
 #include "small_run.hpp"
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -62,10 +63,41 @@ std::shared_ptr<Aggregator> make_aggregator(const std::string& name, const std::
   return builtin_registry().make_aggregator(name, params_for(core::Kind::Aggregator, name, params), *contexts.back());
 }
 
+std::shared_ptr<PreAggregator> make_preaggregator(const std::string& name, const std::string& params, std::int64_t n,
+                                                  std::int64_t b, std::uint64_t seed) {
+  static std::vector<std::unique_ptr<core::RunContext>> contexts;
+  contexts.push_back(make_context(n, b, seed));
+  return builtin_registry().make_preaggregator(name, params_for(core::Kind::PreAggregator, name, params),
+                                               *contexts.back());
+}
+
+std::shared_ptr<Attack> make_attack(const std::string& name, const std::string& params, std::int64_t n, std::int64_t b,
+                                    std::uint64_t seed) {
+  static std::vector<std::unique_ptr<core::RunContext>> contexts;
+  contexts.push_back(make_context(n, b, seed));
+  return builtin_registry().make_attack(name, params_for(core::Kind::Attack, name, params), *contexts.back());
+}
+
+std::shared_ptr<Optimizer> make_optimizer(const std::string& name, const std::string& params, std::int64_t workers) {
+  static std::vector<std::unique_ptr<core::RunContext>> contexts;
+  contexts.push_back(make_context(workers, 0));
+  return builtin_registry().make_optimizer(name, params_for(core::Kind::Optimizer, name, params), *contexts.back());
+}
+
 at::Tensor rows(std::vector<std::vector<float>> values) {
   std::vector<at::Tensor> r;
   for (auto& v : values) r.push_back(at::tensor(v, at::kFloat));
   return at::stack(r);
+}
+
+at::Tensor matrix(std::int64_t n, std::int64_t d, const std::vector<float>& values) {
+  return at::tensor(values, at::kFloat).reshape({n, d});
+}
+
+void expect_close(const at::Tensor& got, const std::vector<float>& want, double rtol) {
+  ASSERT_EQ(got.numel(), static_cast<std::int64_t>(want.size()));
+  for (std::size_t i = 0; i < want.size(); ++i)
+    EXPECT_NEAR(got[i].item<float>(), want[i], rtol * std::abs(want[i]) + 1e-6) << "index " << i;
 }
 
 void expect_near(const at::Tensor& got, std::vector<float> want, double tol) {
@@ -113,6 +145,12 @@ int run_command(const std::string& command, std::string* output) {
   int status = pclose(pipe);
   if (output) *output = text;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string run_phalanx(const std::string& args, int* code) {
+  std::string out;
+  *code = run_command(phalanx_binary() + " " + args + " </dev/null", &out);
+  return out;
 }
 
 }  // namespace phalanx::test

@@ -1,20 +1,21 @@
 // Shared helpers for the test suites.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <limits>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include <ATen/core/Tensor.h>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
+#include "phalanx/aggregator.hpp"
+#include "phalanx/attack.hpp"
 #include "phalanx/core/plugins/registry.hpp"
 #include "phalanx/core/run/run_output.hpp"
-#include "phalanx/aggregator.hpp"
 #include "phalanx/error.hpp"
+#include "phalanx/optimizer.hpp"
 
 namespace phalanx::test {
 
@@ -38,11 +39,25 @@ Params params_for(core::Kind kind, const std::string& name, const std::string& y
 std::shared_ptr<Aggregator> make_aggregator(const std::string& name, const std::string& params = "{}",
                                             std::int64_t n = 4, std::int64_t b = 1);
 
+/// The other plugin kinds of this build, the same way; the run contexts outlive the plugins.
+std::shared_ptr<PreAggregator> make_preaggregator(const std::string& name, const std::string& params, std::int64_t n,
+                                                  std::int64_t b, std::uint64_t seed = 1);
+std::shared_ptr<Attack> make_attack(const std::string& name, const std::string& params, std::int64_t n, std::int64_t b,
+                                    std::uint64_t seed = 1);
+std::shared_ptr<Optimizer> make_optimizer(const std::string& name, const std::string& params = "{}",
+                                          std::int64_t workers = 4);
+
 /// An [n, d] float32 tensor from its rows.
 at::Tensor rows(std::vector<std::vector<float>> values);
 
+/// An [n, d] float32 tensor from its values in row-major order.
+at::Tensor matrix(std::int64_t n, std::int64_t d, const std::vector<float>& values);
+
 /// EXPECT every element of `got` within `tol` of `want`.
 void expect_near(const at::Tensor& got, std::vector<float> want, double tol = 1e-5);
+
+/// EXPECT every element of `got` within `rtol` of `want`, relative (plus 1e-6 absolute, for zeros).
+void expect_close(const at::Tensor& got, const std::vector<float>& want, double rtol = 1e-5);
 
 inline const float kNaN = std::numeric_limits<float>::quiet_NaN();
 inline const float kInf = std::numeric_limits<float>::infinity();
@@ -59,6 +74,9 @@ void write_file(const std::string& path, const std::string& text);
 
 /// Runs a shell command, returns its exit code and (stdout+stderr) output.
 int run_command(const std::string& command, std::string* output);
+
+/// Runs this build's `phalanx` with `args` and stdin from /dev/null; its exit code goes to `code`.
+std::string run_phalanx(const std::string& args, int* code);
 
 }  // namespace phalanx::test
 

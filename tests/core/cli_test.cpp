@@ -7,63 +7,57 @@
 namespace phalanx::test {
 namespace {
 
-std::string phalanx(const std::string& args, int* code) {
-  std::string out;
-  *code = run_command(test::phalanx_binary() + " " + args + " </dev/null", &out);
-  return out;
-}
-
 TEST(CliFlags, HelpOnEveryVerbExitsZero) {
   int code = -1;
-  std::string out = phalanx("--help", &code);
+  std::string out = run_phalanx("--help", &code);
   EXPECT_EQ(code, 0) << out;
   for (const char* part : {"--log-level", "--quiet", "--version", "run", "sweep", "report", "validate", "launch",
                            "plugins"})
     EXPECT_THAT(out, ::testing::HasSubstr(part));
   for (const std::string verb : {"run", "sweep", "report", "validate", "launch", "plugins"}) {
-    out = phalanx(verb + " --help", &code);
+    out = run_phalanx(verb + " --help", &code);
     EXPECT_EQ(code, 0) << verb << ": " << out;
     EXPECT_THAT(out, ::testing::HasSubstr("Usage: phalanx " + verb)) << out;
   }
-  out = phalanx("sweep --help", &code);
+  out = run_phalanx("sweep --help", &code);
   EXPECT_THAT(out, ::testing::HasSubstr("--shard"));
-  out = phalanx("launch --help", &code);
+  out = run_phalanx("launch --help", &code);
   EXPECT_THAT(out, ::testing::HasSubstr("--master-addr"));
 }
 
 TEST(CliFlags, VersionComesFromTheBuild) {
   int code = -1;
-  const std::string out = phalanx("--version", &code);
+  const std::string out = run_phalanx("--version", &code);
   EXPECT_EQ(code, 0);
   EXPECT_THAT(out, ::testing::MatchesRegex("phalanx [0-9]+\\.[0-9]+\\.[0-9]+ \\(SDK ABI [0-9]+, .*\\)\n"));
 }
 
 TEST(CliFlags, UnknownFlagsAndVerbsSuggestTheRightOne) {
   int code = -1;
-  std::string out = phalanx("sweep cfg.yaml --jbos 2", &code);
+  std::string out = run_phalanx("sweep cfg.yaml --jbos 2", &code);
   EXPECT_EQ(code, 2);
   EXPECT_THAT(out, ::testing::HasSubstr("unknown option '--jbos' for 'sweep'; did you mean '--jobs'?"));
-  out = phalanx("run cfg.yaml --checkpoint-evry 5", &code);
+  out = run_phalanx("run cfg.yaml --checkpoint-evry 5", &code);
   EXPECT_EQ(code, 2);
   EXPECT_THAT(out, ::testing::HasSubstr("did you mean '--checkpoint-every'?"));
-  out = phalanx("swep cfg.yaml", &code);
+  out = run_phalanx("swep cfg.yaml", &code);
   EXPECT_EQ(code, 2);
   EXPECT_THAT(out, ::testing::HasSubstr("unknown command 'swep'; did you mean 'sweep'?"));
-  out = phalanx("report a b", &code);
+  out = run_phalanx("report a b", &code);
   EXPECT_EQ(code, 2);
   EXPECT_THAT(out, ::testing::HasSubstr("unexpected argument 'b'"));
-  out = phalanx("sweep cfg.yaml --jobs 0", &code);
+  out = run_phalanx("sweep cfg.yaml --jobs 0", &code);
   EXPECT_EQ(code, 2);
   EXPECT_THAT(out, ::testing::HasSubstr("--jobs"));
-  out = phalanx("--log-level chatty plugins", &code);
+  out = run_phalanx("--log-level chatty plugins", &code);
   EXPECT_EQ(code, 2);
   EXPECT_THAT(out, ::testing::HasSubstr("--log-level must be one of trace, debug, info, warn, error; got 'chatty'"));
-  out = phalanx("", &code);
+  out = run_phalanx("", &code);
   EXPECT_EQ(code, 2);
   EXPECT_THAT(out, ::testing::HasSubstr("no command given"));
 }
 
-const char* kRun = R"(name: cli_progress
+const char* kProgressRun = R"(name: cli_progress
 data: {name: synthetic, train_size: 300, test_size: 100}
 model: logreg
 workers: {count: 3}
@@ -72,20 +66,20 @@ training: {batch_size: 8, budget: {steps: 40}, eval_every: 20}
 
 TEST(CliFlags, ProgressIsPlainWithoutATerminalAndQuietHidesIt) {
   const std::string dir = temp_dir("cli_progress");
-  write_file(dir + "/c.yaml", kRun);
+  write_file(dir + "/c.yaml", kProgressRun);
   int code = -1;
-  std::string out = phalanx("run " + dir + "/c.yaml --out " + dir + "/a", &code);
+  std::string out = run_phalanx("run " + dir + "/c.yaml --out " + dir + "/a", &code);
   ASSERT_EQ(code, 0) << out;
   EXPECT_THAT(out, ::testing::HasSubstr("progress: step 40/40 (100 %)"));
   EXPECT_EQ(out.find('\r'), std::string::npos) << "a log that is not a terminal gets no carriage returns";
   // Global flags go before or after the verb.
-  out = phalanx("run " + dir + "/c.yaml --out " + dir + "/b -q", &code);
+  out = run_phalanx("run " + dir + "/c.yaml --out " + dir + "/b -q", &code);
   ASSERT_EQ(code, 0) << out;
   EXPECT_THAT(out, ::testing::Not(::testing::HasSubstr("progress:")));
   EXPECT_THAT(out, ::testing::Not(::testing::HasSubstr("[info]")));
   EXPECT_THAT(out, ::testing::HasSubstr("final: step 40"));
   EXPECT_THAT(read_file(dir + "/b/log.txt"), ::testing::HasSubstr("[info]")) << "quiet spares log.txt";
-  out = phalanx("--log-level warn run " + dir + "/c.yaml --out " + dir + "/c", &code);
+  out = run_phalanx("--log-level warn run " + dir + "/c.yaml --out " + dir + "/c", &code);
   ASSERT_EQ(code, 0) << out;
   EXPECT_THAT(read_file(dir + "/c/log.txt"), ::testing::Not(::testing::HasSubstr("[info]")));
   EXPECT_EQ(metrics_without_wall_time(dir + "/a"), metrics_without_wall_time(dir + "/b"));

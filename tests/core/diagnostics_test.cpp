@@ -18,7 +18,7 @@
 namespace phalanx::test {
 namespace {
 
-const char* kRun = R"(name: diagnostics
+const char* kDiagnosticsRun = R"(name: diagnostics
 seed: 3
 data: {name: synthetic, train_size: 600, test_size: 100, features: 8, classes: 3}
 model: {name: mlp, hidden: [8]}
@@ -29,7 +29,7 @@ training: {batch_size: 8, budget: {steps: 6}, eval_every: 3}
 )";
 
 core::PipelineSpec spec(const std::vector<std::string>& overrides) {
-  return resolve_config(kRun, overrides, builtin_registry(), "diagnostics.yaml");
+  return resolve_config(kDiagnosticsRun, overrides, builtin_registry(), "diagnostics.yaml");
 }
 
 // metrics.csv's values of `column`, one per row (fails when the column is missing).

@@ -172,12 +172,6 @@ TEST(SyncEngine, UnwritableOutputFolderIsAClearError) {
 
 // ---- the command line, as a user runs it ----
 
-std::string phalanx(const std::string& args, int* code) {
-  std::string out;
-  *code = run_command(test::phalanx_binary() + " " + args, &out);
-  return out;
-}
-
 TEST(Cli, EndToEndRunOnFashionMnist) {
   const std::string dir = temp_dir("cli_e2e");
   write_file(dir + "/e2e.yaml", R"(name: e2e
@@ -190,7 +184,7 @@ attack: {name: bitflip, scale: 10}
 training: {batch_size: 32, budget: {epochs: 2}, eval_every: 20}
 )");
   int code = 0;
-  std::string out = phalanx("run " + dir + "/e2e.yaml --out " + dir + "/run", &code);
+  std::string out = run_phalanx("run " + dir + "/e2e.yaml --out " + dir + "/run", &code);
   ASSERT_EQ(code, 0) << out;
   EXPECT_THAT(out, ::testing::HasSubstr("final: step 63"));
   for (const char* f : {"metrics.jsonl", "metrics.csv", "config.yaml", "summary.json", "log.txt"})
@@ -206,7 +200,8 @@ TEST(Cli, CompareRunsEveryVariantAndPrintsATable) {
   write_file(dir + "/cmp.yaml", std::string(kSmall) + "compare:\n  aggregator: [{name: mean}, {name: cm}]\n"
                                                       "  attack: [{name: none}, {name: bitflip, scale: 10}]\n");
   int code = 0;
-  std::string out = phalanx("run " + dir + "/cmp.yaml --out " + dir + "/runs --set training.budget.steps=20", &code);
+  std::string out =
+      run_phalanx("run " + dir + "/cmp.yaml --out " + dir + "/runs --set training.budget.steps=20", &code);
   ASSERT_EQ(code, 0) << out;
   EXPECT_THAT(out, ::testing::HasSubstr("| attack \\ aggregator | mean | cm |"));
   EXPECT_THAT(out, ::testing::HasSubstr("| bitflip-scale10 |"));
@@ -222,27 +217,27 @@ TEST(Cli, ValidateReportsFileAndLine) {
   const std::string dir = temp_dir("cli_validate");
   write_file(dir + "/bad.yaml", "name: bad\ndata: {name: synthetic}\nmodel: {name: mlp}\naggregator: {name: cc, tua: 1}\n");
   int code = 0;
-  std::string out = phalanx("validate " + dir + "/bad.yaml", &code);
+  std::string out = run_phalanx("validate " + dir + "/bad.yaml", &code);
   EXPECT_EQ(code, 2);
   EXPECT_THAT(out, ::testing::HasSubstr("bad.yaml:4"));
   EXPECT_THAT(out, ::testing::HasSubstr("did you mean 'tau'?"));
   write_file(dir + "/good.yaml", kSmall);
-  out = phalanx("validate " + dir + "/good.yaml", &code);
+  out = run_phalanx("validate " + dir + "/good.yaml", &code);
   EXPECT_EQ(code, 0) << out;
   EXPECT_THAT(out, ::testing::HasSubstr("OK"));
 }
 
 TEST(Cli, PluginsListsParametersWithDefaults) {
   int code = 0;
-  std::string out = phalanx("plugins aggregator", &code);
+  std::string out = run_phalanx("plugins aggregator", &code);
   EXPECT_EQ(code, 0);
   EXPECT_THAT(out, ::testing::HasSubstr("cc  -  centered clipping"));
   EXPECT_THAT(out, ::testing::HasSubstr("tau (number, default 0.1)"));
   EXPECT_THAT(out, ::testing::Not(::testing::HasSubstr("models:")));
-  out = phalanx("plugins nonsense", &code);
+  out = run_phalanx("plugins nonsense", &code);
   EXPECT_EQ(code, 2);
   // The core's own keys, printed like a plugin's (core/src/config/core_params.cpp).
-  out = phalanx("plugins core", &code);
+  out = run_phalanx("plugins core", &code);
   EXPECT_EQ(code, 0) << out;
   EXPECT_THAT(out, ::testing::HasSubstr("  data.partition  -  "));
   EXPECT_THAT(out, ::testing::HasSubstr("lr (number, default 0.1)"));
@@ -250,7 +245,7 @@ TEST(Cli, PluginsListsParametersWithDefaults) {
 
 TEST(Cli, PluginPathFromEnvironmentIsSearched) {
   int code = 0;
-  std::string out = phalanx("plugins aggregator", &code);
+  std::string out = run_phalanx("plugins aggregator", &code);
   EXPECT_THAT(out, ::testing::Not(::testing::HasSubstr("throws_on_create")));
   out.clear();
   code = run_command("PHALANX_PLUGIN_PATH=/nonexistent:" + test::test_plugin_dir() + " " +
@@ -263,12 +258,12 @@ TEST(Cli, PluginPathFromEnvironmentIsSearched) {
 
 TEST(Cli, UsageErrors) {
   int code = 0;
-  std::string out = phalanx("frobnicate", &code);
+  std::string out = run_phalanx("frobnicate", &code);
   EXPECT_EQ(code, 2);
   EXPECT_THAT(out, ::testing::HasSubstr("unknown command 'frobnicate'"));
-  out = phalanx("run", &code);
+  out = run_phalanx("run", &code);
   EXPECT_EQ(code, 2);
-  out = phalanx("run /nonexistent.yaml", &code);
+  out = run_phalanx("run /nonexistent.yaml", &code);
   EXPECT_EQ(code, 2);
   EXPECT_THAT(out, ::testing::HasSubstr("cannot read config file"));
 }

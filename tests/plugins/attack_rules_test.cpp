@@ -13,13 +13,6 @@
 namespace phalanx::test {
 namespace {
 
-std::shared_ptr<Attack> make(const std::string& name, const std::string& params, std::int64_t n, std::int64_t b,
-                             std::uint64_t seed = 1) {
-  static std::vector<std::unique_ptr<core::RunContext>> contexts;
-  contexts.push_back(make_context(n, b, seed));
-  return builtin_registry().make_attack(name, params_for(core::Kind::Attack, name, params), *contexts.back());
-}
-
 at::Tensor rows(std::vector<float> values, std::int64_t d) {
   const auto n = static_cast<std::int64_t>(values.size()) / d;
   return at::tensor(values).reshape({n, d});
@@ -39,51 +32,51 @@ const at::Tensor& two_honest() {
 
 TEST(AttackRules, SignflipSendsTheNegatedHonestMean) {
   AttackRound round{two_honest(), at::zeros({2, 2}), 0};
-  at::Tensor out = make("signflip", "{}", 4, 2)->craft(round);
+  at::Tensor out = make_attack("signflip", "{}", 4, 2)->craft(round);
   ASSERT_EQ(out.sizes(), (at::IntArrayRef{2, 2}));
   expect_every_row_near(out, at::tensor({-2.f, 1.f}));  // -(2, -1)
 }
 
 TEST(AttackRules, FoeSendsMinusEpsTimesTheHonestMean) {
   AttackRound round{two_honest(), at::zeros({3, 2}), 0};
-  expect_every_row_near(make("foe", "{}", 5, 3)->craft(round), at::tensor({-0.2f, 0.1f}));          // -0.1 * (2, -1)
-  expect_every_row_near(make("foe", "{eps: 4}", 5, 3)->craft(round), at::tensor({-8.f, 4.f}));      // -4 * (2, -1)
+  expect_every_row_near(make_attack("foe", "{}", 5, 3)->craft(round), at::tensor({-0.2f, 0.1f}));      // -0.1 * (2, -1)
+  expect_every_row_near(make_attack("foe", "{eps: 4}", 5, 3)->craft(round), at::tensor({-8.f, 4.f}));  // -4 * (2, -1)
 }
 
 TEST(AttackRules, MimicCopiesTheTargetHonestWorker) {
   AttackRound round{two_honest(), at::zeros({2, 2}), 0};
-  expect_every_row_near(make("mimic", "{}", 4, 2)->craft(round), at::tensor({1.f, 2.f}));
-  expect_every_row_near(make("mimic", "{target: 1}", 4, 2)->craft(round), at::tensor({3.f, -4.f}));
+  expect_every_row_near(make_attack("mimic", "{}", 4, 2)->craft(round), at::tensor({1.f, 2.f}));
+  expect_every_row_near(make_attack("mimic", "{target: 1}", 4, 2)->craft(round), at::tensor({3.f, -4.f}));
 }
 
 TEST(AttackRules, MimicRefusesATargetBeyondTheHonestWorkers) {
   // 4 workers, 2 Byzantine: honest indices are 0 and 1.
-  EXPECT_ERROR_WITH(make("mimic", "{target: 2}", 4, 2), "target", "honest workers (2)");
+  EXPECT_ERROR_WITH(make_attack("mimic", "{target: 2}", 4, 2), "target", "honest workers (2)");
   // A round with fewer honest rows than the run promised is caught when crafting.
   AttackRound round{two_honest(), at::zeros({1, 2}), 0};
-  EXPECT_ERROR_WITH(make("mimic", "{target: 2}", 10, 1)->craft(round), "mimic", "only 2 honest");
+  EXPECT_ERROR_WITH(make_attack("mimic", "{target: 2}", 10, 1)->craft(round), "mimic", "only 2 honest");
 }
 
 TEST(AttackRules, GaussianDrawsFromThePluginSeed) {
   // The stream is exactly at::randn from make_generator(the plugin's seed), scaled by sigma.
   AttackRound round{two_honest(), at::zeros({3, 4}), 0};
-  at::Tensor out = make("gaussian", "{sigma: 2.5}", 5, 3, /*seed=*/42)->craft(round);
+  at::Tensor out = make_attack("gaussian", "{sigma: 2.5}", 5, 3, /*seed=*/42)->craft(round);
   at::Tensor expected = at::randn({3, 4}, make_generator(42)).mul_(2.5);
   EXPECT_TRUE(at::allclose(out, expected, 0, 0));
-  EXPECT_TRUE(at::equal(make("gaussian", "{sigma: 0}", 5, 3)->craft(round), at::zeros({3, 4})));
+  EXPECT_TRUE(at::equal(make_attack("gaussian", "{sigma: 0}", 5, 3)->craft(round), at::zeros({3, 4})));
 }
 
 TEST(AttackRules, GaussianHasTheRequestedStandardDeviation) {
   // 3 x 20000 draws: the sample mean is within ~4 sigma/sqrt(60000) and the std within 1 %.
   AttackRound round{two_honest(), at::zeros({3, 20000}), 0};
-  at::Tensor out = make("gaussian", "{}", 5, 3)->craft(round).to(at::kDouble);
+  at::Tensor out = make_attack("gaussian", "{}", 5, 3)->craft(round).to(at::kDouble);
   EXPECT_NEAR(out.mean().item<double>(), 0.0, 4 * 200 / std::sqrt(60000.0));
   EXPECT_NEAR(out.std().item<double>(), 200.0, 2.0);
 }
 
 TEST(AttackRules, GaussianStateRoundTripContinuesTheStream) {
   AttackRound round{two_honest(), at::zeros({2, 5}), 0};
-  auto first = make("gaussian", "{}", 4, 2, /*seed=*/7);
+  auto first = make_attack("gaussian", "{}", 4, 2, /*seed=*/7);
   at::Tensor draw1 = first->craft(round);
   State saved = first->save_state();
   ASSERT_EQ(saved.count("generator"), 1u);
@@ -92,11 +85,11 @@ TEST(AttackRules, GaussianStateRoundTripContinuesTheStream) {
   EXPECT_FALSE(at::equal(draw1, draw2));
 
   // A plugin with another seed, restored, continues exactly where `first` was when saved.
-  auto resumed = make("gaussian", "{}", 4, 2, /*seed=*/99);
+  auto resumed = make_attack("gaussian", "{}", 4, 2, /*seed=*/99);
   resumed->load_state(saved);
   EXPECT_TRUE(at::equal(resumed->craft(round), draw2));
   // An empty state restarts the plugin's own stream.
-  auto restarted = make("gaussian", "{}", 4, 2, /*seed=*/7);
+  auto restarted = make_attack("gaussian", "{}", 4, 2, /*seed=*/7);
   restarted->craft(round);
   restarted->load_state({});
   EXPECT_TRUE(at::equal(restarted->craft(round), draw1));
@@ -105,7 +98,7 @@ TEST(AttackRules, GaussianStateRoundTripContinuesTheStream) {
 }
 
 TEST(AttackRules, LabelflipPoisonsLabelsAndSendsTheTrueMessage) {
-  auto attack = make("labelflip", "{}", 4, 1);
+  auto attack = make_attack("labelflip", "{}", 4, 1);
   // C = 4: y -> 3 - y.
   at::Tensor labels = at::tensor({0, 1, 2, 3, 1}, at::kLong);
   EXPECT_TRUE(at::equal(attack->poison_labels(labels, 4), at::tensor({3, 2, 1, 0, 2}, at::kLong)));
@@ -117,19 +110,19 @@ TEST(AttackRules, LabelflipPoisonsLabelsAndSendsTheTrueMessage) {
 
 TEST(AttackRules, NanInfAndZeroSendConstantVectors) {
   AttackRound round{two_honest(), rows({5, 6, 7, 8}, 2), 0};
-  at::Tensor nan = make("nan", "{}", 4, 2)->craft(round);
+  at::Tensor nan = make_attack("nan", "{}", 4, 2)->craft(round);
   ASSERT_EQ(nan.sizes(), (at::IntArrayRef{2, 2}));
   EXPECT_TRUE(at::isnan(nan).all().item<bool>());
-  at::Tensor inf = make("inf", "{}", 4, 2)->craft(round);
+  at::Tensor inf = make_attack("inf", "{}", 4, 2)->craft(round);
   EXPECT_TRUE(at::equal(inf, at::full({2, 2}, std::numeric_limits<float>::infinity())));
-  EXPECT_TRUE(at::equal(make("zero", "{}", 4, 2)->craft(round), at::zeros({2, 2})));
+  EXPECT_TRUE(at::equal(make_attack("zero", "{}", 4, 2)->craft(round), at::zeros({2, 2})));
 }
 
 TEST(AttackRules, OmniscienceFlags) {
   for (const char* name : {"signflip", "foe", "mimic", "minmax", "minsum"})
-    EXPECT_TRUE(make(name, "{}", 6, 2)->omniscient()) << name;
+    EXPECT_TRUE(make_attack(name, "{}", 6, 2)->omniscient()) << name;
   for (const char* name : {"gaussian", "labelflip", "nan", "inf", "zero"})
-    EXPECT_FALSE(make(name, "{}", 6, 2)->omniscient()) << name;
+    EXPECT_FALSE(make_attack(name, "{}", 6, 2)->omniscient()) << name;
 }
 
 // --- minmax / minsum (Shejwalkar & Houmansadr, NDSS 2021) ---
@@ -138,13 +131,13 @@ TEST(AttackRules, MinmaxByHand) {
   // Honest 0, 2, 4 (d = 1): mean 2, unbiased std 2, p = -2, m(gamma) = 2 - 2 gamma. Honest maximum:
   // (4 - 0)^2 = 16. Farthest honest message from m is 4: (2 + 2 gamma)^2 <= 16  ->  gamma = 1, m = 0.
   AttackRound round{rows({0, 2, 4}, 1), at::zeros({2, 1}), 0};
-  expect_every_row_near(make("minmax", "{}", 5, 2)->craft(round), at::tensor({0.f}), 1e-5);
+  expect_every_row_near(make_attack("minmax", "{}", 5, 2)->craft(round), at::tensor({0.f}), 1e-5);
   // Honest 0, 2, 4, 10, direction sign: mean 4, p = -sign(4) = -1, m = 4 - gamma. Honest maximum 10^2 =
   // 100; farthest is 10: (6 + gamma)^2 <= 100  ->  gamma = 4, m = 0.
   AttackRound round4{rows({0, 2, 4, 10}, 1), at::zeros({1, 1}), 0};
-  expect_every_row_near(make("minmax", "{direction: sign}", 5, 1)->craft(round4), at::tensor({0.f}), 1e-5);
+  expect_every_row_near(make_attack("minmax", "{direction: sign}", 5, 1)->craft(round4), at::tensor({0.f}), 1e-5);
   // direction unit in 1-D is the same p = -1.
-  expect_every_row_near(make("minmax", "{direction: unit}", 5, 1)->craft(round4), at::tensor({0.f}), 1e-5);
+  expect_every_row_near(make_attack("minmax", "{direction: unit}", 5, 1)->craft(round4), at::tensor({0.f}), 1e-5);
 }
 
 TEST(AttackRules, MinsumByHand) {
@@ -153,11 +146,11 @@ TEST(AttackRules, MinsumByHand) {
   // the bound is 200. sum_i (4 - gamma - x_i)^2 = (4-g)^2 + (2-g)^2 + g^2 + (6+g)^2 = 56 + 4 g^2 (the
   // cross terms cancel) <= 200  ->  gamma = 6, m = -2.
   AttackRound round{rows({0, 2, 4, 10}, 1), at::zeros({2, 1}), 0};
-  expect_every_row_near(make("minsum", "{direction: sign}", 6, 2)->craft(round), at::tensor({-2.f}), 1e-5);
+  expect_every_row_near(make_attack("minsum", "{direction: sign}", 6, 2)->craft(round), at::tensor({-2.f}), 1e-5);
   // Honest 0, 2, 4 with p = -std = -2: bound max(20, 8, 20) = 20; sum = (2-2g)^2 + (2g)^2 + (2+2g)^2 =
   // 8 + 12 g^2 <= 20  ->  gamma = 1, m = 0.
   AttackRound round3{rows({0, 2, 4}, 1), at::zeros({1, 1}), 0};
-  expect_every_row_near(make("minsum", "{}", 4, 1)->craft(round3), at::tensor({0.f}), 1e-5);
+  expect_every_row_near(make_attack("minsum", "{}", 4, 1)->craft(round3), at::tensor({0.f}), 1e-5);
 }
 
 // The perturbation each direction uses, recomputed here independently of the plugin.
@@ -185,7 +178,7 @@ TEST(AttackRules, MinmaxAndMinsumGammaIsMaximalUnderTheConstraint) {
     for (const std::string direction : {"std", "unit", "sign"}) {
       SCOPED_TRACE(std::string(name) + " direction " + direction);
       AttackRound round{honest, at::zeros({2, 9}), 0};
-      at::Tensor out = make(name, "{direction: " + direction + "}", 8, 2)->craft(round);
+      at::Tensor out = make_attack(name, "{direction: " + direction + "}", 8, 2)->craft(round);
       ASSERT_EQ(out.sizes(), (at::IntArrayRef{2, 9}));
       EXPECT_TRUE(at::equal(out[0], out[1]));
       // out = mean + gamma p: recover gamma and check the residual is along p.
@@ -208,8 +201,8 @@ TEST(AttackRules, MinmaxAndMinsumGammaIsMaximalUnderTheConstraint) {
 TEST(AttackRules, MinmaxWithIdenticalHonestMessagesSendsThem) {
   // std = 0 and the honest maximum is 0: no room to move, the attack sends mean_h.
   AttackRound round{rows({1, 2, 1, 2, 1, 2}, 2), at::zeros({1, 2}), 0};
-  expect_every_row_near(make("minmax", "{}", 4, 1)->craft(round), at::tensor({1.f, 2.f}));
-  expect_every_row_near(make("minsum", "{}", 4, 1)->craft(round), at::tensor({1.f, 2.f}));
+  expect_every_row_near(make_attack("minmax", "{}", 4, 1)->craft(round), at::tensor({1.f, 2.f}));
+  expect_every_row_near(make_attack("minsum", "{}", 4, 1)->craft(round), at::tensor({1.f, 2.f}));
 }
 
 TEST(AttackRules, MinmaxRejectsAnUnknownDirection) {

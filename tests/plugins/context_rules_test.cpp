@@ -13,16 +13,6 @@
 namespace phalanx::test {
 namespace {
 
-at::Tensor matrix(std::int64_t n, std::int64_t d, const std::vector<float>& values) {
-  return at::tensor(values, at::kFloat).reshape({n, d});
-}
-
-void expect_close(const at::Tensor& got, const std::vector<float>& want, double rtol = 1e-5) {
-  ASSERT_EQ(got.numel(), static_cast<std::int64_t>(want.size()));
-  for (std::size_t i = 0; i < want.size(); ++i)
-    EXPECT_NEAR(got[i].item<float>(), want[i], rtol * std::abs(want[i]) + 1e-6) << "index " << i;
-}
-
 RoundContext context_for(std::vector<std::int64_t> ids, at::Tensor server_gradient = at::Tensor()) {
   RoundContext round;
   round.round = 0;

@@ -31,10 +31,8 @@ std::vector<std::string> optimizer_names() {
   return names;
 }
 
-std::shared_ptr<Optimizer> make(const std::string& name, std::int64_t workers = kWorkers) {
-  static std::vector<std::unique_ptr<core::RunContext>> contexts;  // outlive the optimizers of the binary
-  contexts.push_back(make_context(workers, 0));
-  return builtin_registry().make_optimizer(name, params_for(core::Kind::Optimizer, name), *contexts.back());
+std::shared_ptr<Optimizer> optimizer_under_test(const std::string& name, std::int64_t workers = kWorkers) {
+  return make_optimizer(name, "{}", workers);
 }
 
 Arrival arrival_from(std::int64_t worker, std::int64_t computed_at, std::int64_t current) {
@@ -113,7 +111,7 @@ class OptimizerConformance : public ::testing::TestWithParam<std::string> {
 TEST_P(OptimizerConformance, MinimisesAQuadraticSynchronously) {
   // One aggregate per round (worker -1) through the worker half, with a decaying rate so that normalised
   // steps settle too.
-  auto opt = make(GetParam(), 4);
+  auto opt = optimizer_under_test(GetParam(), 4);
   auto rule = opt->make_worker_rule(0);
   const at::Tensor target = at::tensor({3.f, -1.f, 2.f});
   at::Tensor w = at::zeros({3});
@@ -128,7 +126,7 @@ TEST_P(OptimizerConformance, MinimisesAQuadraticSynchronously) {
 TEST_P(OptimizerConformance, KeepsShapesAndStaysFiniteOnFiniteInput) {
   at::Generator generator = make_generator(3);
   const at::Tensor target = at::randn({kDim}, generator);
-  Server server(make(GetParam()), at::randn({kDim}, generator), kWorkers);
+  Server server(optimizer_under_test(GetParam()), at::randn({kDim}, generator), kWorkers);
   drive(server, 12, generator, target);
   EXPECT_EQ(server.w.sizes(), at::IntArrayRef({kDim}));
   EXPECT_TRUE(at::isfinite(server.w).all().item<bool>()) << server.w;
@@ -141,7 +139,8 @@ TEST_P(OptimizerConformance, KeepsShapesAndStaysFiniteOnFiniteInput) {
 TEST_P(OptimizerConformance, SameInputsGiveBitIdenticalParameters) {
   at::Generator first_generator = make_generator(4), second_generator = make_generator(4);
   const at::Tensor target = at::randn({kDim}, make_generator(5)), w0 = at::randn({kDim}, make_generator(6));
-  Server first(make(GetParam()), w0.clone(), kWorkers), second(make(GetParam()), w0.clone(), kWorkers);
+  Server first(optimizer_under_test(GetParam()), w0.clone(), kWorkers),
+      second(optimizer_under_test(GetParam()), w0.clone(), kWorkers);
   drive(first, 15, first_generator, target);
   drive(second, 15, second_generator, target);
   EXPECT_TRUE(at::equal(first.w, second.w)) << first.w << "\n" << second.w;
@@ -152,9 +151,9 @@ TEST_P(OptimizerConformance, RestoredCopyContinuesIdentically) {
     SCOPED_TRACE("restored after " + std::to_string(before) + " arrivals");
     at::Generator generator = make_generator(7);
     const at::Tensor target = at::randn({kDim}, generator);
-    Server original(make(GetParam()), at::randn({kDim}, generator), kWorkers);
+    Server original(optimizer_under_test(GetParam()), at::randn({kDim}, generator), kWorkers);
     drive(original, before, generator, target);
-    Server restored = original.restored_into(make(GetParam()));
+    Server restored = original.restored_into(optimizer_under_test(GetParam()));
     for (int n = before; n < before + 12; ++n) {
       const std::int64_t k = kOrder[n % std::size(kOrder)];
       const at::Tensor noise = at::randn({kDim}, generator);
@@ -170,9 +169,9 @@ TEST_P(OptimizerConformance, RestoredCopyContinuesIdentically) {
 TEST_P(OptimizerConformance, EmptyStateIsAFreshStart) {
   at::Generator first_generator = make_generator(8), second_generator = make_generator(8);
   const at::Tensor target = at::randn({kDim}, make_generator(9)), w0 = at::randn({kDim}, make_generator(10));
-  auto loaded = make(GetParam());
+  auto loaded = optimizer_under_test(GetParam());
   loaded->load_state({});
-  Server fresh(make(GetParam()), w0.clone(), kWorkers), from_empty(loaded, w0.clone(), kWorkers);
+  Server fresh(optimizer_under_test(GetParam()), w0.clone(), kWorkers), from_empty(loaded, w0.clone(), kWorkers);
   drive(fresh, 10, first_generator, target);
   drive(from_empty, 10, second_generator, target);
   EXPECT_TRUE(at::equal(fresh.w, from_empty.w));
@@ -183,12 +182,12 @@ TEST_P(OptimizerConformance, RefusesAStateWrittenForAnotherModelSize) {
   // state holds a tensor of the model's size must refuse it with a clear error, never broadcast or crash.
   at::Generator generator = make_generator(11);
   const at::Tensor target = at::randn({kDim}, generator);
-  Server original(make(GetParam()), at::randn({kDim}, generator), kWorkers);
+  Server original(optimizer_under_test(GetParam()), at::randn({kDim}, generator), kWorkers);
   drive(original, 9, generator, target);  // every worker has pushed at least twice
   const State state = original.opt->save_state();
   bool holds_model_sized = false;
   for (const auto& [key, tensor] : state) holds_model_sized |= tensor.defined() && tensor.numel() == kDim;
-  auto restored = make(GetParam());
+  auto restored = optimizer_under_test(GetParam());
   restored->load_state(state);
   at::Tensor smaller = at::zeros({kDim - 1});
   const std::int64_t index = restored->iteration() >= 0 ? restored->iteration() : 0;

@@ -16,9 +16,9 @@
 namespace phalanx::test {
 namespace {
 
-constexpr std::int64_t kWorkers = 7;
-constexpr std::int64_t kByzantine = 2;
-constexpr std::int64_t kDim = 6;
+constexpr std::int64_t kPreaggregatorRows = 7;
+constexpr std::int64_t kPreaggregatorByzantine = 2;
+constexpr std::int64_t kPreaggregatorDim = 6;
 
 std::vector<std::string> preaggregator_names() {
   std::vector<std::string> names;
@@ -42,7 +42,7 @@ std::string params_yaml(const std::string& name) {
 class PreAggregatorConformance : public ::testing::TestWithParam<std::string> {
  protected:
   std::shared_ptr<PreAggregator> make() {
-    contexts_.push_back(make_context(kWorkers, kByzantine));
+    contexts_.push_back(make_context(kPreaggregatorRows, kPreaggregatorByzantine));
     const core::Registry& registry = builtin_registry();
     try {
       return registry.make_preaggregator(GetParam(), params_for(core::Kind::PreAggregator, GetParam()),
@@ -63,7 +63,9 @@ class PreAggregatorConformance : public ::testing::TestWithParam<std::string> {
   }
 
   /// n honest-looking rows of norm well below 1.
-  static at::Tensor honest(std::uint64_t seed) { return at::randn({kWorkers, kDim}, make_generator(seed)).mul_(0.05); }
+  static at::Tensor honest(std::uint64_t seed) {
+    return at::randn({kPreaggregatorRows, kPreaggregatorDim}, make_generator(seed)).mul_(0.05);
+  }
 
  private:
   std::vector<std::unique_ptr<core::RunContext>> contexts_;  // outlive the rules of one test
@@ -74,18 +76,19 @@ TEST_P(PreAggregatorConformance, GivesRowsOfTheSameWidthAndStaysFinite) {
   for (std::uint64_t seed = 1; seed <= 3; ++seed) {
     const at::Tensor out = transform(rule, honest(seed));
     ASSERT_EQ(out.dim(), 2);
-    EXPECT_EQ(out.size(1), kDim);
+    EXPECT_EQ(out.size(1), kPreaggregatorDim);
     EXPECT_GE(out.size(0), 1);
-    EXPECT_LE(out.size(0), kWorkers);
-    if (rule->keeps_row_order()) EXPECT_EQ(out.size(0), kWorkers) << "keeps_row_order() promises one row per input row";
+    EXPECT_LE(out.size(0), kPreaggregatorRows);
+    if (rule->keeps_row_order())
+      EXPECT_EQ(out.size(0), kPreaggregatorRows) << "keeps_row_order() promises one row per input row";
     EXPECT_TRUE(at::isfinite(out).all().item<bool>()) << out;
   }
 }
 
 TEST_P(PreAggregatorConformance, IdenticalRowsStayThatRow) {
   const at::Tensor row = at::tensor({0.05f, -0.02f, 0.01f, 0.0f, 0.03f, -0.04f});
-  const at::Tensor out = transform(make(), row.unsqueeze(0).repeat({kWorkers, 1}));
-  ASSERT_EQ(out.size(1), kDim);
+  const at::Tensor out = transform(make(), row.unsqueeze(0).repeat({kPreaggregatorRows, 1}));
+  ASSERT_EQ(out.size(1), kPreaggregatorDim);
   EXPECT_TRUE(at::allclose(out, row.unsqueeze(0).expand_as(out), 1e-6, 1e-7)) << out;
 }
 
@@ -122,7 +125,7 @@ TEST_P(PreAggregatorConformance, ARuleThatKeepsRowOrderFollowsAPermutation) {
   auto rule = make();
   if (!rule->keeps_row_order()) return;  // bucketing mixes rows by design; its order is its seed's
   const at::Tensor x = honest(11);
-  const at::Tensor order = at::randperm(kWorkers, make_generator(12), at::kLong);
+  const at::Tensor order = at::randperm(kPreaggregatorRows, make_generator(12), at::kLong);
   const at::Tensor direct = transform(rule, x).index_select(0, order);
   const at::Tensor permuted = transform(make(), x.index_select(0, order));
   EXPECT_TRUE(at::allclose(direct, permuted, 1e-5, 1e-7)) << direct << "\n" << permuted;

@@ -18,16 +18,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool in_group(const std::string& column, const std::string& group) {
-  return !group.empty() && (column == group || column.rfind(group + ".", 0) == 0);
-}
-
 // The heatmaps asked for, or every pair of the columns outside the pivot (at most 3 pairs).
 std::vector<std::pair<std::string, std::string>> heatmap_pairs(const ReportCells& cells, const ReportOptions& options) {
   if (!options.heatmaps.empty()) return options.heatmaps;
   std::vector<std::string> others;
   for (const auto& c : cells.columns)
-    if (!in_group(c, options.pivot_rows) && !in_group(c, options.pivot_columns)) others.push_back(c);
+    if (!in_column_group(c, options.pivot_rows) && !in_column_group(c, options.pivot_columns)) others.push_back(c);
   std::vector<std::pair<std::string, std::string>> pairs;
   for (std::size_t a = 0; a < others.size(); ++a)
     for (std::size_t b = a + 1; b < others.size() && pairs.size() < 3; ++b) pairs.push_back({others[a], others[b]});
@@ -83,7 +79,7 @@ std::vector<Figure> svg_figures(const ReportCells& cells, const ReportOptions& o
 }
 
 // Config values come from files a user may have edited: '<' or '&' must not end up as markup.
-std::string escape(const std::string& s) {
+std::string escape_html(const std::string& s) {
   std::string out;
   for (char c : s) out += c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '&' ? "&amp;" : std::string(1, c);
   return out;
@@ -98,13 +94,13 @@ std::string markdown_table_html(const std::string& md) {
   for (std::string line; std::getline(in, line);) {
     if (line.rfind("|---", 0) == 0) continue;
     if (line.rfind("|", 0) != 0) {
-      if (!line.empty()) html << "</table>\n<p class=\"note\">" << escape(line) << "</p>\n<table>\n";
+      if (!line.empty()) html << "</table>\n<p class=\"note\">" << escape_html(line) << "</p>\n<table>\n";
       continue;
     }
     html << "<tr>";
     std::istringstream cells(line.substr(1));
     for (std::string cell; std::getline(cells, cell, '|');)
-      html << (header ? "<th>" : "<td>") << escape(cell) << (header ? "</th>" : "</td>");
+      html << (header ? "<th>" : "<td>") << escape_html(cell) << (header ? "</th>" : "</td>");
     html << "</tr>\n";
     header = false;
   }
@@ -128,11 +124,12 @@ std::string code_spans(const std::string& text) {
 std::string html_page(const std::string& dir, const std::string& intro, const std::string& pivots,
                       const std::vector<Figure>& figures, const std::string& long_table) {
   std::ostringstream html;
-  html << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Report: " << escape(dir)
-       << "</title>\n<style>" << kStyle << "</style></head>\n<body>\n<h1>Report: " << escape(dir) << "</h1>\n<p>" << code_spans(escape(intro))
-       << "</p>\n";
+  html << "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Report: " << escape_html(dir)
+       << "</title>\n<style>" << kStyle << "</style></head>\n<body>\n<h1>Report: " << escape_html(dir) << "</h1>\n<p>"
+       << code_spans(escape_html(intro)) << "</p>\n";
   if (!pivots.empty()) html << "<h2>Ranking by worst case over attacks</h2>\n" << pivots;
-  for (const auto& f : figures) html << "<figure>\n<figcaption>" << escape(f.title) << "</figcaption>\n" << f.svg << "</figure>\n";
+  for (const auto& f : figures)
+    html << "<figure>\n<figcaption>" << escape_html(f.title) << "</figcaption>\n" << f.svg << "</figure>\n";
   html << "<h2>Every cell</h2>\n" << markdown_table_html(long_table) << "</body></html>\n";
   return html.str();
 }

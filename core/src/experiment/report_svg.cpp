@@ -20,7 +20,7 @@ int legend_per_row(int panels) { return std::max(1, kPanelW * std::min(panels, k
 const char* const kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
                                "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
 
-std::string escape(const std::string& s) {
+std::string escape_svg(const std::string& s) {
   std::string out;
   for (char c : s) out += c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '&' ? "&amp;" : c == '"' ? "&quot;" : std::string(1, c);
   return out;
@@ -59,7 +59,7 @@ struct Frame {  // one panel: data coordinates to pixels
 
 void axes(std::ostringstream& svg, const Frame& f, const std::string& title, const char* xlabel, const char* ylabel) {
   svg << "<g font-size=\"10\"><text x=\"" << f.x0 + kPanelW / 2 << "\" y=\"" << f.y0 + 14
-      << "\" text-anchor=\"middle\" font-size=\"12\" font-weight=\"bold\">" << escape(title) << "</text>\n"
+      << "\" text-anchor=\"middle\" font-size=\"12\" font-weight=\"bold\">" << escape_svg(title) << "</text>\n"
       << "<rect x=\"" << f.px(f.xmin) << "\" y=\"" << f.py(f.ymax) << "\" width=\"" << f.px(f.xmax) - f.px(f.xmin)
       << "\" height=\"" << f.py(f.ymin) - f.py(f.ymax) << "\" fill=\"none\" stroke=\"#888\"/>\n";
   for (int t = 0; t <= 4; ++t) {
@@ -117,7 +117,7 @@ std::string curves_svg(const ReportCells& cells, const std::vector<PivotPlace>& 
       for (std::size_t k = s.x.size(); k-- > 0;) svg << f.px(s.x[k]) << "," << f.py(clamp(s.mean[k] - s.std[k])) << " ";
       svg << "\"/>\n<polyline fill=\"none\" stroke-width=\"1.8\" stroke=\"" << color << "\" points=\"";
       for (std::size_t k = 0; k < s.x.size(); ++k) svg << f.px(s.x[k]) << "," << f.py(clamp(s.mean[k])) << " ";
-      svg << "\"><title>" << escape(lines[l]) << "</title></polyline>\n";
+      svg << "\"><title>" << escape_svg(lines[l]) << "</title></polyline>\n";
     }
   }
   const int top = kPanelH * static_cast<int>((panels.size() + kPerLine - 1) / kPerLine);
@@ -125,7 +125,8 @@ std::string curves_svg(const ReportCells& cells, const std::vector<PivotPlace>& 
     const int column = static_cast<int>(l) % per_row, row = static_cast<int>(l) / per_row;
     const int x = 10 + kLegendW * column, y = top + 12 + 16 * row;
     svg << "<rect x=\"" << x << "\" y=\"" << y - 8 << "\" width=\"14\" height=\"8\" fill=\"" << kColors[l % 10]
-        << "\"/><text x=\"" << x + 18 << "\" y=\"" << y << "\" font-size=\"11\">" << escape(lines[l]) << "</text>\n";
+        << "\"/><text x=\"" << x + 18 << "\" y=\"" << y << "\" font-size=\"11\">" << escape_svg(lines[l])
+        << "</text>\n";
   }
   svg << "</svg>\n";
   return svg.str();
@@ -154,7 +155,7 @@ std::string heatmap_svg(const ReportCells& cells, const std::vector<PivotPlace>&
     const double x0 = kPanelW * (p % kPerLine) + kMargin, y0 = kPanelH * (p / kPerLine) + 22.0;
     const double w = (kPanelW - kMargin - 10.0) / xs.size(), h = (kPanelH - kMargin - 24.0) / ys.size();
     svg << "<g font-size=\"10\"><text x=\"" << x0 - kMargin + kPanelW / 2 << "\" y=\"" << y0 - 8
-        << "\" text-anchor=\"middle\" font-size=\"12\" font-weight=\"bold\">" << escape(panels[p]) << "</text>\n";
+        << "\" text-anchor=\"middle\" font-size=\"12\" font-weight=\"bold\">" << escape_svg(panels[p]) << "</text>\n";
     for (std::size_t a = 0; a < xs.size(); ++a)
       for (std::size_t b = 0; b < ys.size(); ++b) {
         auto it = worst.find({panels[p], xs[a], ys[b]});
@@ -167,13 +168,13 @@ std::string heatmap_svg(const ReportCells& cells, const std::vector<PivotPlace>&
       }
     for (std::size_t a = 0; a < xs.size(); ++a)
       svg << "<text x=\"" << x0 + (a + 0.5) * w << "\" y=\"" << y0 + ys.size() * h + 12 << "\" text-anchor=\"middle\">"
-          << escape(xs[a]) << "</text>";
+          << escape_svg(xs[a]) << "</text>";
     for (std::size_t b = 0; b < ys.size(); ++b)
       svg << "<text x=\"" << x0 - 3 << "\" y=\"" << y0 + (ys.size() - 1 - b + 0.5) * h + 3 << "\" text-anchor=\"end\">"
-          << escape(ys[b]) << "</text>";
+          << escape_svg(ys[b]) << "</text>";
     svg << "<text x=\"" << x0 + (kPanelW - kMargin) / 2 << "\" y=\"" << y0 + ys.size() * h + 26
-        << "\" text-anchor=\"middle\">" << escape(x) << "</text><text transform=\"translate(" << x0 - 34 << ","
-        << y0 + ys.size() * h / 2 << ") rotate(-90)\" text-anchor=\"middle\">" << escape(y) << "</text></g>\n";
+        << "\" text-anchor=\"middle\">" << escape_svg(x) << "</text><text transform=\"translate(" << x0 - 34 << ","
+        << y0 + ys.size() * h / 2 << ") rotate(-90)\" text-anchor=\"middle\">" << escape_svg(y) << "</text></g>\n";
   }
   svg << "</svg>\n";
   return svg.str();

@@ -12,10 +12,6 @@ namespace phalanx::core {
 
 namespace {
 
-bool in_group(const std::string& column, const std::string& group) {
-  return !group.empty() && (column == group || column.rfind(group + ".", 0) == 0);
-}
-
 std::string join(const std::string& a, const std::string& sep, const std::string& b) {
   return a.empty() ? b : b.empty() ? a : a + sep + b;
 }
@@ -76,6 +72,10 @@ std::string pivot_text(const ReportCell& cell) {
 
 }  // namespace
 
+bool in_column_group(const std::string& column, const std::string& group) {
+  return !group.empty() && (column == group || column.rfind(group + ".", 0) == 0);
+}
+
 std::vector<PivotPlace> pivot_places(const ReportCells& cells, const ReportOptions& options) {
   std::vector<PivotPlace> places;
   for (const auto& cell : cells.cells) {
@@ -84,11 +84,11 @@ std::vector<PivotPlace> pivot_places(const ReportCells& cells, const ReportOptio
     for (std::size_t k = 0; k < cells.columns.size(); ++k) {
       const std::string& column = cells.columns[k];
       const std::string& value = cell.key[k];
-      if (in_group(column, options.pivot_rows)) {
+      if (in_column_group(column, options.pivot_rows)) {
         // Pre-aggregators (aggregator.pre) read "nnm ∘ cm", as they are applied; none is left out.
         if (column == options.pivot_rows) p.row = join(p.row, " ∘ ", value);
         else if (value != "none" && value != "-") p.row = join(value, " ∘ ", p.row);
-      } else if (in_group(column, options.pivot_columns)) {
+      } else if (in_column_group(column, options.pivot_columns)) {
         p.column = join(p.column, ", ", value);
       } else {
         others = join(others, ", ", column + "=" + value);

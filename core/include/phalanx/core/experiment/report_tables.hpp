@@ -17,6 +17,9 @@ struct PivotPlace {
   std::string group_row;  // the pivot_rows columns' label alone (empty without them)
 };
 
+/// Whether `column` is `group` or one of its keys ("aggregator" holds "aggregator.f"); never for an empty group.
+bool in_column_group(const std::string& column, const std::string& group);
+
 /// The place of every cell of `cells` (same order).
 std::vector<PivotPlace> pivot_places(const ReportCells& cells, const ReportOptions& options);
 
