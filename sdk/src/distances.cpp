@@ -180,10 +180,16 @@ bool has_avx512f() {
 std::atomic<GramKernel> g_gram_kernel{GramKernel::Widest};
 
 // The tile function of the kernel in use: the widest this CPU runs, or the one set_gram_kernel chose.
-avx2_fma::TileFunction tile_for(int rows, int columns) {
-  GramKernel kernel = g_gram_kernel.load(std::memory_order_relaxed);
-  if (kernel == GramKernel::Widest)
-    kernel = has_avx512f() ? GramKernel::Avx512 : has_avx2_fma() ? GramKernel::Avx2Fma : GramKernel::Sse2;
+GramKernel chosen_gram_kernel() {
+  const GramKernel kernel = g_gram_kernel.load(std::memory_order_relaxed);
+  if (kernel != GramKernel::Widest) return kernel;
+  return has_avx512f() ? GramKernel::Avx512 : has_avx2_fma() ? GramKernel::Avx2Fma : GramKernel::Sse2;
+}
+
+// The widest tile the kernel has (rows of b per tile; always kTileRows rows of a).
+int tile_columns(GramKernel kernel) { return kernel == GramKernel::Avx512 ? avx512::kTileColumns : kTileColumns; }
+
+avx2_fma::TileFunction tile_for(GramKernel kernel, int rows, int columns) {
   switch (kernel) {
     case GramKernel::Avx512: return avx512::tile_function(rows, columns);
     case GramKernel::Avx2Fma: return avx2_fma::tile_function(rows, columns);
@@ -198,18 +204,20 @@ void float_gram(const float* x, std::int64_t n, std::int64_t d, std::vector<doub
   const std::int64_t vectors = d / 8;
   std::vector<double> lanes(static_cast<std::size_t>(n * n * 8), 0.0);
   std::vector<const float*> panel(static_cast<std::size_t>(n));
-  double part[kTileRows * kTileColumns * 8];
+  const GramKernel kernel = chosen_gram_kernel();
+  const std::int64_t most_columns = tile_columns(kernel);
+  double part[kTileRows * avx512::kTileColumns * 8];
   for (std::int64_t first = 0; first < vectors; first += kPanelVectors) {
     const std::int64_t count = std::min(kPanelVectors, vectors - first);
     for (std::int64_t i = 0; i < n; ++i) panel[static_cast<std::size_t>(i)] = x + i * d + 8 * first;
     for (std::int64_t ib = 0; ib < n; ib += kTileRows) {
       const int rows = static_cast<int>(std::min<std::int64_t>(kTileRows, n - ib));
-      for (std::int64_t jb = ib; jb < n; jb += kTileColumns) {
-        const int columns = static_cast<int>(std::min<std::int64_t>(kTileColumns, n - jb));
+      for (std::int64_t jb = ib; jb < n; jb += most_columns) {
+        const int columns = static_cast<int>(std::min<std::int64_t>(most_columns, n - jb));
         for (int i = 0; i < rows; ++i)
           for (int j = 0; j < columns; ++j)
             std::copy_n(&lanes[static_cast<std::size_t>(((ib + i) * n + jb + j) * 8)], 8, part + (i * columns + j) * 8);
-        auto tile = tile_for(rows, columns);
+        auto tile = tile_for(kernel, rows, columns);
         tile(&panel[static_cast<std::size_t>(ib)], &panel[static_cast<std::size_t>(jb)], count, part);
         for (int i = 0; i < rows; ++i)
           for (int j = 0; j < columns; ++j)

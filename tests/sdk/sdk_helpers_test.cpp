@@ -278,12 +278,13 @@ struct EachGramKernel {
 };
 
 TEST(PairwiseDistances, BoundsHoldAtTileAndColumnEdges) {
-  // Row counts that leave partial tiles (the kernel takes 4 x 2 rows at a time) and column counts that leave
+  // Row counts that leave partial tiles of every shape (4 x 2 rows at a time, 4 x 4 with AVX-512; n = 5, 6
+  // and 7 end in tiles 1, 2 and 3 rows wide) and column counts that leave
   // a tail of d % 8 columns, an odd number of 8-column steps (the AVX-512 kernel's 8-wide last step) and
   // several panels of 1024 columns; rows far from the origin, so the bounds matter.
   EachGramKernel kernels;
   kernels.run([] {
-    for (std::int64_t n : {1, 2, 5, 7}) {
+    for (std::int64_t n : {1, 2, 5, 6, 7}) {
       for (std::int64_t d : {3, 8, 24, 1031, 2 * 1024 + 13}) {
         at::Generator gen = at::detail::createCPUGenerator(static_cast<std::uint64_t>(n * 10000 + d));
         at::Tensor rows = at::randn({n, d}, gen).add_(30.0f);
