@@ -1,4 +1,4 @@
-# Precompiled headers for the LibTorch-heavy translation units (docs/reliability.md, "CI time").
+# Precompiled headers and unity batches for the LibTorch-heavy translation units (docs/reliability.md, "CI time").
 #
 # Almost every source of ours includes <ATen/ATen.h>, which costs g++ about 4.5 s to parse per translation
 # unit; a fresh CI machine compiles some 120 of them twice (the Release build and the sanitizer build).

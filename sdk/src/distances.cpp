@@ -206,7 +206,7 @@ void float_gram(const float* x, std::int64_t n, std::int64_t d, std::vector<doub
   std::vector<const float*> panel(static_cast<std::size_t>(n));
   const GramKernel kernel = chosen_gram_kernel();
   const std::int64_t most_columns = tile_columns(kernel);
-  double part[kTileRows * avx512::kTileColumns * 8];
+  double part[kTileRows * avx512::kTileColumns * 8];  // the widest tile of any kernel
   for (std::int64_t first = 0; first < vectors; first += kPanelVectors) {
     const std::int64_t count = std::min(kPanelVectors, vectors - first);
     for (std::int64_t i = 0; i < n; ++i) panel[static_cast<std::size_t>(i)] = x + i * d + 8 * first;
