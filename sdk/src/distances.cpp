@@ -198,7 +198,7 @@ avx2_fma::TileFunction tile_for(GramKernel kernel, int rows, int columns) {
 }
 
 // The Gram matrix of the float32 rows x ([n, d]) into gram ([n, n], float64), by tiles of kTileRows x
-// kTileColumns rows over panels of columns: every row is read from memory once, and only the upper
+// tile_columns(kernel) rows over panels of columns: every row is read from memory once, and only the upper
 // triangle is computed. Each entry is within float_gram_gamma(d) * sum |x_il x_jl| of the exact one.
 void float_gram(const float* x, std::int64_t n, std::int64_t d, std::vector<double>& gram) {
   const std::int64_t vectors = d / 8;
