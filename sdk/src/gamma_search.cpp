@@ -11,8 +11,9 @@ namespace phalanx {
 
 namespace {
 
-// The coordinate-wise unbiased standard deviation of `rows` ([h, d], h >= 2), bit for bit what
-// rows.std(0, true) gives on one thread: Welford's update in float64, rows in order, per coordinate. LibTorch
+// The coordinate-wise unbiased standard deviation of `rows` ([h, d], h >= 2): Welford's update in float64, rows
+// in order, per coordinate, which for float32 rows is bit for bit what rows.std(0, true) gives on one thread
+// (float64 rows LibTorch reduces in another order; CoordinateStd.IsLibTorchsStdBitForBitOnFloat32Rows). LibTorch
 // runs that update through a generic per-output reduction that costs about 0.2 us per coordinate (35 ms for
 // 5 x 159,010 in the quick start's ALIE rounds); here it streams over the rows a block of coordinates at a time,
 // with the block's running means and sums of squares in cache.

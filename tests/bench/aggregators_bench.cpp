@@ -10,7 +10,6 @@
 // f is the largest number that every rule accepts at that n: floor((n - 3) / 4) (Bulyan's limit).
 #include <benchmark/benchmark.h>
 
-#include <chrono>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -23,23 +22,11 @@
 #include "phalanx/core/run/run_output.hpp"
 #include "phalanx/core/engine/threads.hpp"
 #include "phalanx/error.hpp"
+#include "read_bound.hpp"
 
 namespace {
 
 using namespace phalanx;
-
-// Bytes per second for one streaming read of a large tensor (a sum reads each byte once).
-double measure_read_bandwidth() {
-  at::Tensor big = at::randn({64, 1'000'000});
-  double best = 0;
-  for (int i = 0; i < 5; ++i) {
-    auto start = std::chrono::steady_clock::now();
-    benchmark::DoNotOptimize(big.sum().item<float>());
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    best = std::max(best, big.numel() * 4.0 / s);
-  }
-  return best;
-}
 
 double g_bandwidth = 0;
 
@@ -92,7 +79,7 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   core::Registry registry;
   registry.load_directory(core::plugin_search_path().front());
-  g_bandwidth = measure_read_bandwidth();
+  g_bandwidth = bench::measure_read_bandwidth();
   std::cout << "read bandwidth (one thread, streaming sum of 256 MB): " << g_bandwidth / 1e9 << " GB/s\n"
             << "x_bound = measured time / bound_ms; bound_ms = n * d * 4 bytes / bandwidth\n";
   for (core::Kind kind : {core::Kind::Aggregator, core::Kind::PreAggregator})
@@ -111,21 +98,7 @@ int main(int argc, char** argv) {
       std::string label = "aggregator/gm-steps" + std::to_string(steps) + "/n" + std::to_string(n) + "/d1000000";
       benchmark::RegisterBenchmark(label.c_str(), run_case, &registry, c)->Unit(benchmark::kMillisecond)->UseRealTime();
     }
-  // Report the ratio to the bound beside every row.
-  class BoundReporter : public benchmark::ConsoleReporter {
-   public:
-    void ReportRuns(const std::vector<Run>& runs) override {
-      std::vector<Run> copy = runs;
-      for (auto& r : copy) {
-        auto it = r.counters.find("bound_ms");
-        if (it != r.counters.end() && !r.error_occurred && r.iterations > 0) {
-          const double ms = r.GetAdjustedRealTime();  // in the benchmark's unit (ms)
-          r.counters["x_bound"] = ms / it->second.value;
-        }
-      }
-      ConsoleReporter::ReportRuns(copy);
-    }
-  } reporter;
+  bench::BoundReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
   return 0;

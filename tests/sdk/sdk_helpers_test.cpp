@@ -1,6 +1,7 @@
 // Helpers the SDK gives plugin authors: name suggestions, non-finite row checks, pairwise distances.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <thread>
 #include <vector>
@@ -445,6 +446,32 @@ TEST(ForEachBlock, TheCoordinateStdIsTheSameOnLentThreads) {
   EXPECT_EQ(recording.counts, std::vector<std::int64_t>{3});
   EXPECT_TRUE(at::equal(shared, in_place));
   EXPECT_TRUE(at::equal(shared.neg(), honest.std(0, true)));
+}
+
+// ALIE's coordinate std (float32 rows) is at::std(0, unbiased) bit for bit at every row count the Welford
+// kernel treats differently (counts that are powers of two multiply, the others divide), including a column
+// block's tail and columns that are constant, hold NaN or hold an infinity. minmax and minsum pass float64
+// rows, which LibTorch reduces in another order: there the two agree to float64 rounding.
+TEST(CoordinateStd, IsLibTorchsStdBitForBitOnFloat32Rows) {
+  for (const at::ScalarType type : {at::kFloat, at::kDouble})
+    for (std::int64_t h = 2; h <= 9; ++h) {
+      SCOPED_TRACE("h = " + std::to_string(h) + (type == at::kFloat ? ", float32" : ", float64"));
+      at::Tensor honest = at::randn({h, 1031}, make_generator(static_cast<std::uint64_t>(h))).mul_(3).to(type);
+      honest.select(1, 0).fill_(0.25);
+      honest.select(1, 1).fill_(1e30);
+      honest[h - 1][2] = std::numeric_limits<double>::quiet_NaN();
+      honest[0][3] = std::numeric_limits<double>::infinity();
+      const at::Tensor ours = perturbation_direction("std", honest, honest.mean(0)).neg();
+      const at::Tensor theirs = honest.std(0, /*unbiased=*/true);
+      const at::Tensor body = ours.narrow(0, 4, 1027), expected = theirs.narrow(0, 4, 1027);
+      if (type == at::kFloat)
+        EXPECT_TRUE(at::equal(body, expected));
+      else
+        EXPECT_TRUE(at::allclose(body, expected, 1e-13, 0));
+      EXPECT_TRUE(at::equal(ours.narrow(0, 0, 2), theirs.narrow(0, 0, 2)));
+      EXPECT_TRUE(std::isnan(ours[2].item<double>()) && std::isnan(theirs[2].item<double>()));
+      EXPECT_TRUE(std::isnan(ours[3].item<double>()) && std::isnan(theirs[3].item<double>()));
+    }
 }
 
 // The coordinate-wise rules' kernels (cm, tm, meamed, ...) on lent threads, tasks run last to first: the same
