@@ -54,15 +54,16 @@ inline __attribute__((always_inline)) void welford_block(const T* x, std::int64_
 
 }  // namespace
 
-// AVX2 without FMA: wider divisions, and no contraction that would change a rounding. (Outside the anonymous
+// AVX-512 and AVX2 clones for wider divisions; the file is built with -ffp-contract=off (sdk/CMakeLists.txt), so
+// no multiply-add is fused into an FMA that would change a rounding. (Outside the anonymous
 // namespace: GCC makes an ifunc for each, which wants external linkage; the SDK exports only PHALANX_EXPORT.)
 // Columns [begin, end) of the result.
-__attribute__((target_clones("avx2", "default"))) void welford_std(const float* x, std::int64_t h, std::int64_t d,
+__attribute__((target_clones("avx512f", "avx2", "default"))) void welford_std(const float* x, std::int64_t h, std::int64_t d,
                                                                    std::int64_t begin, std::int64_t end, float* out) {
   for (std::int64_t start = begin; start < end; start += 512)
     welford_block(x, h, d, start, std::min<std::int64_t>(512, end - start), out);
 }
-__attribute__((target_clones("avx2", "default"))) void welford_std(const double* x, std::int64_t h, std::int64_t d,
+__attribute__((target_clones("avx512f", "avx2", "default"))) void welford_std(const double* x, std::int64_t h, std::int64_t d,
                                                                    std::int64_t begin, std::int64_t end, double* out) {
   for (std::int64_t start = begin; start < end; start += 512)
     welford_block(x, h, d, start, std::min<std::int64_t>(512, end - start), out);

@@ -29,6 +29,43 @@ const RunContext& context_for(EnginePlugins& p, const PluginChoice& choice, cons
 }
 }  // namespace
 
+// dst = src, bit for bit, for n float32 values in one pass that also says whether every value is finite: a float
+// is NaN or infinite exactly when its exponent bits are all ones, and adding one exponent step then carries into
+// the sign bit. (A copy and then count_nonfinite_rows would read the message twice.) Clones for wider vectors
+// than the baseline's SSE2; outside the anonymous namespace because GCC's ifunc wants external linkage.
+__attribute__((target_clones("avx512f", "avx2", "default"))) bool copy_and_check_finite(float* dst, const float* src,
+                                                                                      std::int64_t n) {
+  auto* to = reinterpret_cast<std::uint32_t*>(dst);
+  const auto* from = reinterpret_cast<const std::uint32_t*>(src);
+  std::uint32_t any = 0;
+  for (std::int64_t j = 0; j < n; ++j) {
+    to[j] = from[j];
+    any |= (from[j] & 0x7f800000u) + 0x00800000u;
+  }
+  return (any & 0x80000000u) == 0;
+}
+
+namespace {
+bool is_plain_float_vector(const at::Tensor& t) {
+  return t.scalar_type() == at::kFloat && t.dim() == 1 && t.is_contiguous();
+}
+
+// Puts a worker's message in its row of the round's matrix (or keeps it, without a matrix) and returns
+// whether all of it is finite. Checked here, on the gradient threads, so the server's serial part does not
+// pass over the rows again.
+bool store_message(const at::Tensor& message, at::Tensor rows, std::int64_t i, WorkerTask& task) {
+  if (!rows.defined()) {
+    task.message = message;
+    return count_nonfinite_rows(message.reshape({1, -1})) == 0;
+  }
+  at::Tensor row = rows[i];
+  if (is_plain_float_vector(message) && is_plain_float_vector(row))
+    return copy_and_check_finite(row.data_ptr<float>(), message.data_ptr<float>(), message.numel());
+  row.copy_(message);
+  return count_nonfinite_rows(row.reshape({1, -1})) == 0;
+}
+}  // namespace
+
 RunInfo run_info(const PipelineSpec& spec, const std::string& out_dir) {
   RunInfo info;
   info.workers = spec.workers;
@@ -309,12 +346,7 @@ void compute_messages(const PipelineSpec& spec, EnginePlugins& plugins, WorkerPo
     at::Tensor message = plugins.worker_rules[task.worker]->message(gradient, task.iteration);
     require_shape(message, {d}, "optimizer '" + spec.optimizer.name + "' worker rule");
     task.loss = loss;
-    // Checked here, on the gradient threads, so the server's serial part does not pass over the rows again.
-    task.finite = count_nonfinite_rows(message.reshape({1, -1})) == 0;
-    if (rows.defined())
-      rows[i].copy_(message);
-    else
-      task.message = message;
+    task.finite = store_message(message, rows, i, task);
     task.gather_seconds = std::chrono::duration<double>(t0 - gather_start).count();
     task.gradient_seconds = std::chrono::duration<double>(t1 - t0).count();
     task.rule_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
