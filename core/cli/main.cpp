@@ -4,6 +4,7 @@
 #include <string>
 
 #include "cli.hpp"
+#include "phalanx/core/run/process_memory.hpp"
 
 using namespace phalanx;
 
@@ -45,6 +46,7 @@ int execute(const Options& o) {
 }  // namespace phalanx::cli
 
 int main(int argc, char** argv) {
+  phalanx::core::tune_process_memory();
   cli::Options o;
   try {
     if (const int code = cli::parse_command_line(argc, argv, o); code >= 0) return code;

@@ -19,6 +19,7 @@
 #include <ATen/ATen.h>
 
 #include "phalanx/core/plugins/registry.hpp"
+#include "phalanx/core/run/process_memory.hpp"
 #include "phalanx/core/run/run_output.hpp"
 #include "phalanx/core/engine/threads.hpp"
 #include "phalanx/error.hpp"
@@ -75,6 +76,7 @@ void run_case(benchmark::State& state, const core::Registry* registry, Case c) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  phalanx::core::tune_process_memory();  // as the phalanx command does (core/cli/main.cpp)
   phalanx::core::set_compute_threads(1);  // the engines run one intra-op thread per run
   benchmark::Initialize(&argc, argv);
   core::Registry registry;

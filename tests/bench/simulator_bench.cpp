@@ -20,6 +20,7 @@
 #include "phalanx/core/config/config.hpp"
 #include "phalanx/core/config/pipeline.hpp"
 #include "phalanx/core/plugins/registry.hpp"
+#include "phalanx/core/run/process_memory.hpp"
 #include "phalanx/core/engine/sync_engine.hpp"
 #include "phalanx/core/engine/threads.hpp"
 #include "phalanx/error.hpp"
@@ -91,6 +92,7 @@ void run_case(benchmark::State& state, const core::Registry* registry, Case c) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  phalanx::core::tune_process_memory();  // as the phalanx command does (core/cli/main.cpp)
   core::set_compute_threads(1);
   benchmark::Initialize(&argc, argv);
   core::Registry registry;
