@@ -19,9 +19,7 @@
 #include <ATen/ATen.h>
 
 #include "phalanx/core/plugins/registry.hpp"
-#include "phalanx/core/run/process_memory.hpp"
 #include "phalanx/core/run/run_output.hpp"
-#include "phalanx/core/engine/threads.hpp"
 #include "phalanx/error.hpp"
 #include "read_bound.hpp"
 
@@ -76,14 +74,9 @@ void run_case(benchmark::State& state, const core::Registry* registry, Case c) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  phalanx::core::tune_process_memory();  // as the phalanx command does (core/cli/main.cpp)
-  phalanx::core::set_compute_threads(1);  // the engines run one intra-op thread per run
-  benchmark::Initialize(&argc, argv);
+  g_bandwidth = bench::start_bound_benchmark(&argc, argv, "n * d * 4 bytes");
   core::Registry registry;
   registry.load_directory(core::plugin_search_path().front());
-  g_bandwidth = bench::measure_read_bandwidth();
-  std::cout << "read bandwidth (one thread, streaming sum of 256 MB): " << g_bandwidth / 1e9 << " GB/s\n"
-            << "x_bound = measured time / bound_ms; bound_ms = n * d * 4 bytes / bandwidth\n";
   for (core::Kind kind : {core::Kind::Aggregator, core::Kind::PreAggregator})
     for (const auto* entry : registry.list(kind))
       for (std::int64_t n : {8, 64})

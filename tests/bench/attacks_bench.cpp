@@ -10,14 +10,11 @@
 // they return at once: their cost is the defence's, evaluated many times, and the rule benchmarks measure that.
 #include <benchmark/benchmark.h>
 
-#include <iostream>
 #include <string>
 
 #include <ATen/ATen.h>
 
-#include "phalanx/core/engine/threads.hpp"
 #include "phalanx/core/plugins/registry.hpp"
-#include "phalanx/core/run/process_memory.hpp"
 #include "phalanx/core/run/run_output.hpp"
 #include "phalanx/error.hpp"
 #include "read_bound.hpp"
@@ -66,14 +63,9 @@ void run_case(benchmark::State& state, const core::Registry* registry, std::stri
 }  // namespace
 
 int main(int argc, char** argv) {
-  phalanx::core::tune_process_memory();  // as the phalanx command does (core/cli/main.cpp)
-  phalanx::core::set_compute_threads(1);  // the engines run one intra-op thread per run
-  benchmark::Initialize(&argc, argv);
+  g_bandwidth = bench::start_bound_benchmark(&argc, argv, "rows read by the formula * d * 4 bytes");
   core::Registry registry;
   registry.load_directory(core::plugin_search_path().front());
-  g_bandwidth = bench::measure_read_bandwidth();
-  std::cout << "read bandwidth (one thread, streaming sum of 256 MB): " << g_bandwidth / 1e9 << " GB/s\n"
-            << "x_bound = measured time / bound_ms; bound_ms = rows read by the formula * d * 4 bytes / bandwidth\n";
   const Shape shapes[] = {{"quickstart", 5, 3, 159'010}, {"n64", 49, 15, 1'000'000}};
   for (const auto* entry : registry.list(core::Kind::Attack))
     for (const Shape& shape : shapes) {

@@ -7,9 +7,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <iostream>
+#include <string>
 #include <vector>
 
 #include <ATen/ATen.h>
+
+#include "phalanx/core/engine/threads.hpp"
+#include "phalanx/core/run/process_memory.hpp"
 
 namespace phalanx::bench {
 
@@ -24,6 +29,19 @@ inline double measure_read_bandwidth() {
     best = std::max(best, static_cast<double>(big.numel()) * 4.0 / s);
   }
   return best;
+}
+
+/// What a bound benchmark's main() does first: the phalanx command's memory settings (core/cli/main.cpp), one
+/// intra-op thread as in the engines, Google Benchmark's flags, then this machine's read bandwidth, printed with
+/// what `bound_ms` means here. Returns the bandwidth in bytes per second.
+inline double start_bound_benchmark(int* argc, char** argv, const std::string& bound_ms_is) {
+  core::tune_process_memory();
+  core::set_compute_threads(1);
+  benchmark::Initialize(argc, argv);
+  const double bandwidth = measure_read_bandwidth();
+  std::cout << "read bandwidth (one thread, streaming sum of 256 MB): " << bandwidth / 1e9 << " GB/s\n"
+            << "x_bound = measured time / bound_ms; bound_ms = " << bound_ms_is << " / bandwidth\n";
+  return bandwidth;
 }
 
 /// The console reporter with x_bound = time / bound_ms on every row that has a bound_ms counter.
