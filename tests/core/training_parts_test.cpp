@@ -4,6 +4,8 @@
 #include "phalanx/core/engine/worker_pool.hpp"
 
 #include <atomic>
+#include <cstring>
+#include <limits>
 #include <set>
 
 #include <ATen/ATen.h>
@@ -179,6 +181,30 @@ TEST(HonestComparison, AZeroMeanGivesTheAbsoluteDeviationAndCosineZero) {
   const core::HonestComparison c = core::compare_with_honest_mean(at::full({3000}, 0.5), honest, nullptr);
   EXPECT_DOUBLE_EQ(c.deviation, 0.5 * std::sqrt(3000.0));
   EXPECT_EQ(c.cosine, 0.0);
+}
+
+// How each worker's message reaches its row: the same bits (NaN payloads and signed zeros included), and
+// "finite" false exactly when one value, at any position of a vector body or its tail, is NaN or infinite.
+TEST(CopyAndCheckFinite, CopiesEveryBitAndFindsANonFiniteValueAnywhere) {
+  for (const std::int64_t n : {1, 15, 16, 37, 1000}) {
+    at::Tensor src = at::randn({n}, make_generator(static_cast<std::uint64_t>(n)));
+    src[0] = -0.0f;
+    at::Tensor dst = at::full({n}, 7.0f);
+    EXPECT_TRUE(core::copy_and_check_finite(dst.data_ptr<float>(), src.data_ptr<float>(), n));
+    EXPECT_EQ(std::memcmp(dst.data_ptr<float>(), src.data_ptr<float>(), 4 * n), 0);
+    for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity()})
+      for (const std::int64_t at : {std::int64_t{0}, n / 2, n - 1}) {
+        at::Tensor with_bad = src.clone();
+        with_bad[at] = bad;
+        EXPECT_FALSE(core::copy_and_check_finite(dst.data_ptr<float>(), with_bad.data_ptr<float>(), n))
+            << "n = " << n << ", position " << at;
+        EXPECT_EQ(std::memcmp(dst.data_ptr<float>(), with_bad.data_ptr<float>(), 4 * n), 0);
+      }
+  }
+  const float largest = std::numeric_limits<float>::max();  // the exponent one below all ones is finite
+  float out = 0;
+  EXPECT_TRUE(core::copy_and_check_finite(&out, &largest, 1));
 }
 
 }  // namespace

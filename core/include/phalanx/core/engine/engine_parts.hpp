@@ -272,4 +272,8 @@ void compute_messages(const PipelineSpec& spec, EnginePlugins& plugins, WorkerPo
                       const std::vector<FlatModel*>& models, std::vector<WorkerTask>& tasks, TimeBreakdown& time,
                       at::Tensor rows = at::Tensor());
 
+/// dst = src, bit for bit, for n float32 values; true when every value is finite. One pass, how compute_messages
+/// stores a message in its row.
+bool copy_and_check_finite(float* dst, const float* src, std::int64_t n);
+
 }  // namespace phalanx::core
