@@ -2,9 +2,9 @@
 // the virtual machines this project is measured on, a first touch of a 4 KiB page took about 12 us):
 // - glibc's malloc maps a block of more than 128 KiB afresh and unmaps it when it is freed, raising that limit
 //   only on heuristics, so a plugin that allocates a few MB of temporaries per round can pay a fault per page
-//   every round (minmax on the quick start's shape: 50-78 ms per call that way, 4 ms when the blocks are kept);
+//   every round (minmax on the quick start's shape: 77-83 ms per call that way, 4.1-4.7 ms with them kept);
 // - a block of 32 MiB or more is always mapped afresh (glibc will not keep it), in 4 KiB pages: an attack's
-//   15 x 1e6 output (the zero attack at n = 64) took 176 ms per call, and 4.5 ms in 2 MiB pages.
+//   15 x 1e6 output (the zero attack at n = 64) took 169-176 ms per call, and 4.3-4.8 ms in 2 MiB pages.
 // docs/BENCHMARKS.md ("Engine overhead", fourth round) has the measurements.
 #pragma once
 
