@@ -40,7 +40,9 @@ namespace {
 
 // Layers per pass: 8 rows in registers (AVX2 has 16; a fourth layer, 16 rows, measured no faster).
 constexpr std::size_t kLayersPerPass = 3;
-constexpr std::int64_t kLanes = 8;  // block widths are multiples of this (and of both kernels' vector widths)
+// Block widths are multiples of this, and of every kernel's vector width (16 floats for AVX-512).
+constexpr std::int64_t kLanes = 16;
+constexpr std::size_t kAlignment = 64;  // bytes: a whole AVX-512 register per aligned load
 
 // One pass: `layers` consecutive layers of one stage, the first a flip layer when `flip`. The block rows are
 // split into groups of 2^layers that only meet each other in these layers; offsets holds, per group, the
@@ -132,9 +134,11 @@ const Schedule& schedule_for(std::int64_t n, std::int64_t stride) {
 // Columns per block: the m x width block (16 KiB) stays in L1 while the passes go over it.
 std::int64_t block_width(std::int64_t m) { return std::clamp<std::int64_t>(4096 / m, kLanes, 512) / kLanes * kLanes; }
 
-// The kernels, compiled twice from one source: for AVX2 (one 8-float register per vector of columns) and
-// for baseline x86-64 (4-float SSE registers); the dispatchers below pick the one the CPU supports.
-// One definition of the operations for both widths: PREFIX is _mm256 (AVX2, 8 floats) or _mm (SSE2, 4).
+// The kernels, compiled three times from one source: for AVX-512F (one 16-float register per vector of
+// columns), AVX2 (8 floats) and baseline x86-64 (4-float SSE registers); the dispatchers below pick the
+// widest the CPU supports. Every lane does the same min, max, add and multiply in all three, so the
+// results are the same bits whichever runs (CoordinateSort tests compare them).
+// One definition of the operations for every width: PREFIX is _mm512, _mm256 or _mm.
 #define PHALANX_SORT_OPS(VECTOR, WIDTH, PREFIX)                                 \
   struct Ops {                                                                  \
     using V = VECTOR;                                                           \
@@ -151,8 +155,33 @@ std::int64_t block_width(std::int64_t m) { return std::clamp<std::int64_t>(4096 
     static V set1(float x) { return PREFIX##_set1_ps(x); }                      \
   };
 
-// Compiled for avx2 whatever the build's -march (the caller checks the CPU at run time). Clang ignores
-// GCC's target pragma, hence its own form (the fuzz and any clang build).
+// Compiled for avx512f and avx2 whatever the build's -march (the caller checks the CPU at run time). Clang
+// ignores GCC's target pragma, hence its own form (the fuzz and any clang build).
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+#endif
+namespace avx512 {
+PHALANX_SORT_OPS(__m512, 16, _mm512)
+// Per-lane conditions: a 16-bit mask register.
+struct Mask {
+  using M = __mmask16;
+  static M less(__m512 a, __m512 b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+  static M less_equal(__m512 a, __m512 b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
+  static M both(M a, M b) { return static_cast<M>(a & b); }
+  static __m512 select(M m, __m512 yes, __m512 no) { return _mm512_mask_blend_ps(m, no, yes); }
+  static __m512 add_where(M m, __m512 sum, __m512 x) { return _mm512_mask_add_ps(sum, m, sum, x); }
+};
+#include "coordinate_sort_kernels.inc"
+}  // namespace avx512
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
 #else
@@ -161,6 +190,15 @@ std::int64_t block_width(std::int64_t m) { return std::clamp<std::int64_t>(4096 
 #endif
 namespace avx2 {
 PHALANX_SORT_OPS(__m256, 8, _mm256)
+// Per-lane conditions: all-ones or all-zero lanes; add_where adds +0 (no change to a sum) where clear.
+struct Mask {
+  using M = __m256;
+  static M less(__m256 a, __m256 b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+  static M less_equal(__m256 a, __m256 b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
+  static M both(M a, M b) { return _mm256_and_ps(a, b); }
+  static __m256 select(M m, __m256 yes, __m256 no) { return _mm256_blendv_ps(no, yes, m); }
+  static __m256 add_where(M m, __m256 sum, __m256 x) { return _mm256_add_ps(sum, _mm256_and_ps(m, x)); }
+};
 #include "coordinate_sort_kernels.inc"
 }  // namespace avx2
 #if defined(__clang__)
@@ -171,6 +209,15 @@ PHALANX_SORT_OPS(__m256, 8, _mm256)
 
 namespace sse {
 PHALANX_SORT_OPS(__m128, 4, _mm)
+// As AVX2's, with SSE2's and/andnot/or for the select.
+struct Mask {
+  using M = __m128;
+  static M less(__m128 a, __m128 b) { return _mm_cmplt_ps(a, b); }
+  static M less_equal(__m128 a, __m128 b) { return _mm_cmple_ps(a, b); }
+  static M both(M a, M b) { return _mm_and_ps(a, b); }
+  static __m128 select(M m, __m128 yes, __m128 no) { return _mm_or_ps(_mm_and_ps(m, yes), _mm_andnot_ps(m, no)); }
+  static __m128 add_where(M m, __m128 sum, __m128 x) { return _mm_add_ps(sum, _mm_and_ps(m, x)); }
+};
 #include "coordinate_sort_kernels.inc"
 }  // namespace sse
 #undef PHALANX_SORT_OPS
@@ -180,13 +227,39 @@ bool has_avx2() {
   return yes;
 }
 
+bool has_avx512f() {
+  static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f"));
+  return yes;
+}
+
+// The kernels in use: the widest this CPU runs, or the ones set_sort_kernel chose.
+std::atomic<SortKernel> g_sort_kernel{SortKernel::Widest};
+
+SortKernel sort_kernel_in_use() {
+  static const SortKernel widest = has_avx512f() ? SortKernel::Avx512
+                                   : has_avx2()    ? SortKernel::Avx2
+                                                   : SortKernel::Sse2;
+  const SortKernel chosen = g_sort_kernel.load(std::memory_order_relaxed);
+  return chosen == SortKernel::Widest ? widest : chosen;
+}
+
+// The one of a kernel's three forms (avx512::f, avx2::f, sse::f) for the instruction set in use.
+template <typename Kernel>
+Kernel pick(Kernel avx512_form, Kernel avx2_form, Kernel sse_form) {
+  switch (sort_kernel_in_use()) {
+    case SortKernel::Avx512: return avx512_form;
+    case SortKernel::Avx2: return avx2_form;
+    default: return sse_form;
+  }
+}
+
 // Runs the sort8 pass (if any, reading row r from source[r]) and passes [0, count) of the schedule over
 // the block; `ahead` floats past each source row's columns are prefetched. Returns false when the first
 // pass read a NaN or Inf.
 bool run_passes(const float* const* source, float* block, std::int64_t width, std::int64_t ahead,
                 const Schedule& schedule, std::size_t count) {
-  return (has_avx2() ? avx2::run_passes : sse::run_passes)(source, block, width, schedule.sort8, schedule.m,
-                                                  schedule.stride, ahead, schedule.passes.data(), count);
+  return pick(avx512::run_passes, avx2::run_passes, sse::run_passes)(
+      source, block, width, schedule.sort8, schedule.m, schedule.stride, ahead, schedule.passes.data(), count);
 }
 
 // A block of `width` columns (a multiple of kLanes, stride floats per row) of the rows, with `low` rows
@@ -196,13 +269,13 @@ class Block {
   Block(std::int64_t n, std::int64_t low)
       : n_(n), low_(low), m_(network_size(n)), width_(block_width(m_)),
         schedule_(schedule_for(n, width_)),
-        data_(static_cast<std::size_t>(m_ * width_ + kLanes)),
+        data_(static_cast<std::size_t>(m_ * width_) + kAlignment / sizeof(float)),
         minus_(static_cast<std::size_t>(width_), -std::numeric_limits<float>::max()),
         plus_(static_cast<std::size_t>(width_), std::numeric_limits<float>::max()),
         source_(static_cast<std::size_t>(m_)) {
-    // Align to 32 bytes for the vector loads.
+    // Align for the vector loads.
     auto address = reinterpret_cast<std::uintptr_t>(data_.data());
-    base_ = data_.data() + ((32 - address % 32) % 32) / sizeof(float);
+    base_ = data_.data() + ((kAlignment - address % kAlignment) % kAlignment) / sizeof(float);
   }
   std::int64_t width() const { return width_; }
   float* rows() { return base_ + low_ * width_; }
@@ -276,7 +349,8 @@ bool for_each_column_block(std::int64_t n, std::int64_t low, std::int64_t d, con
 }
 
 // Mean of each column of a sorted block after dropping the `trim` smallest and `trim` largest values.
-void trimmed_mean_of_sorted(const float* sorted, std::int64_t n, std::int64_t width, std::int64_t trim, float* out) {
+// (Sums first, one multiply after: no clone can fuse them into an FMA.)
+__attribute__((target_clones("avx512f", "avx2", "default"))) void trimmed_mean_of_sorted(const float* sorted, std::int64_t n, std::int64_t width, std::int64_t trim, float* out) {
   std::fill(out, out + width, 0.0f);
   for (std::int64_t i = trim; i < n - trim; ++i) {
     const float* row = sorted + i * width;
@@ -296,46 +370,29 @@ void median_of_sorted(const float* sorted, std::int64_t n, std::int64_t width, f
 // For each column of a sorted block (value i of column j at sorted[i * width + j]), the mean of the `keep`
 // values nearest to center[j]. In sorted order the nearest values are consecutive: of the n - keep + 1
 // windows of keep consecutive values, the one whose farther end is nearest to the center (the lowest such
-// window on exact ties, a choice that depends only on the values, not on the order of the rows). Every
-// inner loop runs across the columns, which the compiler vectorises.
-__attribute__((target_clones("avx2", "default"))) void mean_of_nearest(const float* sorted, std::int64_t n, std::int64_t width, std::int64_t keep, const float* center,
+// window on exact ties, a choice that depends only on the values, not on the order of the rows); its values
+// are summed in sorted order from +0 and the sum multiplied by 1 / keep. The vector kernel
+// (coordinate_sort_kernels.inc) does whole vectors of columns; the last few columns are done here, one at a
+// time, with the same operations.
+void mean_of_nearest(const float* sorted, std::int64_t n, std::int64_t width, std::int64_t keep, const float* center,
                      float* out) {
-  // Fixed-size scratch (block widths are at most 512) and selects instead of branches, so both loops
-  // vectorise: a data-dependent branch per column and window was most of MeaMed's and Phocas' time.
-  constexpr std::int64_t kMaxWidth = 512;
-  alignas(32) float reach[kMaxWidth];
-  alignas(32) float begin[kMaxWidth];  // window start, as a float (exact below 2^24) to share the lanes
-  const float* __restrict c = center;
-  for (std::int64_t j = 0; j < width; ++j) {
-    reach[j] = std::numeric_limits<float>::infinity();
-    begin[j] = 0.0f;
-  }
-  for (std::int64_t w = 0; w + keep <= n; ++w) {
-    const float* __restrict first = sorted + w * width;
-    const float* __restrict last = sorted + (w + keep - 1) * width;
-    const auto here = static_cast<float>(w);
-    for (std::int64_t j = 0; j < width; ++j) {
-      const float farther = std::max(c[j] - first[j], last[j] - c[j]);
-      const bool better = farther < reach[j];
-      reach[j] = better ? farther : reach[j];
-      begin[j] = better ? here : begin[j];
-    }
-  }
-  float* __restrict o = out;
-  for (std::int64_t j = 0; j < width; ++j) o[j] = 0.0f;
-  const auto size = static_cast<float>(keep);
-  for (std::int64_t i = 0; i < n; ++i) {
-    const float* __restrict row = sorted + i * width;
-    const auto at = static_cast<float>(i);
-    // Both comparisons and the load unconditional (no short-circuit), so this is a select and vectorises.
-    for (std::int64_t j = 0; j < width; ++j) {
-      const bool inside = (at >= begin[j]) & (at < begin[j] + size);
-      const float value = row[j];
-      o[j] += inside ? value : 0.0f;
-    }
-  }
+  const std::int64_t done = pick(avx512::mean_of_nearest, avx2::mean_of_nearest, sse::mean_of_nearest)(
+      sorted, n, width, keep, center, out);
   const float scale = 1.0f / static_cast<float>(keep);
-  for (std::int64_t j = 0; j < width; ++j) o[j] *= scale;
+  for (std::int64_t j = done; j < width; ++j) {
+    float reach = std::numeric_limits<float>::infinity();
+    std::int64_t begin = 0;
+    for (std::int64_t w = 0; w + keep <= n; ++w) {
+      const float farther = std::max(center[j] - sorted[w * width + j], sorted[(w + keep - 1) * width + j] - center[j]);
+      if (farther < reach) {
+        reach = farther;
+        begin = w;
+      }
+    }
+    float sum = 0.0f;
+    for (std::int64_t i = begin; i < begin + keep; ++i) sum += sorted[i * width + j];
+    out[j] = sum * scale;
+  }
 }
 
 // Where each row of a contiguous [n, d] float32 tensor begins.
@@ -385,7 +442,7 @@ namespace {
 // median of the n values exactly in the middle.
 void median_of_halves(const float* block, std::int64_t m, std::int64_t stride, std::int64_t width, bool odd,
                       float* out) {
-  (has_avx2() ? avx2::median_of_halves : sse::median_of_halves)(block, m, stride, width, odd, out);
+  pick(avx512::median_of_halves, avx2::median_of_halves, sse::median_of_halves)(block, m, stride, width, odd, out);
 }
 
 }  // namespace
@@ -419,8 +476,8 @@ namespace {
 // See the kernel in coordinate_sort_kernels.inc.
 void trimmed_mean_last_pass(const float* block, std::int64_t stride, std::int64_t width, std::int64_t first,
                             std::int64_t end, std::int64_t count, float* out) {
-  (has_avx2() ? avx2::trimmed_mean_last_pass : sse::trimmed_mean_last_pass)(block, stride, width, first, end, count,
-                                                                           out);
+  pick(avx512::trimmed_mean_last_pass, avx2::trimmed_mean_last_pass, sse::trimmed_mean_last_pass)(
+      block, stride, width, first, end, count, out);
 }
 
 }  // namespace
@@ -497,6 +554,13 @@ at::Tensor coordinate_mean_closest_to(const at::Tensor& rows, const std::vector<
     in.push_back(all[static_cast<std::size_t>(i)]);
   }
   return reduce_sorted_columns_of(in, x.size(1), reduce, finite);
+}
+
+bool set_sort_kernel(SortKernel kernel) {
+  const bool runs = kernel == SortKernel::Widest || kernel == SortKernel::Sse2 ||
+                    (kernel == SortKernel::Avx2 && has_avx2()) || (kernel == SortKernel::Avx512 && has_avx512f());
+  if (runs) g_sort_kernel = kernel;
+  return runs;
 }
 
 }  // namespace phalanx

@@ -2,7 +2,10 @@
 // (float32), beside the memory-traffic bound: the time it takes just to read the n x d input once at the
 // bandwidth this machine reaches in the same run (`bound_ms`), and the ratio measured / bound (`x_bound`).
 //
-//   ./build/bin/phalanx_bench [--benchmark_filter=cm] [--benchmark_min_time=0.5]
+//   ./build/bin/phalanx_bench [--benchmark_filter=cm] [--benchmark_min_time=0.5] [--sort_kernel=avx2]
+//
+// --sort_kernel=avx512|avx2|sse2 runs the coordinate sort (cm, tm, meamed, phocas, bulyan's second stage,
+// ...) on that instruction set instead of the widest this CPU has, to compare them in one sitting.
 //
 // gm also runs as gm-steps1 and gm-steps9 (1 and 9 Weiszfeld steps, no early stop): the difference / 8 is
 // the cost of one step.
@@ -21,6 +24,7 @@
 #include "phalanx/core/plugins/registry.hpp"
 #include "phalanx/core/run/run_output.hpp"
 #include "phalanx/error.hpp"
+#include "phalanx/helpers/coordinate_sort.hpp"
 #include "read_bound.hpp"
 
 namespace {
@@ -71,9 +75,38 @@ void run_case(benchmark::State& state, const core::Registry* registry, Case c) {
   state.counters["bound_ms"] = 1e3 * bytes / g_bandwidth;
 }
 
+// Takes --sort_kernel=NAME out of argv (Google Benchmark refuses flags it does not know) and applies it.
+// Returns false, having said why, for a name that is not a kernel or that this CPU cannot run.
+bool apply_sort_kernel_flag(int* argc, char** argv) {
+  const std::string flag = "--sort_kernel=";
+  int kept = 1;
+  bool ok = true;
+  for (int i = 1; i < *argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind(flag, 0) != 0) {
+      argv[kept++] = argv[i];
+      continue;
+    }
+    const std::string name = arg.substr(flag.size());
+    const SortKernel kernel = name == "avx512" ? SortKernel::Avx512
+                              : name == "avx2" ? SortKernel::Avx2
+                              : name == "sse2" ? SortKernel::Sse2
+                                               : SortKernel::Widest;
+    if ((kernel == SortKernel::Widest && name != "widest") || !set_sort_kernel(kernel)) {
+      std::cerr << "phalanx_bench: --sort_kernel=" << name
+                << " is not one this CPU runs; use avx512, avx2, sse2 or widest\n";
+      ok = false;
+    }
+    std::cout << "sort kernel: " << name << "\n";
+  }
+  *argc = kept;
+  return ok;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (!apply_sort_kernel_flag(&argc, argv)) return 2;
   g_bandwidth = bench::start_bound_benchmark(&argc, argv, "n * d * 4 bytes");
   core::Registry registry;
   registry.load_directory(core::plugin_search_path().front());

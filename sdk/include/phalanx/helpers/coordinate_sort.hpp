@@ -57,4 +57,11 @@ PHALANX_EXPORT at::Tensor coordinate_mean_closest_to(const at::Tensor& rows, con
                                                      std::int64_t m, ColumnCentre centre, std::int64_t trim = 0,
                                                      bool* finite = nullptr);
 
+/// The sorting kernels these functions use: by default the widest this CPU runs (AVX-512F, else AVX2, else
+/// SSE2); every lane computes the same operations in all of them, so the results are the same bits. For tests
+/// and benchmarks: set_sort_kernel picks one for the whole process and returns false, changing nothing, when
+/// this CPU cannot run it.
+enum class SortKernel { Widest, Avx512, Avx2, Sse2 };
+PHALANX_EXPORT bool set_sort_kernel(SortKernel kernel);
+
 }  // namespace phalanx
