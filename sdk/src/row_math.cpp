@@ -54,14 +54,15 @@ inline __attribute__((always_inline)) double squared_distance_body(const T* x, c
 
 }  // namespace
 
-__attribute__((target_clones("avx2", "default"))) double squared_distance(const float* x, const float* y,
-                                                                           std::int64_t d) {
+// AVX-512 clones too: eight float64 sums are one register there. The file is built with -ffp-contract=off
+// (sdk/CMakeLists.txt), so no clone fuses t * t into the addition and every clone gives the same bits.
+__attribute__((target_clones("avx512f", "avx2", "default"))) double squared_distance(const float* x, const float* y,
+                                                                                      std::int64_t d) {
   return squared_distance_body(x, y, d);
 }
 
-__attribute__((target_clones("avx2", "default"))) double squared_distance_of_wide_rows(const double* x,
-                                                                                       const double* y,
-                                                                                       std::int64_t d) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) double squared_distance_of_wide_rows(
+    const double* x, const double* y, std::int64_t d) {
   return squared_distance_body(x, y, d);
 }
 
