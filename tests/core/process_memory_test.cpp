@@ -3,9 +3,16 @@
 // smaller ones and MemoryGuard's counting work as before with it installed.
 #include <ATen/ATen.h>
 
+#include <atomic>
+#include <chrono>
+#include <csignal>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <c10/core/CPUAllocator.h>
 #include <gtest/gtest.h>
@@ -55,6 +62,51 @@ TEST(ProcessMemory, MemoryGuardCountsLargeTensorsThroughIt) {
     EXPECT_THROW(at::empty({std::int64_t{1} << 30}), core::MemoryCapExceeded);  // 4 GiB
   }
   EXPECT_LT(guard.live(), kLargeFloats * 4);
+}
+
+// Whether a child forked now can allocate and free a large block (both bookkeeping mutexes) within 10 s;
+// a child that hangs is killed.
+bool child_can_allocate() {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    {
+      c10::DataPtr block = c10::GetAllocator(c10::DeviceType::CPU)->allocate(core::kHugePageTensorBytes);
+    }
+    ::_exit(0);
+  }
+  if (pid < 0) return false;
+  int status = 0;
+  for (int waited = 0; waited < 10000; ++waited) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, &status, 0);
+  return false;
+}
+
+// Sweeps fork their runs. A fork while another thread held the huge-page allocator's or MemoryGuard's mutex
+// used to leave the child with it held, and its first large tensor hung; the fork handlers make fork wait.
+TEST(ProcessMemory, ChildrenForkedWhileAnotherThreadAllocatesCanAllocate) {
+  core::tune_process_memory();
+  core::MemoryGuard guard(std::int64_t{8} << 30);
+  std::atomic<bool> stop{false};
+  // Large blocks hold the huge-page allocator's mutex briefly between system calls; small ones hold the
+  // guard's often enough that without its handler 3 to 10 of the 200 children hung in each of three runs.
+  std::thread large([&] {
+    c10::Allocator* allocator = c10::GetAllocator(c10::DeviceType::CPU);
+    while (!stop) c10::DataPtr block = allocator->allocate(core::kHugePageTensorBytes);
+  });
+  std::thread small([&] {
+    c10::Allocator* allocator = c10::GetAllocator(c10::DeviceType::CPU);
+    while (!stop) c10::DataPtr block = allocator->allocate(64);
+  });
+  int hung = 0;
+  for (int i = 0; i < 200; ++i) hung += child_can_allocate() ? 0 : 1;
+  stop = true;
+  large.join();
+  small.join();
+  EXPECT_EQ(hung, 0) << "of 200 forked children";
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 #include <mutex>
 #include <unordered_map>
 
+#include <pthread.h>
+
 #include <c10/core/Allocator.h>
 #include <c10/core/CPUAllocator.h>
 
@@ -58,6 +60,11 @@ class CountingAllocator final : public c10::Allocator {
 };
 
 CountingAllocator g_counting;
+
+// As the huge-page allocator's (core/src/run/process_memory.cpp): a fork made while another thread holds the
+// counting's mutex would leave the child unable to allocate or free a tensor, so fork waits for it.
+void hold_sizes_mutex() { g_sizes_mutex.lock(); }
+void release_sizes_mutex() { g_sizes_mutex.unlock(); }
 constexpr std::uint8_t kGuardPriority = 10;  // above the default allocator's 0, so SetAllocator takes it
 
 }  // namespace
@@ -69,6 +76,8 @@ MemoryCapExceeded::MemoryCapExceeded(std::int64_t requested_, std::int64_t live_
       requested(requested_), live(live_), cap(cap_) {}
 
 MemoryGuard::MemoryGuard(std::int64_t cap_bytes) {
+  static const int fork_handlers = pthread_atfork(&hold_sizes_mutex, &release_sizes_mutex, &release_sizes_mutex);
+  (void)fork_handlers;
   g_counting.base = c10::GetAllocator(c10::DeviceType::CPU);
   if (g_counting.base == &g_counting) throw Error("MemoryGuard: only one guard may be alive at a time");
   // The default CPU allocator's memory is freed by its raw deleter (context == data).

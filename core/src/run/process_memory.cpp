@@ -8,6 +8,7 @@
 #include <malloc.h>
 #endif
 #if defined(__linux__)
+#include <pthread.h>
 #include <sys/mman.h>
 #endif
 
@@ -84,9 +85,17 @@ class HugePageAllocator final : public c10::Allocator {
 
 HugePageAllocator g_huge_page_allocator;
 
+// A sweep forks its runs (core/src/experiment/sweep.cpp). Were another thread inside map_in_huge_pages or
+// release_block at that moment, the child would start with the bookkeeping's mutex held and hang at its
+// first large tensor; so fork waits for the mutex and both sides release it after.
+void hold_mapped_mutex() { g_mapped_mutex.lock(); }
+void release_mapped_mutex() { g_mapped_mutex.unlock(); }
+
 void install_huge_page_allocator() {
   c10::Allocator* current = c10::GetAllocator(c10::DeviceType::CPU);
   if (current == &g_huge_page_allocator) return;
+  static const int fork_handlers = pthread_atfork(&hold_mapped_mutex, &release_mapped_mutex, &release_mapped_mutex);
+  (void)fork_handlers;
   g_small_deleter = current->raw_deleter();
   if (g_small_deleter == nullptr) return;  // a CPU allocator that cannot free by pointer: leave it alone
   g_huge_page_allocator.small = current;
