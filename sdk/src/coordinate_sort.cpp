@@ -16,6 +16,7 @@
 
 #include "phalanx/error.hpp"
 #include "phalanx/helpers/parallel.hpp"
+#include "target_region.hpp"
 
 namespace phalanx {
 
@@ -155,14 +156,8 @@ std::int64_t block_width(std::int64_t m) { return std::clamp<std::int64_t>(4096 
     static V set1(float x) { return PREFIX##_set1_ps(x); }                      \
   };
 
-// Compiled for avx512f and avx2 whatever the build's -march (the caller checks the CPU at run time). Clang
-// ignores GCC's target pragma, hence its own form (the fuzz and any clang build).
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f")
-#endif
+// Compiled for avx512f and avx2 whatever the build's -march (target_region.hpp); pick() chooses at run time.
+PHALANX_TARGET_BEGIN("avx512f")
 namespace avx512 {
 PHALANX_SORT_OPS(__m512, 16, _mm512)
 // Per-lane conditions: a 16-bit mask register.
@@ -176,18 +171,9 @@ struct Mask {
 };
 #include "coordinate_sort_kernels.inc"
 }  // namespace avx512
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+PHALANX_TARGET_END
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2")
-#endif
+PHALANX_TARGET_BEGIN("avx2")
 namespace avx2 {
 PHALANX_SORT_OPS(__m256, 8, _mm256)
 // Per-lane conditions: all-ones or all-zero lanes; add_where adds +0 (no change to a sum) where clear.
@@ -201,11 +187,7 @@ struct Mask {
 };
 #include "coordinate_sort_kernels.inc"
 }  // namespace avx2
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+PHALANX_TARGET_END
 
 namespace sse {
 PHALANX_SORT_OPS(__m128, 4, _mm)

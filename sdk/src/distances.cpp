@@ -16,6 +16,7 @@
 #include "phalanx/error.hpp"
 #include "phalanx/row_math.hpp"
 #include "phalanx/tensor_checks.hpp"
+#include "target_region.hpp"
 
 namespace phalanx {
 
@@ -107,14 +108,8 @@ double float_gram_gamma(std::int64_t d) {
 // Entries recomputed in float64 (any order of d products and sums).
 double float64_gamma(std::int64_t d) { return 1.01 * gamma_of(static_cast<double>(d) + 1, kUnit64); }
 
-// Compiled for avx2,fma whatever the build's -march (the caller checks the CPU at run time). Clang ignores
-// GCC's target pragma, hence its own form (the fuzz and any clang build).
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
+// Compiled for avx2,fma and avx512f whatever the build's -march (target_region.hpp); the caller checks the CPU.
+PHALANX_TARGET_BEGIN("avx2,fma")
 namespace avx2_fma {
 struct Ops {
   using V = __m256;
@@ -128,24 +123,11 @@ struct Ops {
 };
 #include "float_gram_kernels.inc"
 }  // namespace avx2_fma
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+PHALANX_TARGET_END
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f")
-#endif
+PHALANX_TARGET_BEGIN("avx512f")
 #include "float_gram_avx512.inc"
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
+PHALANX_TARGET_END
 
 namespace sse2 {
 struct Ops {
