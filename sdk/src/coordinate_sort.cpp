@@ -204,23 +204,13 @@ struct Mask {
 }  // namespace sse
 #undef PHALANX_SORT_OPS
 
-bool has_avx2() {
-  static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx2"));
-  return yes;
-}
-
-bool has_avx512f() {
-  static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f"));
-  return yes;
-}
-
 // The kernels in use: the widest this CPU runs, or the ones set_sort_kernel chose.
 std::atomic<SortKernel> g_sort_kernel{SortKernel::Widest};
 
 SortKernel sort_kernel_in_use() {
-  static const SortKernel widest = has_avx512f() ? SortKernel::Avx512
-                                   : has_avx2()    ? SortKernel::Avx2
-                                                   : SortKernel::Sse2;
+  static const SortKernel widest = cpu::has_avx512f() ? SortKernel::Avx512
+                                   : cpu::has_avx2()    ? SortKernel::Avx2
+                                                        : SortKernel::Sse2;
   const SortKernel chosen = g_sort_kernel.load(std::memory_order_relaxed);
   return chosen == SortKernel::Widest ? widest : chosen;
 }
@@ -540,7 +530,7 @@ at::Tensor coordinate_mean_closest_to(const at::Tensor& rows, const std::vector<
 
 bool set_sort_kernel(SortKernel kernel) {
   const bool runs = kernel == SortKernel::Widest || kernel == SortKernel::Sse2 ||
-                    (kernel == SortKernel::Avx2 && has_avx2()) || (kernel == SortKernel::Avx512 && has_avx512f());
+                    (kernel == SortKernel::Avx2 && cpu::has_avx2()) || (kernel == SortKernel::Avx512 && cpu::has_avx512f());
   if (runs) g_sort_kernel = kernel;
   return runs;
 }

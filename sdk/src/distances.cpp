@@ -149,15 +149,7 @@ struct Ops {
 #include "float_gram_kernels.inc"
 }  // namespace sse2
 
-bool has_avx2_fma() {
-  static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"));
-  return yes;
-}
-
-bool has_avx512f() {
-  static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f"));
-  return yes;
-}
+bool has_avx2_fma() { return cpu::has_avx2() && cpu::has_fma(); }
 
 std::atomic<GramKernel> g_gram_kernel{GramKernel::Widest};
 
@@ -165,7 +157,7 @@ std::atomic<GramKernel> g_gram_kernel{GramKernel::Widest};
 GramKernel chosen_gram_kernel() {
   const GramKernel kernel = g_gram_kernel.load(std::memory_order_relaxed);
   if (kernel != GramKernel::Widest) return kernel;
-  return has_avx512f() ? GramKernel::Avx512 : has_avx2_fma() ? GramKernel::Avx2Fma : GramKernel::Sse2;
+  return cpu::has_avx512f() ? GramKernel::Avx512 : has_avx2_fma() ? GramKernel::Avx2Fma : GramKernel::Sse2;
 }
 
 // The widest tile the kernel has (rows of b per tile; always kTileRows rows of a).
@@ -258,7 +250,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void widen(const fl
 
 bool set_gram_kernel(GramKernel kernel) {
   const bool runs = kernel == GramKernel::Widest || kernel == GramKernel::Sse2 ||
-                    (kernel == GramKernel::Avx2Fma && has_avx2_fma()) || (kernel == GramKernel::Avx512 && has_avx512f());
+                    (kernel == GramKernel::Avx2Fma && has_avx2_fma()) || (kernel == GramKernel::Avx512 && cpu::has_avx512f());
   if (runs) g_gram_kernel = kernel;
   return runs;
 }

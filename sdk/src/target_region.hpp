@@ -1,6 +1,7 @@
 // Marks a region of a source file whose functions are compiled for one more instruction set ("avx2",
-// "avx2,fma", "avx512f") whatever the build's -march; callers check the CPU at run time before calling them.
-// Clang ignores GCC's target pragma, hence its own form (the fuzz build and any clang build).
+// "avx2,fma", "avx512f") whatever the build's -march; callers check the CPU at run time (cpu::has_*, below)
+// before calling them. Clang ignores GCC's target pragma, hence its own form (the fuzz build and any clang
+// build). One header for all the SDK's kernel files, which the fuzz build compiles in one unity batch.
 //
 //   PHALANX_TARGET_BEGIN("avx512f")
 //   namespace avx512 { ... }
@@ -17,3 +18,22 @@
 #define PHALANX_TARGET_BEGIN(isa) _Pragma("GCC push_options") PHALANX_PRAGMA(GCC target(isa))
 #define PHALANX_TARGET_END _Pragma("GCC pop_options")
 #endif
+
+namespace phalanx::cpu {
+
+inline bool has_avx2() {
+  static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx2"));
+  return yes;
+}
+
+inline bool has_fma() {
+  static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("fma"));
+  return yes;
+}
+
+inline bool has_avx512f() {
+  static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f"));
+  return yes;
+}
+
+}  // namespace phalanx::cpu
