@@ -8,6 +8,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "phalanx/aggregator.hpp"
@@ -77,6 +78,36 @@ int run_command(const std::string& command, std::string* output);
 
 /// Runs this build's `phalanx` with `args` and stdin from /dev/null; its exit code goes to `code`.
 std::string run_phalanx(const std::string& args, int* code);
+
+/// Runs a test body once per vector kernel this CPU runs, chosen through the SDK's setter (set_gram_kernel,
+/// set_sort_kernel: false for a kernel the CPU lacks); the widest is chosen again afterwards, also when an
+/// assertion fails.
+template <typename Kernel>
+class EachKernel {
+ public:
+  EachKernel(bool (*choose)(Kernel), std::vector<Kernel> kernels, Kernel widest)
+      : choose_(choose), kernels_(std::move(kernels)), widest_(widest) {}
+  ~EachKernel() { choose_(widest_); }
+  EachKernel(const EachKernel&) = delete;
+  EachKernel& operator=(const EachKernel&) = delete;
+
+  template <typename Body>
+  void run(const Body& body) {
+    int ran = 0;
+    for (Kernel kernel : kernels_) {
+      if (!choose_(kernel)) continue;  // this CPU lacks it; the baseline kernel always runs
+      SCOPED_TRACE("kernel " + std::to_string(static_cast<int>(kernel)));
+      body();
+      ++ran;
+    }
+    EXPECT_GE(ran, 1);
+  }
+
+ private:
+  bool (*choose_)(Kernel);
+  std::vector<Kernel> kernels_;
+  Kernel widest_;
+};
 
 }  // namespace phalanx::test
 

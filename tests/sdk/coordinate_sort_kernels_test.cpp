@@ -18,21 +18,9 @@
 namespace phalanx::test {
 namespace {
 
-// Runs body() once per sorting kernel this CPU runs; the widest is restored afterwards, also when an
-// assertion fails.
-struct EachSortKernel {
-  ~EachSortKernel() { set_sort_kernel(SortKernel::Widest); }
-  template <typename Body>
-  void run(const Body& body) {
-    int ran = 0;
-    for (SortKernel kernel : {SortKernel::Avx512, SortKernel::Avx2, SortKernel::Sse2}) {
-      if (!set_sort_kernel(kernel)) continue;  // this CPU lacks it; SSE2 always runs
-      SCOPED_TRACE("kernel " + std::to_string(static_cast<int>(kernel)));
-      body();
-      ++ran;
-    }
-    EXPECT_GE(ran, 1);
-  }
+struct EachSortKernel : EachKernel<SortKernel> {
+  EachSortKernel()
+      : EachKernel(set_sort_kernel, {SortKernel::Avx512, SortKernel::Avx2, SortKernel::Sse2}, SortKernel::Widest) {}
 };
 
 // The documented arithmetic of coordinate_mean_closest_to, one column at a time.

@@ -262,20 +262,10 @@ TEST(PairwiseDistances, ExactTiesAreDecidedFromTheDifferences) {
 }
 
 // Every Gram kernel this CPU runs (AVX-512F, AVX2 + FMA, SSE2: PairwiseDistances picks the widest) keeps the
-// bound; the kernel is restored to the default afterwards, also when an assertion fails.
-struct EachGramKernel {
-  ~EachGramKernel() { set_gram_kernel(GramKernel::Widest); }
-  template <typename Body>
-  void run(const Body& body) {
-    int ran = 0;
-    for (GramKernel kernel : {GramKernel::Avx512, GramKernel::Avx2Fma, GramKernel::Sse2}) {
-      if (!set_gram_kernel(kernel)) continue;  // this CPU lacks it; SSE2 always runs
-      SCOPED_TRACE("kernel " + std::to_string(static_cast<int>(kernel)));
-      body();
-      ++ran;
-    }
-    EXPECT_GE(ran, 1);
-  }
+// bound.
+struct EachGramKernel : EachKernel<GramKernel> {
+  EachGramKernel()
+      : EachKernel(set_gram_kernel, {GramKernel::Avx512, GramKernel::Avx2Fma, GramKernel::Sse2}, GramKernel::Widest) {}
 };
 
 TEST(PairwiseDistances, BoundsHoldAtTileAndColumnEdges) {
