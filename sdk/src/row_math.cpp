@@ -17,9 +17,13 @@ namespace {
 // them (one sum would be a chain of dependent additions, four cycles per element).
 constexpr std::int64_t kSums = 8;
 
+// Every kernel below has AVX-512 and AVX2 clones beside the baseline. The file is built with -ffp-contract=off
+// (sdk/CMakeLists.txt), so no clone fuses a product into an addition (AVX-512 has FMA at hand) and every clone
+// gives the same bits: SquaredDistance.* and ColumnMeans.* check them against the plain arithmetic and LibTorch.
+
 }  // namespace
 
-__attribute__((target_clones("avx2", "default"))) double squared_norm(const float* x, std::int64_t d) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) double squared_norm(const float* x, std::int64_t d) {
   double sum[kSums] = {};
   std::int64_t j = 0;
   for (; j + kSums <= d; j += kSums)
@@ -54,8 +58,6 @@ inline __attribute__((always_inline)) double squared_distance_body(const T* x, c
 
 }  // namespace
 
-// AVX-512 clones too: eight float64 sums are one register there. The file is built with -ffp-contract=off
-// (sdk/CMakeLists.txt), so no clone fuses t * t into the addition and every clone gives the same bits.
 __attribute__((target_clones("avx512f", "avx2", "default"))) double squared_distance(const float* x, const float* y,
                                                                                       std::int64_t d) {
   return squared_distance_body(x, y, d);
@@ -80,13 +82,13 @@ void scale_row_streaming(const float* x, float scale, float* out, std::int64_t d
 
 namespace {
 
-__attribute__((target_clones("avx2", "default"))) void add_to_sums(const float* row, double* sum, std::int64_t width) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) void add_to_sums(const float* row, double* sum, std::int64_t width) {
   for (std::int64_t j = 0; j < width; ++j) sum[j] += static_cast<double>(row[j]);
 }
 
 // Four rows in one go, added in row order as four calls of add_to_sums would (so the same sums bit for bit),
 // with one load and store of each sum instead of four.
-__attribute__((target_clones("avx2", "default"))) void add_four_to_sums(const float* a, const float* b, const float* c,
+__attribute__((target_clones("avx512f", "avx2", "default"))) void add_four_to_sums(const float* a, const float* b, const float* c,
                                                                        const float* e, double* sum,
                                                                        std::int64_t width) {
   for (std::int64_t j = 0; j < width; ++j)
@@ -148,7 +150,7 @@ constexpr std::int64_t kMeanColumns = 256;  // a block's four levels of float32 
 // a plain sum in row order. LibTorch does this for the columns in whole groups of four vectors (32 floats
 // with AVX2, 64 with AVX-512) counted from the first column; the last columns get another order (four
 // interleaved partial sums), so column_means leaves the last d mod 64 columns to LibTorch itself.
-__attribute__((target_clones("avx2", "default"))) void cascade_column_means(const float* rows, std::int64_t n,
+__attribute__((target_clones("avx512f", "avx2", "default"))) void cascade_column_means(const float* rows, std::int64_t n,
                                                                              std::int64_t d, std::int64_t begin,
                                                                              std::int64_t end, float* out) {
   constexpr std::int64_t kLevels = 4;
