@@ -138,7 +138,7 @@ std::int64_t block_width(std::int64_t m) { return std::clamp<std::int64_t>(4096 
 // The kernels, compiled three times from one source: for AVX-512F (one 16-float register per vector of
 // columns), AVX2 (8 floats) and baseline x86-64 (4-float SSE registers); the dispatchers below pick the
 // widest the CPU supports. Every lane does the same min, max, add and multiply in all three, so the
-// results are the same bits whichever runs (CoordinateSort tests compare them).
+// results are the same bits whichever runs (CoordinateSortKernels.* compares them).
 // One definition of the operations for every width: PREFIX is _mm512, _mm256 or _mm.
 #define PHALANX_SORT_OPS(VECTOR, WIDTH, PREFIX)                                 \
   struct Ops {                                                                  \

@@ -19,6 +19,7 @@
 #include "phalanx/optimizer.hpp"
 #include "phalanx/registrar.hpp"
 #include "phalanx/tensor_checks.hpp"
+#include "target_region.hpp"
 
 namespace phalanx {
 
@@ -68,7 +69,7 @@ constexpr std::int64_t kFusedBlock = 64;
 
 bool fused_momentum_matches_libtorch() {
 #if defined(__x86_64__)
-  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return false;
+  if (!cpu::has_avx2() || !cpu::has_fma()) return false;
   constexpr std::int64_t n = 4 * kFusedBlock;
   at::Tensor u = at::empty({n}, at::kFloat), g = at::empty({n}, at::kFloat);
   for (std::int64_t j = 0; j < n; ++j) {  // values of varied magnitude and sign, mantissas fully used

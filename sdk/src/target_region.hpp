@@ -19,8 +19,10 @@
 #define PHALANX_TARGET_END _Pragma("GCC pop_options")
 #endif
 
+// The run-time checks; false on other architectures (interfaces.cpp builds there too).
 namespace phalanx::cpu {
 
+#if defined(__x86_64__)
 inline bool has_avx2() {
   static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx2"));
   return yes;
@@ -35,5 +37,10 @@ inline bool has_avx512f() {
   static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f"));
   return yes;
 }
+#else
+inline bool has_avx2() { return false; }
+inline bool has_fma() { return false; }
+inline bool has_avx512f() { return false; }
+#endif
 
 }  // namespace phalanx::cpu
