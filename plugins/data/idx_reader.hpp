@@ -19,7 +19,7 @@ struct IdxArray {
 /// Parses an IDX file of unsigned bytes (type code 0x08). `max_items` (0: no limit) bounds the first
 /// dimension, so a corrupt header cannot make us allocate gigabytes.
 IdxArray read_idx(const std::string& path, std::int64_t max_items = 10'000'000);
-/// Parses IDX bytes already in memory (`name` appears in errors). Used by read_idx and the fuzzer.
+/// Parses IDX bytes already in memory (`name` appears in errors), with read_idx's checks and errors.
 IdxArray parse_idx(const std::vector<std::uint8_t>& bytes, const std::string& name, std::int64_t max_items);
 
 /// Images [N, 1, H, W] float32 scaled to [0, 1] and labels [N] int64, checked against each other.
