@@ -82,6 +82,33 @@ TEST(Idx, ImplausibleSizesAreRefusedBeforeAllocating) {
   EXPECT_ERROR_WITH(idx::parse_idx(idx_bytes({1, 100000, 100000}, 0), "f", 0), "dimension 1 = 100000");
 }
 
+// read_idx reads the header first and then the data into a buffer of the promised size: every way a file can
+// disagree with its header gives parse_idx's error, for plain and gzip files alike.
+TEST(Idx, ReadIdxGivesParseIdxsErrorsForFiles) {
+  const std::string dir = temp_dir("idx_read_errors");
+  auto short_data = idx_bytes({4, 3, 3}, 31);
+  auto long_data = idx_bytes({4, 3, 3}, 38);
+  auto cut_header = idx_bytes({4, 3, 3}, 0);
+  cut_header.resize(9);
+  // Promises 10^7 x 4096 x 4096 bytes (far over the 1 GiB read limit): refused without allocating them.
+  auto huge = idx_bytes({10'000'000u, 4096, 4096}, 100);
+  for (const bool gzip : {false, true}) {
+    auto write = [&](const std::string& name, const std::vector<std::uint8_t>& bytes) {
+      const std::string path = dir + "/" + name + (gzip ? ".gz" : "");
+      gzip ? write_gzip(path, bytes) : write_bytes(path, bytes);
+      return path;
+    };
+    EXPECT_ERROR_WITH(idx::read_idx(write("short", short_data)), "short", "truncated", "promises 36 bytes", "has 31");
+    EXPECT_ERROR_WITH(idx::read_idx(write("long", long_data)), "long", "2 unexpected bytes");
+    EXPECT_ERROR_WITH(idx::read_idx(write("cut", cut_header)), "cut", "header cut short");
+    EXPECT_ERROR_WITH(idx::read_idx(write("tiny", {0, 0})), "tiny", "shorter than the 4-byte header");
+    EXPECT_ERROR_WITH(idx::read_idx(write("huge", huge)), "huge", "truncated", "has 100");
+    const idx::IdxArray ok = idx::read_idx(write("ok", idx_bytes({4, 3, 3}, 36)));
+    EXPECT_EQ(ok.dims, (std::vector<std::int64_t>{4, 3, 3}));
+    EXPECT_EQ(ok.data, idx::parse_idx(idx_bytes({4, 3, 3}, 36), "ok", 0).data);
+  }
+}
+
 TEST(Idx, TruncatedGzipStream) {
   const std::string dir = temp_dir("idx_trunc_gz");
   write_gzip(dir + "/full.gz", idx_bytes({100, 28, 28}, 78400));
