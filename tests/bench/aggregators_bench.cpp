@@ -10,6 +10,9 @@
 // gm also runs as gm-steps1 and gm-steps9 (1 and 9 Weiszfeld steps, no early stop): the difference / 8 is
 // the cost of one step.
 //
+// krum, multikrum, bulyan and nnm also get `fma_ms`: the float32 multiply-adds their products need
+// (fma_rate.hpp) at the rate this machine reaches on registers alone, and `x_fma` = time / fma_ms.
+//
 // f is the largest number that every rule accepts at that n: floor((n - 3) / 4) (Bulyan's limit).
 #include <benchmark/benchmark.h>
 
@@ -26,6 +29,7 @@
 #include "phalanx/context.hpp"
 #include "phalanx/error.hpp"
 #include "phalanx/helpers/coordinate_sort.hpp"
+#include "fma_rate.hpp"
 #include "read_bound.hpp"
 
 namespace {
@@ -33,6 +37,17 @@ namespace {
 using namespace phalanx;
 
 double g_bandwidth = 0;
+double g_fma_rate = 0;
+
+// Float32 multiply-adds of the products a rule's formula is computed with (0: not counted). The Gram matrix
+// of phalanx::PairwiseDistances: the upper triangle and the squared norms, n (n + 1) / 2 per column; nnm
+// then mixes with an [n, n] x [n, d] product, n * n more per column.
+double multiply_adds(const std::string& rule, std::int64_t n, std::int64_t d) {
+  const double gram = static_cast<double>(n) * (n + 1) / 2 * static_cast<double>(d);
+  if (rule == "krum" || rule == "multikrum" || rule == "bulyan") return gram;
+  if (rule == "nnm") return gram + static_cast<double>(n) * n * static_cast<double>(d);
+  return 0;
+}
 
 struct Case {
   core::Kind kind;
@@ -76,6 +91,8 @@ void run_case(benchmark::State& state, const core::Registry* registry, Case c) {
   const double bytes = static_cast<double>(c.n) * c.d * 4;
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
   state.counters["bound_ms"] = 1e3 * bytes / g_bandwidth;
+  if (const double fmas = multiply_adds(c.name, c.n, c.d); fmas > 0 && g_fma_rate > 0)
+    state.counters["fma_ms"] = 1e3 * fmas / g_fma_rate;
 }
 
 // Takes --sort_kernel=NAME out of argv (Google Benchmark refuses flags it does not know) and applies it.
@@ -111,6 +128,9 @@ bool apply_sort_kernel_flag(int* argc, char** argv) {
 int main(int argc, char** argv) {
   if (!apply_sort_kernel_flag(&argc, argv)) return 2;
   g_bandwidth = bench::start_bound_benchmark(&argc, argv, "n * d * 4 bytes");
+  g_fma_rate = bench::measure_fma_rate();
+  std::cout << "float32 multiply-adds (one thread, registers only): " << g_fma_rate / 1e9 << " G/s\n"
+            << "x_fma = measured time / fma_ms; fma_ms = the rule's products' multiply-adds / that rate\n";
   core::Registry registry;
   registry.load_directory(core::plugin_search_path().front());
   for (core::Kind kind : {core::Kind::Aggregator, core::Kind::PreAggregator})

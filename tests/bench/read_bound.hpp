@@ -9,6 +9,7 @@
 #include <chrono>
 #include <iostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -44,15 +45,19 @@ inline double start_bound_benchmark(int* argc, char** argv, const std::string& b
   return bandwidth;
 }
 
-/// The console reporter with x_bound = time / bound_ms on every row that has a bound_ms counter.
+/// The console reporter with x_bound = time / bound_ms on every row that has a bound_ms counter, and
+/// x_fma = time / fma_ms on every row that has an fma_ms counter (fma_rate.hpp).
 class BoundReporter : public benchmark::ConsoleReporter {
  public:
   void ReportRuns(const std::vector<Run>& runs) override {
     std::vector<Run> copy = runs;
     for (auto& r : copy) {
-      auto it = r.counters.find("bound_ms");
-      if (it != r.counters.end() && !r.error_occurred && r.iterations > 0)
-        r.counters["x_bound"] = r.GetAdjustedRealTime() / it->second.value;  // in the benchmark's unit (ms)
+      if (r.error_occurred || r.iterations == 0) continue;
+      for (const auto& [floor, ratio] : {std::pair{"bound_ms", "x_bound"}, std::pair{"fma_ms", "x_fma"}}) {
+        auto it = r.counters.find(floor);
+        if (it != r.counters.end() && it->second.value > 0)
+          r.counters[ratio] = r.GetAdjustedRealTime() / it->second.value;  // in the benchmark's unit (ms)
+      }
     }
     ConsoleReporter::ReportRuns(copy);
   }
