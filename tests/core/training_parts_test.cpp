@@ -4,9 +4,11 @@
 #include "phalanx/core/engine/worker_pool.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <limits>
 #include <set>
+#include <thread>
 
 #include <ATen/ATen.h>
 
@@ -126,6 +128,23 @@ TEST(Seeds, DerivedSeedsDifferByPurposeAndAreStable) {
 
 namespace phalanx::test {
 namespace {
+
+// The pool's threads watch for the next call a short while before they sleep: calls in quick succession
+// (caught while watching), calls after a pause longer than that (a sleeping thread is woken) and a pool
+// destroyed right after a call (its threads still watching) must each run every task exactly once and return.
+TEST(WorkerPool, CallsInQuickSuccessionAndAfterPausesRunEveryTaskOnce) {
+  for (int pools = 0; pools < 20; ++pools) {
+    core::WorkerPool pool(2);
+    for (int call = 0; call < 300; ++call) {
+      if (call % 100 == 99) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      const std::int64_t count = 2 + call % 5;
+      std::vector<std::atomic<int>> runs(static_cast<std::size_t>(count));
+      pool.run(count, [&](std::int64_t i, int) { ++runs[static_cast<std::size_t>(i)]; });
+      for (std::int64_t i = 0; i < count; ++i)
+        ASSERT_EQ(runs[static_cast<std::size_t>(i)].load(), 1) << call << " " << i;
+    }
+  }
+}
 
 TEST(WorkerPool, RunsEveryTaskOnceOnItsSlotsAndRethrows) {
   core::WorkerPool pool(3);

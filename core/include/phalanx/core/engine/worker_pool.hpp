@@ -2,8 +2,14 @@
 // run exactly once, by whichever thread is free, and is told which thread (slot) runs it so it can use that
 // thread's own model replica. Results must be written to per-task places: the order in which tasks finish is
 // not fixed, so anything that depends on it (sums, generator draws) belongs before or after run().
+//
+// A round calls run() several times in a row with little work each (the gradients, then the attack's, the
+// aggregator's and the checks' column blocks): a thread that has just finished watches a short while for the
+// next call before it sleeps, and the caller watches a short while for the last task before it sleeps, so
+// neither waits for a wake-up through the kernel between two calls.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -35,9 +41,11 @@ class WorkerPool {
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   const std::function<void(std::int64_t, int)>* task_ = nullptr;
-  std::int64_t count_ = 0, next_ = 0, finished_ = 0;
-  std::uint64_t generation_ = 0;
-  bool stopping_ = false;
+  std::int64_t count_ = 0, next_ = 0;
+  // Changed under mutex_; atomic so that a thread may watch them without it before it sleeps.
+  std::atomic<std::int64_t> finished_{0};
+  std::atomic<std::uint64_t> generation_{0};
+  std::atomic<bool> stopping_{false};
   std::exception_ptr error_;
 };
 
