@@ -132,7 +132,15 @@ IdxArray read_idx(const std::string& path, std::int64_t max_items) {
   std::uint64_t got = file.read(head, 4);
   const std::uint64_t head_size = got == 4 ? 4 + 4 * static_cast<std::uint64_t>(std::min<int>(head[3], 4)) : got;
   if (got == 4) got += file.read(head + 4, head_size - 4);
-  Header header = parse_header(head, got, path, max_items);
+  Header header;
+  try {
+    header = parse_header(head, got, path, max_items);
+  } catch (const Error&) {
+    // A gzip stream cut inside the header is reported as such, as for one cut later: its own error first.
+    file.count_rest(got);
+    file.close();
+    throw;
+  }
   IdxArray out;
   std::uint64_t payload = 0;
   if (header.total <= kReadLimit) {  // else the data cannot be right: count it to say how much there is

@@ -114,7 +114,10 @@ TEST(Idx, TruncatedGzipStream) {
   write_gzip(dir + "/full.gz", idx_bytes({100, 28, 28}, 78400));
   std::string packed = read_file(dir + "/full.gz");
   write_file(dir + "/cut.gz", packed.substr(0, packed.size() / 2));
-  EXPECT_ERROR_WITH(idx::read_idx(dir + "/cut.gz"), "cut.gz");
+  EXPECT_ERROR_WITH(idx::read_idx(dir + "/cut.gz"), "cut.gz", "gzip stream is truncated");
+  // Cut inside the IDX header too: the gzip error, not the header's.
+  write_file(dir + "/cut_early.gz", packed.substr(0, 30));
+  EXPECT_ERROR_WITH(idx::read_idx(dir + "/cut_early.gz"), "cut_early.gz", "gzip stream is truncated");
 }
 
 TEST(Idx, CorruptGzipStream) {
