@@ -32,7 +32,8 @@ struct Header {
 Header parse_header(const std::uint8_t* bytes, std::size_t size, const std::string& name, std::int64_t max_items) {
   if (size < 4) throw corrupt(name, "shorter than the 4-byte header");
   if (bytes[0] != 0 || bytes[1] != 0) throw corrupt(name, "bad magic number");
-  if (bytes[2] != 0x08) throw corrupt(name, "element type 0x" + std::to_string(bytes[2]) + " is not unsigned byte (0x08)");
+  if (bytes[2] != 0x08)
+    throw corrupt(name, "element type 0x" + std::to_string(bytes[2]) + " is not unsigned byte (0x08)");
   const int ndims = bytes[3];
   if (ndims < 1 || ndims > 4) throw corrupt(name, std::to_string(ndims) + " dimensions (expected 1 to 4)");
   Header header;
@@ -56,7 +57,8 @@ void check_payload(const Header& header, std::uint64_t payload, const std::strin
   if (payload < header.total)
     throw corrupt(name, "truncated: header promises " + std::to_string(header.total) + " bytes of data, file has " +
                             std::to_string(payload));
-  if (payload > header.total) throw corrupt(name, std::to_string(payload - header.total) + " unexpected bytes after the data");
+  if (payload > header.total)
+    throw corrupt(name, std::to_string(payload - header.total) + " unexpected bytes after the data");
 }
 
 // A gzip (or plain) file read in place: every read checks zlib's status, and gzclose's verdict on the
@@ -89,7 +91,7 @@ class GzipFile {
     return done;
   }
 
-  /// Reads and counts what is left, up to `limit` bytes (then says the file is too large).
+  /// Reads and counts what is left; an error once the file has given more than kReadLimit bytes in all.
   std::uint64_t count_rest(std::uint64_t already) {
     std::uint8_t buffer[1 << 16];
     std::uint64_t rest = 0;
@@ -125,7 +127,7 @@ IdxArray parse_idx(const std::vector<std::uint8_t>& bytes, const std::string& na
 }
 
 // The header first, then the data straight into its final buffer of the promised size (reading into a
-// growing buffer and copying it out cost a quarter of a one-step run's time, docs/BENCHMARKS.md).
+// growing buffer and copying it out cost about a fifth of a one-step run's time, docs/BENCHMARKS.md, "Sweeps").
 IdxArray read_idx(const std::string& path, std::int64_t max_items) {
   GzipFile file(path);
   std::uint8_t head[4 + 4 * 4];

@@ -14,7 +14,7 @@ namespace phalanx::core {
 namespace {
 // How long a thread watches for the next call (or the caller for the last task) before it sleeps: longer than
 // the serial work between two calls of a round, short next to a round. Each wake-up through the kernel delays
-// the round's critical path (docs/BENCHMARKS.md, "Parallel workers": ALIE's attack took a fifth less).
+// the round's critical path (docs/BENCHMARKS.md, "Watching for the next call": ALIE's attack took a fifth less).
 constexpr std::chrono::microseconds kSpin{200};
 
 // True once done() holds, watching for at most kSpin. The CPU is told it is a spin loop (pause), and other
