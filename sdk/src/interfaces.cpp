@@ -114,6 +114,15 @@ at::Tensor MomentumWorkerRule::message(const at::Tensor& gradient, std::int64_t)
   return buffer_;
 }
 
+bool MomentumWorkerRule::keep_momentum_in(const at::Tensor& storage) {
+  if (!buffer_.defined() || !storage.defined() || storage.scalar_type() != buffer_.scalar_type() ||
+      storage.sizes() != buffer_.sizes() || !storage.is_contiguous())
+    return false;
+  if (storage.data_ptr() != buffer_.data_ptr()) storage.copy_(buffer_);
+  buffer_ = storage;
+  return true;
+}
+
 State MomentumWorkerRule::save_state() const {
   if (!buffer_.defined()) return {};
   return {{"momentum", buffer_.clone()}};

@@ -48,13 +48,13 @@ TEST(SdkAbi, ContractHeadersMatchTheRecordedHashOfThisAbiVersion) {
   std::string recorded;
   int version = 0;
   std::string hash;
-  while (in >> version >> hash)
+  while (in >> version >> hash)  // the last line of a version is its current hash
     if (version == PHALANX_SDK_ABI_VERSION) recorded = hash;
   EXPECT_EQ(recorded, contract_hash())
       << "The SDK contract headers changed. Bump PHALANX_SDK_ABI_VERSION in sdk/include/phalanx/abi.hpp (see "
          "docs/plugins.md, 'When to bump the ABI version'); then add the line '<new version> <hash this test "
          "prints with the new version>' to tests/sdk/sdk_abi_hashes.txt. Never re-record the hash of a released "
-         "version.";
+         "version; a change every compiled plugin survives gets a new line of the same version (docs/plugins.md).";
 }
 
 TEST(SdkAbi, HelpersAreOutsideTheContractAndTheContractIsHashed) {

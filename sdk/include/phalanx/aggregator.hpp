@@ -3,6 +3,8 @@
 // Inputs are the n messages of a round as rows of one [n, d] float32 tensor. Byzantine rows may hold
 // anything, NaN and Inf included: a robust rule must return a finite [d] vector whenever at most f rows
 // are bad (treat non-finite rows as maximally distant or drop them; see phalanx/tensor_checks.hpp).
+// The rows are the engine's own (an honest worker's row carries its momentum to the next round): read them,
+// never write to them; `phalanx check-plugin` checks that a rule leaves its input unchanged.
 #pragma once
 
 #include <ATen/core/Tensor.h>

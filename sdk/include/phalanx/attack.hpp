@@ -14,7 +14,7 @@
 namespace phalanx {
 
 struct PHALANX_EXPORT AttackRound {
-  /// [h, d] messages of the honest workers this round (omniscient attacks read them).
+  /// [h, d] messages of the honest workers this round (omniscient attacks read them, never write them).
   at::Tensor honest;
   /// [b, d] messages the Byzantine workers would have sent had they been honest.
   at::Tensor byzantine_true;

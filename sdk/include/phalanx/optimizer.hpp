@@ -45,6 +45,11 @@ class PHALANX_EXPORT MomentumWorkerRule : public WorkerRule {
   at::Tensor message(const at::Tensor& gradient, std::int64_t step) override;
   State save_state() const override;
   void load_state(const State& state) override;
+  /// Moves the momentum into `storage` (contiguous, of the buffer's shape and type: the worker's row of a
+  /// host's message matrix) and keeps it there, so each later message updates `storage` in place and is
+  /// returned as it, with no copy for the host to make. The host must not write to `storage` in between.
+  /// False, and nothing changes, before the first message or when `storage` does not fit.
+  bool keep_momentum_in(const at::Tensor& storage);
 
  private:
   double beta_;
