@@ -49,12 +49,6 @@ class ChainOracle : public DefenceOracle {
   std::shared_ptr<Aggregator> aggregator_;
 };
 
-std::shared_ptr<Attack> make_attack(const std::string& name, const std::string& params, std::int64_t n, std::int64_t b) {
-  static std::vector<std::unique_ptr<core::RunContext>> contexts;  // outlive the attacks
-  contexts.push_back(make_context(n, b));
-  return builtin_registry().make_attack(name, params_for(core::Kind::Attack, name, params), *contexts.back());
-}
-
 /// The b Byzantine rows `attack` crafts against `oracle` for these honest rows; each must be the same row.
 at::Tensor craft_one(const std::string& attack, const std::string& params, const at::Tensor& honest, std::int64_t b,
                      const DefenceOracle& oracle) {

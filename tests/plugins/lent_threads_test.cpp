@@ -20,13 +20,6 @@ struct ReversedRunner {
   }
 };
 
-std::shared_ptr<Attack> make_attack(const std::string& name, const std::string& params, std::int64_t n,
-                                    std::int64_t b) {
-  static std::vector<std::unique_ptr<core::RunContext>> contexts;
-  contexts.push_back(make_context(n, b));
-  return builtin_registry().make_attack(name, params_for(core::Kind::Attack, name, params), *contexts.back());
-}
-
 // Rows with signed zeros and a width that leaves every block kind a short last block.
 at::Tensor sample_rows(std::int64_t n, std::int64_t d, std::uint64_t seed) {
   at::manual_seed(seed);

@@ -59,10 +59,20 @@ bool store_message(const at::Tensor& message, at::Tensor rows, std::int64_t i, W
     return count_nonfinite_rows(message.reshape({1, -1})) == 0;
   }
   at::Tensor row = rows[i];
+  // A worker rule that keeps its state in the row (keep_state_in_row) has written the message there already.
+  if (message.data_ptr() == row.data_ptr() && message.sizes() == row.sizes() && message.strides() == row.strides())
+    return count_nonfinite_rows(row.reshape({1, -1})) == 0;
   if (is_plain_float_vector(message) && is_plain_float_vector(row))
     return copy_and_check_finite(row.data_ptr<float>(), message.data_ptr<float>(), message.numel());
   row.copy_(message);
   return count_nonfinite_rows(row.reshape({1, -1})) == 0;
+}
+
+// Worker momentum is most of a round's memory traffic outside forward/backward: kept in its own buffer, each
+// message is read and written there and then copied into the round's matrix. Moved into the worker's row, the
+// momentum update is the message, and the copy goes (docs/BENCHMARKS.md, "Engine overhead on the quick start").
+void keep_state_in_row(WorkerRule& rule, const at::Tensor& row) {
+  if (auto* momentum = dynamic_cast<MomentumWorkerRule*>(&rule)) momentum->keep_momentum_in(row);
 }
 }  // namespace
 
@@ -347,6 +357,8 @@ void compute_messages(const PipelineSpec& spec, EnginePlugins& plugins, WorkerPo
     require_shape(message, {d}, "optimizer '" + spec.optimizer.name + "' worker rule");
     task.loss = loss;
     task.finite = store_message(message, rows, i, task);
+    if (rows.defined() && task.worker < spec.honest() && message.data_ptr() != rows[i].data_ptr())
+      keep_state_in_row(*plugins.worker_rules[task.worker], rows[i]);
     task.gather_seconds = std::chrono::duration<double>(t0 - gather_start).count();
     task.gradient_seconds = std::chrono::duration<double>(t1 - t0).count();
     task.rule_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();

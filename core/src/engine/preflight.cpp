@@ -17,6 +17,7 @@
 #include "phalanx/core/engine/engine_parts.hpp"
 #include "phalanx/core/run/memory_guard.hpp"
 #include "phalanx/core/engine/training_parts.hpp"
+#include "phalanx/core/engine/worker_pool.hpp"
 #include "phalanx/error.hpp"
 
 namespace phalanx::core {
@@ -178,8 +179,15 @@ struct Measurer {
         plugins.worker_rules[0]->message(at::zeros({d}), 0);
         return 0;
       });
-      add("optimizer '" + spec.optimizer.name + "' state on the workers (measured on one, times n)", opt_keys,
-          created + n * static_cast<double>(guard.live() - before));
+      // In a synchronous simulation an honest worker's momentum moves into its row of the message matrix
+      // (counted with the matrix) after its first message: what stays is the Byzantine workers' and, for a
+      // moment, one first message per gradient thread.
+      const bool in_rows =
+          spec.engine != "async" && dynamic_cast<MomentumWorkerRule*>(plugins.worker_rules[0].get()) != nullptr;
+      const double holders = in_rows ? static_cast<double>(spec.byzantine + gradient_threads(spec.threads, spec.workers)) : n;
+      add("optimizer '" + spec.optimizer.name + "' state on the workers (measured on one, times " +
+              (in_rows ? std::string("the Byzantine workers and threads") : std::string("n")) + ")",
+          opt_keys, created + holders * static_cast<double>(guard.live() - before));
       at::Tensor params = model.params().clone();
       before = guard.live();
       Arrival arrival;
