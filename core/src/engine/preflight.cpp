@@ -184,7 +184,8 @@ struct Measurer {
       // moment, one first message per gradient thread.
       const bool in_rows =
           spec.engine != "async" && dynamic_cast<MomentumWorkerRule*>(plugins.worker_rules[0].get()) != nullptr;
-      const double holders = in_rows ? static_cast<double>(spec.byzantine + gradient_threads(spec.threads, spec.workers)) : n;
+      const double holders =
+          in_rows ? static_cast<double>(spec.byzantine + gradient_threads(spec.threads, spec.workers)) : n;
       add("optimizer '" + spec.optimizer.name + "' state on the workers (measured on one, times " +
               (in_rows ? std::string("the Byzantine workers and threads") : std::string("n")) + ")",
           opt_keys, created + holders * static_cast<double>(guard.live() - before));

@@ -265,8 +265,8 @@ FlatModel::Evaluation evaluate_on_threads(WorkerPool& pool, const std::vector<Fl
 /// With `rows` ([tasks, d]) each message is copied into rows[i] by the thread that computed it; without, it
 /// is left in tasks[i].message. Row i of an honest worker (task i's worker, below spec.honest()) may keep
 /// that worker's momentum from one call to the next (MomentumWorkerRule::keep_momentum_in), so the caller
-/// passes the same `rows` every round, with task i for worker i, and never writes to its honest rows. Each thread also gathers its task's images and checks the message's
-/// finiteness (WorkerTask::finite).
+/// passes the same `rows` every round, with task i for worker i, and never writes to its honest rows.
+/// Each thread also gathers its task's images and checks the message's finiteness (WorkerTask::finite).
 /// Each task's result depends only on its own inputs, so the messages are the same for any thread count.
 /// The phase's wall time is split into `time.batches`, `time.compute` and `time.worker_rules` in proportion
 /// to the threads' time gathering images, in forward/backward and in the rest.
