@@ -53,12 +53,11 @@ bool is_plain_float_vector(const at::Tensor& t) {
 // Puts a worker's message in its row of the round's matrix (or keeps it, without a matrix) and returns
 // whether all of it is finite. Checked here, on the gradient threads, so the server's serial part does not
 // pass over the rows again.
-bool store_message(const at::Tensor& message, at::Tensor rows, std::int64_t i, WorkerTask& task) {
-  if (!rows.defined()) {
+bool store_message(const at::Tensor& message, at::Tensor row, WorkerTask& task) {
+  if (!row.defined()) {
     task.message = message;
     return count_nonfinite_rows(message.reshape({1, -1})) == 0;
   }
-  at::Tensor row = rows[i];
   // A worker rule that keeps its state in the row (keep_state_in_row) has written the message there already.
   if (message.data_ptr() == row.data_ptr() && message.sizes() == row.sizes() && message.strides() == row.strides())
     return count_nonfinite_rows(row.reshape({1, -1})) == 0;
@@ -356,9 +355,10 @@ void compute_messages(const PipelineSpec& spec, EnginePlugins& plugins, WorkerPo
     at::Tensor message = plugins.worker_rules[task.worker]->message(gradient, task.iteration);
     require_shape(message, {d}, "optimizer '" + spec.optimizer.name + "' worker rule");
     task.loss = loss;
-    task.finite = store_message(message, rows, i, task);
-    if (rows.defined() && task.worker < spec.honest() && message.data_ptr() != rows[i].data_ptr())
-      keep_state_in_row(*plugins.worker_rules[task.worker], rows[i]);
+    const at::Tensor row = rows.defined() ? rows[i] : at::Tensor();
+    task.finite = store_message(message, row, task);
+    if (row.defined() && task.worker < spec.honest() && message.data_ptr() != row.data_ptr())
+      keep_state_in_row(*plugins.worker_rules[task.worker], row);
     task.gather_seconds = std::chrono::duration<double>(t0 - gather_start).count();
     task.gradient_seconds = std::chrono::duration<double>(t1 - t0).count();
     task.rule_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
