@@ -10,6 +10,7 @@
 // | z         | auto    | deviation in standard deviations |
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include <ATen/ATen.h>
 
@@ -47,27 +48,25 @@ class Alie : public Attack {
   at::Tensor craft(const AttackRound& round) override {
     const at::Tensor honest = round.honest.to(at::kFloat).contiguous();
     const std::int64_t h = honest.size(0), d = honest.size(1), b = round.byzantine_true.size(0);
-    const std::int64_t blocks = (d + kColumns - 1) / kColumns;
-    // Column by column, so blocks of columns may run on the threads the engine lends
-    // (phalanx/helpers/parallel.hpp) with the same bits: honest.mean(0) (phalanx::column_means), the SDK's
-    // coordinate-wise std, then mean - z * std into every row, with the float32 operations ATen would do.
-    at::Tensor mean = at::empty({d});
+    at::Tensor malicious = output_.get({b, d});
+    if (b == 0) return malicious;
     const float* x = honest.data_ptr<float>();
-    float* mu = mean.data_ptr<float>();
-    for_each_block(blocks, [&](std::int64_t k) {
-      column_means(x, h, d, k * kColumns, std::min(d, (k + 1) * kColumns), mu);
-    });
-    // -std_h from the SDK's fast coordinate-wise kernel (0 for one honest row); (-std) * (-z) is std * z.
-    const at::Tensor minus_std = h > 1 ? perturbation_direction("std", honest, mean) : at::zeros({d}).neg_();
-    const float* ms = minus_std.data_ptr<float>();
-    const float minus_z = static_cast<float>(-z_);
-    at::Tensor malicious = at::empty({b, d});
     float* out = malicious.data_ptr<float>();
-    for_each_block(b > 0 ? blocks : 0, [&](std::int64_t k) {
+    const float minus_z = static_cast<float>(-z_);
+    mean_.resize(static_cast<std::size_t>(d));
+    if (h > 1) std_.resize(static_cast<std::size_t>(d));
+    else std_.assign(static_cast<std::size_t>(d), 0.0f);  // 0 with one honest row
+    // One pass over the honest rows: each block of columns gets its mean (honest.mean(0) bit for bit,
+    // phalanx::column_means) and its std (rows.std(0, true), phalanx::column_stds) while its h rows are in
+    // cache, then mean - z * std, with the float32 operations ATen would do. Columns are independent, so
+    // the blocks may run on the threads the engine lends (phalanx/helpers/parallel.hpp) with the same bits.
+    for_each_block((d + kColumns - 1) / kColumns, [&](std::int64_t k) {
       const std::int64_t start = k * kColumns, end = std::min(d, start + kColumns);
+      column_means(x, h, d, start, end, mean_.data());
+      if (h > 1) column_stds(x, h, d, start, end, std_.data());
       for (std::int64_t j = start; j < end; ++j) {
-        const float shift = ms[j] * minus_z;
-        out[j] = mu[j] - shift;
+        const float shift = -std_[static_cast<std::size_t>(j)] * minus_z;  // (-std) * (-z), zeros signed as ATen's
+        out[j] = mean_[static_cast<std::size_t>(j)] - shift;
       }
       for (std::int64_t r = 1; r < b; ++r) std::copy(out + start, out + end, out + r * d + start);
     });
@@ -77,6 +76,8 @@ class Alie : public Attack {
 
  private:
   double z_ = 0;
+  OutputBuffer output_;  // the crafted rows, reused when the engine no longer holds the previous ones
+  std::vector<float> mean_, std_;  // per column, each block writing its own columns
 };
 
 }  // namespace

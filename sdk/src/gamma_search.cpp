@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include "phalanx/helpers/parallel.hpp"
+#include "phalanx/helpers/row_math.hpp"
 
 namespace phalanx {
 
@@ -67,6 +68,11 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void welford_std(co
                                                                    std::int64_t begin, std::int64_t end, double* out) {
   for (std::int64_t start = begin; start < end; start += 512)
     welford_block(x, h, d, start, std::min<std::int64_t>(512, end - start), out);
+}
+
+void column_stds(const float* rows, std::int64_t n, std::int64_t d, std::int64_t begin, std::int64_t end,
+                 float* out) {
+  welford_std(rows, n, d, begin, end, out);
 }
 
 namespace {

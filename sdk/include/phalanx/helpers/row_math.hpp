@@ -38,6 +38,13 @@ PHALANX_EXPORT at::Tensor mean_of_rows(const at::Tensor& rows, const std::vector
 PHALANX_EXPORT void column_means(const float* rows, std::int64_t n, std::int64_t d, std::int64_t begin,
                                  std::int64_t end, float* out);
 
+/// Columns [begin, end) of the unbiased standard deviation of n >= 2 float32 rows of length d (row-major at
+/// `rows`), into out[begin, end): bit for bit what rows.std(0, true) gives in LibTorch 1.13 on one thread
+/// (Welford's update in float64, rows in order). With column_means on the same block of columns, a rule
+/// gets both while the block is in cache: one pass over the rows instead of two.
+PHALANX_EXPORT void column_stds(const float* rows, std::int64_t n, std::int64_t d, std::int64_t begin,
+                                std::int64_t end, float* out);
+
 /// A float32 tensor a rule returns every round, allocated once: get() hands back the previous round's
 /// tensor when nobody holds it (or a view of it) any more and the shape is unchanged, else a new one. Its
 /// contents are undefined; the rule overwrites all of them.
