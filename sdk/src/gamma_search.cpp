@@ -50,6 +50,11 @@ inline __attribute__((always_inline)) void welford_block(const T* x, std::int64_
     }
   }
   const double divisor = static_cast<double>(h - 1);
+  if (((h - 1) & (h - 2)) == 0) {  // h - 1 is a power of two: multiplying by its exact inverse is the same division
+    const double inverse = 1.0 / divisor;
+    for (std::int64_t j = 0; j < len; ++j) out[start + j] = static_cast<T>(std::sqrt(m2[j] * inverse));
+    return;
+  }
   for (std::int64_t j = 0; j < len; ++j) out[start + j] = static_cast<T>(std::sqrt(m2[j] / divisor));
 }
 
