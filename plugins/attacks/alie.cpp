@@ -86,6 +86,8 @@ PHALANX_PLUGIN("alie", "1.0") {
   registrar.add_attack(
       {"alie",
        "A Little Is Enough: mean_h - z * std_h over the honest messages",
-       {{"z", ParamType::Double, Value(), "deviation in standard deviations (auto: z_max of the paper)"}}},
+       {{"z", ParamType::Double, Value(), "deviation in standard deviations (auto: z_max of the paper)"}},
+       {},
+       {Need::ByzantineShapeOnly}},
       [](const Params& p, const Context& c) { return std::make_unique<Alie>(p, c); });
 }

@@ -37,6 +37,8 @@ class FallOfEmpires : public Attack {
 PHALANX_PLUGIN("foe", "1.0") {
   registrar.add_attack({"foe",
                         "Fall of Empires (inner-product manipulation): send -eps * mean_h",
-                        {{"eps", ParamType::Double, 0.1, "eps in -eps * mean_h", 0.0}}},
+                        {{"eps", ParamType::Double, 0.1, "eps in -eps * mean_h", 0.0}},
+                        {},
+                        {Need::ByzantineShapeOnly}},
                        [](const Params& p, const Context&) { return std::make_unique<FallOfEmpires>(p.get_double("eps")); });
 }

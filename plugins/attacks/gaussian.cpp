@@ -41,7 +41,9 @@ class GaussianNoise : public Attack {
 PHALANX_PLUGIN("gaussian", "1.0") {
   registrar.add_attack({"gaussian",
                         "send N(0, sigma^2 I) noise",
-                        {{"sigma", ParamType::Double, 200.0, "standard deviation of the noise", 0.0}}},
+                        {{"sigma", ParamType::Double, 200.0, "standard deviation of the noise", 0.0}},
+                        {},
+                        {Need::ByzantineShapeOnly}},
                        [](const Params& p, const Context& c) {
                          return std::make_unique<GaussianNoise>(p.get_double("sigma"), c.seed());
                        });

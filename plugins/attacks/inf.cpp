@@ -27,6 +27,6 @@ class Infinity : public Attack {
 }  // namespace
 
 PHALANX_PLUGIN("inf", "1.0") {
-  registrar.add_attack({"inf", "send vectors of +Inf (robustness test)", {}},
+  registrar.add_attack({"inf", "send vectors of +Inf (robustness test)", {}, {}, {Need::ByzantineShapeOnly}},
                        [](const Params&, const Context&) { return std::make_unique<Infinity>(); });
 }

@@ -42,7 +42,9 @@ PHALANX_PLUGIN("mimic", "1.0") {
   registrar.add_attack(
       {"mimic",
        "send a copy of one honest worker's message",
-       {{"target", ParamType::Int, 0, "index of the honest worker to copy (0 .. h-1)", 0}}},
+       {{"target", ParamType::Int, 0, "index of the honest worker to copy (0 .. h-1)", 0}},
+       {},
+       {Need::ByzantineShapeOnly}},
       [](const Params& p, const Context& c) {
         const std::int64_t target = p.get_int("target"), h = c.run().workers - c.run().byzantine;
         // The run facts are known here in a real run; catch the mistake before training starts.

@@ -123,11 +123,15 @@ PHALANX_PLUGIN("minmax", "1.0") {
   registrar.add_attack(
       {"minmax",
        "Min-Max (Shejwalkar & Houmansadr 2021): mean_h + gamma * p, max distance to honest within the honest maximum",
-       perturbed_mean_params()},
+       perturbed_mean_params(),
+       {},
+       {Need::ByzantineShapeOnly}},
       perturbed_mean_factory("minmax", Test::max));
   registrar.add_attack(
       {"minsum",
        "Min-Sum (Shejwalkar & Houmansadr 2021): mean_h + gamma * p, summed distance to honest within the honest maximum",
-       perturbed_mean_params()},
+       perturbed_mean_params(),
+       {},
+       {Need::ByzantineShapeOnly}},
       perturbed_mean_factory("minsum", Test::sum));
 }

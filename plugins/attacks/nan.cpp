@@ -27,6 +27,6 @@ class NotANumber : public Attack {
 }  // namespace
 
 PHALANX_PLUGIN("nan", "1.0") {
-  registrar.add_attack({"nan", "send vectors of NaN (robustness test)", {}},
+  registrar.add_attack({"nan", "send vectors of NaN (robustness test)", {}, {}, {Need::ByzantineShapeOnly}},
                        [](const Params&, const Context&) { return std::make_unique<NotANumber>(); });
 }

@@ -30,6 +30,6 @@ class SignFlip : public Attack {
 }  // namespace
 
 PHALANX_PLUGIN("signflip", "1.0") {
-  registrar.add_attack({"signflip", "send the negated mean of the honest messages", {}},
+  registrar.add_attack({"signflip", "send the negated mean of the honest messages", {}, {}, {Need::ByzantineShapeOnly}},
                        [](const Params&, const Context&) { return std::make_unique<SignFlip>(); });
 }

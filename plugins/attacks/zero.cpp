@@ -23,6 +23,6 @@ class Zero : public Attack {
 }  // namespace
 
 PHALANX_PLUGIN("zero", "1.0") {
-  registrar.add_attack({"zero", "send the zero vector", {}},
+  registrar.add_attack({"zero", "send the zero vector", {}, {}, {Need::ByzantineShapeOnly}},
                        [](const Params&, const Context&) { return std::make_unique<Zero>(); });
 }

@@ -27,6 +27,7 @@ const char* need_name(Need need) {
     case Need::WorkerIds: return "worker ids";
     case Need::Parameters: return "the server parameters";
     case Need::DefenceOracle: return "the defence oracle";
+    case Need::ByzantineShapeOnly: return "only the shape of the Byzantine messages";
   }
   return "?";
 }

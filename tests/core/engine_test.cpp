@@ -128,6 +128,69 @@ const core::Registry& registry_with_nan_attack() {
   return *r;
 }
 
+// Two attacks that send minus the honest mean and note whether the Byzantine rows they were handed are still
+// what they sent the round before (zeros before the first): rows nobody computed. One promises
+// (Need::ByzantineShapeOnly) not to read those rows, the other does not.
+struct ByzantineRowsSeen {
+  int rounds = 0, stale_rounds = 0;
+};
+ByzantineRowsSeen g_promised, g_unpromised;
+
+const core::Registry& registry_with_probing_attacks() {
+  static core::Registry* r = [] {
+    auto* reg = new core::Registry();
+    reg->load_directory(test::builtin_plugin_dir());
+    reg->register_inline("probing_attacks", [](void* registrar) {
+      struct MinusMean : Attack {
+        explicit MinusMean(ByzantineRowsSeen& seen) : seen(seen) {}
+        at::Tensor craft(const AttackRound& round) override {
+          ++seen.rounds;
+          if (!sent.defined()) sent = at::zeros_like(round.byzantine_true);
+          seen.stale_rounds += at::equal(round.byzantine_true, sent) ? 1 : 0;
+          at::Tensor row = round.honest.mean(0).neg_();
+          sent = row.unsqueeze(0).expand({round.byzantine_true.size(0), row.size(0)}).contiguous();
+          return sent;
+        }
+        ByzantineRowsSeen& seen;
+        at::Tensor sent;
+      };
+      auto* add = static_cast<Registrar*>(registrar);
+      add->add_attack({"minus_mean_promised", "test", {}, {}, {Need::ByzantineShapeOnly}},
+                      [](const Params&, const Context&) { return std::make_unique<MinusMean>(g_promised); });
+      add->add_attack({"minus_mean", "test", {}}, [](const Params&, const Context&) {
+        return std::make_unique<MinusMean>(g_unpromised);
+      });
+    });
+    return reg;
+  }();
+  return *r;
+}
+
+// An attack that promises to read only the shape of the Byzantine messages gets rows nobody computed there
+// (the engine skips those workers' gradients), and the run's metrics are exactly those of the same attack without
+// the promise, at one thread and at two.
+TEST(SyncEngine, ByzantineGradientsAreSkippedWhenTheAttackReadsOnlyTheirShape) {
+  const auto& reg = registry_with_probing_attacks();
+  for (int threads : {1, 2}) {
+    SCOPED_TRACE(std::to_string(threads) + " threads");
+    std::string metrics[2];
+    for (int promised = 0; promised < 2; ++promised) {
+      Value root = core::parse_yaml(kSmall, "t.yaml");
+      core::set_path(root, "attack", core::parse_yaml(promised ? "minus_mean_promised" : "minus_mean", "t"));
+      core::set_path(root, "training.threads", Value(threads));
+      const std::string dir = temp_dir("shape_only_" + std::to_string(threads) + std::to_string(promised));
+      core::RunResult r = core::run_sync(core::resolve_pipeline(root, reg), reg, dir, nullptr);
+      ASSERT_EQ(r.status, core::RunStatus::ok) << r.message;
+      metrics[promised] = metrics_without_wall_time(dir);
+    }
+    EXPECT_EQ(metrics[1], metrics[0]);
+  }
+  EXPECT_EQ(g_promised.rounds, 2 * 60);
+  EXPECT_EQ(g_promised.stale_rounds, 2 * 60);
+  EXPECT_EQ(g_unpromised.rounds, 2 * 60);
+  EXPECT_EQ(g_unpromised.stale_rounds, 0);
+}
+
 TEST(SyncEngine, NonFiniteMessagesDoNotPoisonARobustAggregator) {
   for (const char* agg : {"cm", "cc"}) {
     Value root = core::parse_yaml(kSmall, "t.yaml");

@@ -62,6 +62,7 @@ TEST(PluginCheck, EachBrokenPluginFailsThePropertyItBreaks) {
   EXPECT_EQ(status("aggregator 'bad_default': parameter declarations"), CheckStatus::Fail);
   EXPECT_THAT(results["aggregator 'bad_default': parameter declarations"].detail, ::testing::HasSubstr("'k'"));
   EXPECT_EQ(status("attack 'too_few_rows': shape and dtype"), CheckStatus::Fail);
+  EXPECT_EQ(status("attack 'reads_byzantine_rows': Byzantine messages unread"), CheckStatus::Fail);
   EXPECT_EQ(status("aggregator 'torch_error': shape and dtype"), CheckStatus::Fail);
   EXPECT_THAT(results["aggregator 'torch_error': shape and dtype"].detail, ::testing::HasSubstr("threw: "));
   EXPECT_THAT(results["aggregator 'torch_error': shape and dtype"].detail,

@@ -55,6 +55,11 @@ TEST(PluginNeeds, PluginsDeclareWhatTheyNeed) {
   EXPECT_EQ(needs(core::Kind::Aggregator, "foolsgold"), std::vector<Need>{Need::WorkerIds});
   for (const std::string attack : {"opt_alie", "opt_ipm", "agr_minmax", "agr_minsum"})
     EXPECT_EQ(needs(core::Kind::Attack, attack), std::vector<Need>{Need::DefenceOracle}) << attack;
+  for (const std::string attack : {"alie", "foe", "gaussian", "inf", "nan", "mimic", "minmax", "minsum", "signflip",
+                                   "zero"})
+    EXPECT_EQ(needs(core::Kind::Attack, attack), std::vector<Need>{Need::ByzantineShapeOnly}) << attack;
+  for (const std::string attack : {"none", "bitflip", "labelflip"})  // their rows are the Byzantine messages
+    EXPECT_TRUE(needs(core::Kind::Attack, attack).empty()) << attack;
   EXPECT_TRUE(needs(core::Kind::Aggregator, "cm").empty());
 }
 

@@ -66,6 +66,12 @@ class TooFewRows : public Attack {
   at::Tensor craft(const AttackRound& round) override { return round.byzantine_true.narrow(0, 0, 1).clone(); }
 };
 
+// Declares Need::ByzantineShapeOnly and then sends the Byzantine workers' own messages, negated.
+class ReadsByzantineRows : public Attack {
+ public:
+  at::Tensor craft(const AttackRound& round) override { return round.byzantine_true.neg(); }
+};
+
 template <class T>
 Factory<Aggregator> make() {
   return [](const Params&, const Context&) { return std::make_unique<T>(); };
@@ -85,4 +91,7 @@ PHALANX_PLUGIN("nonconforming", "1.0") {
   registrar.add_aggregator({"conforming_median", "coordinate-wise median of the finite values", {}}, make<Median>());
   registrar.add_attack({"too_few_rows", "crafts one row for b workers", {}},
                        [](const Params&, const Context&) { return std::make_unique<TooFewRows>(); });
+  registrar.add_attack({"reads_byzantine_rows", "promises to read only the shape, reads the values", {}, {},
+                        {Need::ByzantineShapeOnly}},
+                       [](const Params&, const Context&) { return std::make_unique<ReadsByzantineRows>(); });
 }

@@ -348,6 +348,7 @@ std::string missing_need(Need need, const PipelineSpec& s) {
       return s.server_samples > 0 ? "" : "add `server_data: {samples: 100}` to the config";
     case Need::WorkerIds:
     case Need::Parameters:
+    case Need::ByzantineShapeOnly:
       return "";
     case Need::DefenceOracle:
       if (s.engine == "async" && s.buffer < 2)

@@ -41,6 +41,15 @@ void copy_rows(at::Tensor& dst, const at::Tensor& src) {
   });
 }
 
+// The workers whose messages a round computes: all of them, or only the honest ones when the attack reads
+// nothing of the Byzantine messages but their shape (Need::ByzantineShapeOnly) and the network keeps no
+// state that a Byzantine forward pass would change (buffers such as batch-norm statistics). Their gradients
+// would be overwritten unread; the honest ones do not depend on them.
+std::int64_t workers_to_compute(SimulatedRun& run) {
+  const bool skip = run.spec.byzantine > 0 && run.plugins.byzantine_shape_only && run.model().stateless_forward();
+  return skip ? run.spec.honest() : run.spec.workers;
+}
+
 std::vector<std::int64_t> every_worker(std::int64_t n) {
   std::vector<std::int64_t> all(n);
   for (std::int64_t w = 0; w < n; ++w) all[w] = w;
@@ -68,6 +77,7 @@ class SyncRounds {
   SimulatedRun& run_;
   const PipelineSpec& spec_;
   const std::int64_t h_, b_;
+  const std::int64_t computed_;  // workers_to_compute: the first computed_ rows are computed each round
   at::Tensor messages_;  // [workers, d], the engine's own copies of the round's messages
   const RoundContextSource round_source_;
   const std::vector<std::int64_t> all_workers_;
@@ -79,9 +89,12 @@ class SyncRounds {
 };
 
 SyncRounds::SyncRounds(SimulatedRun& run)
-    : run_(run), spec_(run.spec), h_(run.spec.honest()), b_(run.spec.byzantine),
+    : run_(run), spec_(run.spec), h_(run.spec.honest()), b_(run.spec.byzantine), computed_(workers_to_compute(run)),
       messages_(at::empty({run.spec.workers, run.model().dimension()}, at::kFloat)),
-      round_source_(run.spec, run.data()), all_workers_(every_worker(run.spec.workers)), tasks_(run.spec.workers) {
+      round_source_(run.spec, run.data()), all_workers_(every_worker(run.spec.workers)),
+      tasks_(static_cast<std::size_t>(computed_)) {
+  // Rows nobody computes are still handed to the attack (for their shape): zeros, not uninitialised memory.
+  if (computed_ < spec_.workers) messages_.narrow(0, computed_, spec_.workers - computed_).zero_();
   resume();
 }
 
@@ -108,10 +121,10 @@ void SyncRounds::compute_round(std::int64_t step) {
     ScopedTimer timer(run_.result.time.batches);
     for (std::int64_t w = 0; w < spec_.workers; ++w) {
       round_time = std::max(round_time, run_.speed.next(w));
-      tasks_[w] = draw_batch(spec_, run_.plugins, run_.data(), run_.run.streams[w], w, step);
+      if (w < computed_) tasks_[w] = draw_batch(spec_, run_.plugins, run_.data(), run_.run.streams[w], w, step);
     }
   }
-  run_.compute(tasks_, messages_);
+  run_.compute(tasks_, messages_.narrow(0, 0, computed_));
   for (std::int64_t w = 0; w < h_; ++w) run_.metrics.add_train_loss(tasks_[w].loss);  // in worker order
   sim_time_ += round_time;
 }

@@ -3,6 +3,7 @@
 // needs n >= 4f + 3): it runs at the smallest n >= 7 it accepts, which its lines report.
 #include "phalanx/core/plugins/plugin_check.hpp"
 
+#include <algorithm>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -441,6 +442,17 @@ void check_attack(const Registry& registry, const PluginEntry& entry, const Valu
             "an instance restored from save_state crafts the next round differently");
     require(same_state(first->save_state(), second->save_state()), "the restored instance ends in another state");
     return std::to_string(saved.size()) + " state tensors";
+  }));
+  const std::vector<Need>& needs = entry.info.needs;
+  if (std::find(needs.begin(), needs.end(), Need::ByzantineShapeOnly) == needs.end()) return;
+  // The engine does not compute the Byzantine messages for such an attack: their values must not matter.
+  out.push_back(run_property(who, "Byzantine messages unread", [&] {
+    AttackRound r = round_of(3, 0), other = round_of(3, 0);
+    other.byzantine_true = honest_rows(303, kF).mul(-7);
+    require(same(checked(fresh()->craft(r)), checked(fresh()->craft(other))),
+            "declares Need::ByzantineShapeOnly, but rounds that differ only in byzantine_true's values give "
+            "different rows; drop the declaration or stop reading those values");
+    return std::string("two rounds that differ only in byzantine_true");
   }));
 }
 

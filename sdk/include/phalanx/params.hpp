@@ -38,6 +38,10 @@ enum class Need {
   WorkerIds,       // RoundContext::worker_ids (and staleness): not on the distributed asynchronous server
   Parameters,      // RoundContext::parameters: not on the distributed asynchronous server
   DefenceOracle,   // AttackRound::defence: sync rounds, async with engine.buffer >= 2, distributed sync server
+  // Not a requirement but a promise, for attacks: craft() reads only the shape of AttackRound::byzantine_true,
+  // never its values (ALIE, FoE, Gaussian noise, ...). The synchronous simulation then skips the Byzantine
+  // workers' gradients, and their rows hold whatever they held before; `phalanx check-plugin` checks it.
+  ByzantineShapeOnly,
 };
 PHALANX_EXPORT const char* need_name(Need need);
 

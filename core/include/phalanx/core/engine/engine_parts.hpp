@@ -44,6 +44,8 @@ struct EnginePlugins {
   PluginLabels labels;
   /// The plugins' per-round diagnostics (null when built by hand, as some tests do).
   std::shared_ptr<DiagnosticsRecorder> diagnostics;
+  /// The attack declared Need::ByzantineShapeOnly: its craft() never reads the Byzantine messages' values.
+  bool byzantine_shape_only = false;
 
   EnginePlugins() = default;
   EnginePlugins(EnginePlugins&&) = default;
