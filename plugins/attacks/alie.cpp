@@ -41,7 +41,8 @@ class Alie : public Attack {
       const double q = static_cast<double>(h - s) / static_cast<double>(h);
       // q outside (0, 1) means the formula has no finite answer for this (n, b): fall back to z = 1.
       z_ = (q > 0 && q < 1) ? normal_quantile(q) : 1.0;
-      if (b > 0) c.info("z_max = " + std::to_string(z_) + " (n = " + std::to_string(n) + ", b = " + std::to_string(b) + ")");
+      if (b > 0)
+        c.info("z_max = " + std::to_string(z_) + " (n = " + std::to_string(n) + ", b = " + std::to_string(b) + ")");
     }
   }
 

@@ -47,5 +47,7 @@ PHALANX_PLUGIN("bitflip", "1.0") {
   registrar.add_attack({"bitflip",
                         "send -scale * the true message",
                         {{"scale", ParamType::Double, 1.0, "s in -s * message (the ByzSGDnm paper uses 10)", 0.0}}},
-                       [](const Params& p, const Context&) { return std::make_unique<BitFlip>(p.get_double("scale")); });
+                       [](const Params& p, const Context&) {
+                         return std::make_unique<BitFlip>(p.get_double("scale"));
+                       });
 }

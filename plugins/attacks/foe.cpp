@@ -40,5 +40,7 @@ PHALANX_PLUGIN("foe", "1.0") {
                         {{"eps", ParamType::Double, 0.1, "eps in -eps * mean_h", 0.0}},
                         {},
                         {Need::ByzantineShapeOnly}},
-                       [](const Params& p, const Context&) { return std::make_unique<FallOfEmpires>(p.get_double("eps")); });
+                       [](const Params& p, const Context&) {
+                         return std::make_unique<FallOfEmpires>(p.get_double("eps"));
+                       });
 }

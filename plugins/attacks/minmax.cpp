@@ -129,7 +129,8 @@ PHALANX_PLUGIN("minmax", "1.0") {
       perturbed_mean_factory("minmax", Test::max));
   registrar.add_attack(
       {"minsum",
-       "Min-Sum (Shejwalkar & Houmansadr 2021): mean_h + gamma * p, summed distance to honest within the honest maximum",
+       "Min-Sum (Shejwalkar & Houmansadr 2021): mean_h + gamma * p, summed distance to honest within the honest "
+       "maximum",
        perturbed_mean_params(),
        {},
        {Need::ByzantineShapeOnly}},

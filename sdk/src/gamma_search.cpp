@@ -64,13 +64,13 @@ inline __attribute__((always_inline)) void welford_block(const T* x, std::int64_
 // no multiply-add is fused into an FMA that would change a rounding. (Outside the anonymous
 // namespace: GCC makes an ifunc for each, which wants external linkage; the SDK exports only PHALANX_EXPORT.)
 // Columns [begin, end) of the result.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void welford_std(const float* x, std::int64_t h, std::int64_t d,
-                                                                   std::int64_t begin, std::int64_t end, float* out) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) void welford_std(
+    const float* x, std::int64_t h, std::int64_t d, std::int64_t begin, std::int64_t end, float* out) {
   for (std::int64_t start = begin; start < end; start += 512)
     welford_block(x, h, d, start, std::min<std::int64_t>(512, end - start), out);
 }
-__attribute__((target_clones("avx512f", "avx2", "default"))) void welford_std(const double* x, std::int64_t h, std::int64_t d,
-                                                                   std::int64_t begin, std::int64_t end, double* out) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) void welford_std(
+    const double* x, std::int64_t h, std::int64_t d, std::int64_t begin, std::int64_t end, double* out) {
   for (std::int64_t start = begin; start < end; start += 512)
     welford_block(x, h, d, start, std::min<std::int64_t>(512, end - start), out);
 }
