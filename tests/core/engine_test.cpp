@@ -107,24 +107,27 @@ TEST(SyncEngine, LearnsTheSyntheticTaskWithoutAttack) {
   EXPECT_GT(r.last.test_accuracy, 0.8);
 }
 
+// The built-in plugins plus the inline library `register_plugins` (a registry that lives as long as the tests).
+core::Registry* builtins_plus(const std::string& library_name, void (*register_plugins)(void*)) {
+  auto* reg = new core::Registry();
+  reg->load_directory(test::builtin_plugin_dir());
+  reg->register_inline(library_name, register_plugins);
+  return reg;
+}
+
 // A registry with the built-ins plus an attack that sends NaN and Inf, as a Byzantine worker may.
 const core::Registry& registry_with_nan_attack() {
-  static core::Registry* r = [] {
-    auto* reg = new core::Registry();
-    reg->load_directory(test::builtin_plugin_dir());
-    reg->register_inline("test_attacks", [](void* registrar) {
-      struct NonFinite : Attack {
-        at::Tensor craft(const AttackRound& round) override {
-          at::Tensor out = at::full_like(round.byzantine_true, std::numeric_limits<float>::quiet_NaN());
-          out[0].fill_(std::numeric_limits<float>::infinity());
-          return out;
-        }
-      };
-      static_cast<Registrar*>(registrar)->add_attack(
-          {"nonfinite", "NaN and Inf", {}}, [](const Params&, const Context&) { return std::make_unique<NonFinite>(); });
-    });
-    return reg;
-  }();
+  static core::Registry* r = builtins_plus("test_attacks", [](void* registrar) {
+    struct NonFinite : Attack {
+      at::Tensor craft(const AttackRound& round) override {
+        at::Tensor out = at::full_like(round.byzantine_true, std::numeric_limits<float>::quiet_NaN());
+        out[0].fill_(std::numeric_limits<float>::infinity());
+        return out;
+      }
+    };
+    static_cast<Registrar*>(registrar)->add_attack(
+        {"nonfinite", "NaN and Inf", {}}, [](const Params&, const Context&) { return std::make_unique<NonFinite>(); });
+  });
   return *r;
 }
 
@@ -137,32 +140,27 @@ struct ByzantineRowsSeen {
 ByzantineRowsSeen g_promised, g_unpromised;
 
 const core::Registry& registry_with_probing_attacks() {
-  static core::Registry* r = [] {
-    auto* reg = new core::Registry();
-    reg->load_directory(test::builtin_plugin_dir());
-    reg->register_inline("probing_attacks", [](void* registrar) {
-      struct MinusMean : Attack {
-        explicit MinusMean(ByzantineRowsSeen& seen) : seen(seen) {}
-        at::Tensor craft(const AttackRound& round) override {
-          ++seen.rounds;
-          if (!sent.defined()) sent = at::zeros_like(round.byzantine_true);
-          seen.stale_rounds += at::equal(round.byzantine_true, sent) ? 1 : 0;
-          at::Tensor row = round.honest.mean(0).neg_();
-          sent = row.unsqueeze(0).expand({round.byzantine_true.size(0), row.size(0)}).contiguous();
-          return sent;
-        }
-        ByzantineRowsSeen& seen;
-        at::Tensor sent;
-      };
-      auto* add = static_cast<Registrar*>(registrar);
-      add->add_attack({"minus_mean_promised", "test", {}, {}, {Need::ByzantineShapeOnly}},
-                      [](const Params&, const Context&) { return std::make_unique<MinusMean>(g_promised); });
-      add->add_attack({"minus_mean", "test", {}}, [](const Params&, const Context&) {
-        return std::make_unique<MinusMean>(g_unpromised);
-      });
+  static core::Registry* r = builtins_plus("probing_attacks", [](void* registrar) {
+    struct MinusMean : Attack {
+      explicit MinusMean(ByzantineRowsSeen& seen) : seen(seen) {}
+      at::Tensor craft(const AttackRound& round) override {
+        ++seen.rounds;
+        if (!sent.defined()) sent = at::zeros_like(round.byzantine_true);
+        seen.stale_rounds += at::equal(round.byzantine_true, sent) ? 1 : 0;
+        at::Tensor row = round.honest.mean(0).neg_();
+        sent = row.unsqueeze(0).expand({round.byzantine_true.size(0), row.size(0)}).contiguous();
+        return sent;
+      }
+      ByzantineRowsSeen& seen;
+      at::Tensor sent;
+    };
+    auto* add = static_cast<Registrar*>(registrar);
+    add->add_attack({"minus_mean_promised", "test", {}, {}, {Need::ByzantineShapeOnly}},
+                    [](const Params&, const Context&) { return std::make_unique<MinusMean>(g_promised); });
+    add->add_attack({"minus_mean", "test", {}}, [](const Params&, const Context&) {
+      return std::make_unique<MinusMean>(g_unpromised);
     });
-    return reg;
-  }();
+  });
   return *r;
 }
 
