@@ -10,7 +10,9 @@
 // engine_per_fb_pct = engine / forward-backward, compute_ms / aggregation_ms / update_ms / engine_ms and the
 // engine's parts (attack_ms, batches_ms, rules_ms) per gradient. Aggregation is part of the method, so it is
 // timed apart from the engine's overhead. The quickstart/... cases are the quick start's nine cells
-// (configs/quickstart.yaml: 8 workers, 3 Byzantine, ByzSGDnm) with 512 gradients each.
+// (configs/quickstart.yaml: 8 workers, 3 Byzantine, ByzSGDnm) with 512 gradients each. parts/honest_comparison
+// times one of the engine's per-round passes alone: the honest-deviation metric on the quick start's five honest
+// rows of d = 159,010 (compare_with_honest_mean), with its rows read in GB/s.
 #include <benchmark/benchmark.h>
 
 #include <string>
@@ -19,6 +21,7 @@
 
 #include "phalanx/core/config/config.hpp"
 #include "phalanx/core/config/pipeline.hpp"
+#include "phalanx/core/engine/engine_parts.hpp"
 #include "phalanx/core/plugins/registry.hpp"
 #include "phalanx/core/run/process_memory.hpp"
 #include "phalanx/core/engine/sync_engine.hpp"
@@ -89,6 +92,19 @@ void run_case(benchmark::State& state, const core::Registry* registry, Case c) {
   state.counters["rules_ms"] = 1e3 * sum.worker_rules / static_cast<double>(arrivals);
 }
 
+void honest_comparison(benchmark::State& state) {
+  const std::int64_t h = 5, d = 159010;
+  at::manual_seed(3);
+  const at::Tensor honest = at::randn({h, d}), aggregate = honest.mean(0) + 0.1 * at::randn({d});
+  double deviation = 0;
+  for (auto _ : state) {
+    deviation += core::compare_with_honest_mean(aggregate, honest, nullptr).deviation;
+    benchmark::DoNotOptimize(deviation);
+  }
+  state.counters["rows_GBps"] = benchmark::Counter(static_cast<double>((h + 1) * d * 4) * state.iterations(),
+                                                   benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -114,6 +130,7 @@ int main(int argc, char** argv) {
         ->UseRealTime()
         ->Iterations(3);
   }
+  benchmark::RegisterBenchmark("parts/honest_comparison/h5/d159010", honest_comparison)->Unit(benchmark::kMicrosecond);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

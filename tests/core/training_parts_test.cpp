@@ -3,8 +3,10 @@
 #include "phalanx/core/engine/training_parts.hpp"
 #include "phalanx/core/engine/worker_pool.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <set>
@@ -192,6 +194,44 @@ TEST(HonestComparison, MatchesTheDefinitionAndIsTheSameForAnyThreadCount) {
     const core::HonestComparison shared = core::compare_with_honest_mean(aggregate, honest, &pool);
     EXPECT_EQ(shared.deviation, alone.deviation) << threads;
     EXPECT_EQ(shared.cosine, alone.cosine) << threads;
+  }
+}
+
+// The metric's exact arithmetic, written plainly: each column's float64 sum of the rows from 0 in row order,
+// divided by h; the four products summed per lane (column j in lane j mod 4) within blocks of 2,048 columns,
+// the lanes in order, then the blocks in order. Recorded metrics depend on every bit of it.
+TEST(HonestComparison, IsItsArithmeticBitForBit) {
+  at::manual_seed(12);
+  for (std::int64_t h : {1, 3, 5, 8}) {
+    for (std::int64_t d : {1, 7, 2048, 2051, 10001}) {
+      const at::Tensor honest = at::randn({h, d}), aggregate = honest.mean(0) + 0.1 * at::randn({d});
+      const float* x = honest.data_ptr<float>();
+      const float* a = aggregate.data_ptr<float>();
+      double total[4] = {};  // mean^2, aggregate^2, (aggregate - mean)^2, aggregate * mean
+      for (std::int64_t start = 0; start < d; start += 2048) {
+        double lanes[4][4] = {};
+        for (std::int64_t j = start; j < std::min(d, start + 2048); ++j) {
+          double sum = 0.0;
+          for (std::int64_t r = 0; r < h; ++r) sum += static_cast<double>(x[r * d + j]);
+          const double mean = sum / static_cast<double>(h), update = static_cast<double>(a[j]);
+          const double difference = update - mean;
+          const std::int64_t lane = (j - start) % 4;
+          lanes[0][lane] += mean * mean;
+          lanes[1][lane] += update * update;
+          lanes[2][lane] += difference * difference;
+          lanes[3][lane] += update * mean;
+        }
+        for (int k = 0; k < 4; ++k) {
+          double block = 0.0;
+          for (int lane = 0; lane < 4; ++lane) block += lanes[k][lane];
+          total[k] += block;
+        }
+      }
+      const double mean_norm = std::sqrt(total[0]), update_norm = std::sqrt(total[1]);
+      const core::HonestComparison c = core::compare_with_honest_mean(aggregate, honest, nullptr);
+      EXPECT_EQ(c.deviation, std::sqrt(total[2]) / mean_norm) << "h = " << h << ", d = " << d;
+      EXPECT_EQ(c.cosine, total[3] / (mean_norm * update_norm)) << "h = " << h << ", d = " << d;
+    }
   }
 }
 
