@@ -1,5 +1,6 @@
 // The synchronous engine end to end: determinism, outputs, hostile messages, divergence, and the CLI.
 #include "phalanx/core/engine/sync_engine.hpp"
+#include "phalanx/core/engine/async_engine.hpp"
 
 #include <filesystem>
 #include <sstream>
@@ -132,10 +133,10 @@ const core::Registry& registry_with_nan_attack() {
 }
 
 // Two attacks that send minus the honest mean and note whether the Byzantine rows they were handed are still
-// what they sent the round before (zeros before the first): rows nobody computed. One promises
+// what they sent the round before (zeros before the first) or all zeros: rows nobody computed. One promises
 // (Need::ByzantineShapeOnly) not to read those rows, the other does not.
 struct ByzantineRowsSeen {
-  int rounds = 0, stale_rounds = 0;
+  int rounds = 0, stale_rounds = 0, zero_rounds = 0;
 };
 ByzantineRowsSeen g_promised, g_unpromised;
 
@@ -147,6 +148,7 @@ const core::Registry& registry_with_probing_attacks() {
         ++seen.rounds;
         if (!sent.defined()) sent = at::zeros_like(round.byzantine_true);
         seen.stale_rounds += at::equal(round.byzantine_true, sent) ? 1 : 0;
+        seen.zero_rounds += round.byzantine_true.count_nonzero().item<std::int64_t>() == 0 ? 1 : 0;
         at::Tensor row = round.honest.mean(0).neg_();
         sent = row.unsqueeze(0).expand({round.byzantine_true.size(0), row.size(0)}).contiguous();
         return sent;
@@ -169,6 +171,7 @@ const core::Registry& registry_with_probing_attacks() {
 // the promise, at one thread and at two.
 TEST(SyncEngine, ByzantineGradientsAreSkippedWhenTheAttackReadsOnlyTheirShape) {
   const auto& reg = registry_with_probing_attacks();
+  g_promised = g_unpromised = {};
   for (int threads : {1, 2}) {
     SCOPED_TRACE(std::to_string(threads) + " threads");
     std::string metrics[2];
@@ -187,6 +190,36 @@ TEST(SyncEngine, ByzantineGradientsAreSkippedWhenTheAttackReadsOnlyTheirShape) {
   EXPECT_EQ(g_promised.stale_rounds, 2 * 60);
   EXPECT_EQ(g_unpromised.rounds, 2 * 60);
   EXPECT_EQ(g_unpromised.stale_rounds, 0);
+}
+
+// The same in the asynchronous engine, unbuffered (the attack rewrites each Byzantine arrival alone) and
+// buffered (with the defence's round context): a Byzantine worker that is not computed delivers a zero row.
+TEST(AsyncEngine, ByzantineGradientsAreSkippedWhenTheAttackReadsOnlyTheirShape) {
+  const auto& reg = registry_with_probing_attacks();
+  for (int buffer : {1, 3}) {
+    for (int threads : {1, 2}) {
+      SCOPED_TRACE("buffer " + std::to_string(buffer) + ", " + std::to_string(threads) + " threads");
+      g_promised = g_unpromised = {};
+      std::string metrics[2];
+      for (int promised = 0; promised < 2; ++promised) {
+        Value root = core::parse_yaml(kSmall, "t.yaml");
+        core::set_path(root, "engine", core::parse_yaml("{name: async, buffer: " + std::to_string(buffer) +
+                                                            ", speed: {name: gamma, shape: 4, spread: 0.5}}", "t"));
+        core::set_path(root, "aggregator", core::parse_yaml(buffer > 1 ? "{name: cm}" : "{name: mean}", "t"));
+        core::set_path(root, "attack", core::parse_yaml(promised ? "minus_mean_promised" : "minus_mean", "t"));
+        core::set_path(root, "training.threads", Value(threads));
+        const std::string dir = temp_dir("async_shape_only_" + std::to_string(promised));
+        core::RunResult r = core::run_async(core::resolve_pipeline(root, reg), reg, dir, nullptr);
+        ASSERT_EQ(r.status, core::RunStatus::ok) << r.message;
+        metrics[promised] = metrics_without_wall_time(dir);
+      }
+      EXPECT_EQ(metrics[1], metrics[0]);
+      EXPECT_GT(g_promised.rounds, 10);
+      EXPECT_EQ(g_promised.rounds, g_unpromised.rounds);
+      EXPECT_EQ(g_promised.zero_rounds, g_promised.rounds);
+      EXPECT_EQ(g_unpromised.zero_rounds, 0);
+    }
+  }
 }
 
 TEST(SyncEngine, NonFiniteMessagesDoNotPoisonARobustAggregator) {

@@ -191,12 +191,16 @@ class AsyncLoop {
   std::vector<WorkerTask> waiting_;  // pulled, gradient not computed yet; in pull order
   std::vector<bool> is_waiting_;
   const RoundContextSource round_source_;
+  // Defined when the Byzantine workers' gradients are not computed (skips_byzantine_gradients): the zero
+  // row each of them delivers for the attack to overwrite.
+  const at::Tensor uncomputed_row_;
 };
 
 AsyncLoop::AsyncLoop(SimulatedRun& run)
     : run_(run), spec_(run.spec), K_(run.spec.workers), h_(run.spec.honest()), d_(run.model().dimension()),
       total_arrivals_(arrival_budget(run.spec, run.data())), server_(run.model().params()),
-      state_(K_, d_, run.spec.buffer, h_ < K_), is_waiting_(K_, false), round_source_(run.spec, run.data()) {
+      state_(K_, d_, run.spec.buffer, h_ < K_), is_waiting_(K_, false), round_source_(run.spec, run.data()),
+      uncomputed_row_(skips_byzantine_gradients(run.spec, run.plugins, run.model()) ? at::zeros({d_}) : at::Tensor()) {
   std::optional<Checkpoint> resumed = run_.take_resume_point();
   if (!resumed) {
     for (std::int64_t k = 0; k < K_; ++k) start_work(k, 0.0);
@@ -227,6 +231,12 @@ void AsyncLoop::finish_waiting() {
 
 void AsyncLoop::start_work(std::int64_t k, double now) {
   state_.pulled[k] = current_index();
+  if (k >= h_ && uncomputed_row_.defined()) {  // no batch, no gradient: the attack reads only the shape
+    state_.pending[k] = uncomputed_row_;
+    state_.pending_loss[k] = 0.0;
+    state_.events.push({now + run_.speed.next(k), k});
+    return;
+  }
   const at::Tensor point = run_.plugins.optimizer->params_for_worker(server_, k);
   {
     ScopedTimer timer(run_.result.time.batches);

@@ -286,6 +286,10 @@ MetricsTracker::MetricsTracker(const PipelineSpec& spec, const Dataset& data, Fl
                                std::shared_ptr<spdlog::logger> logger, std::int64_t total_steps)
     : spec_(spec), data_(data), model_(model), output_(output), logger_(std::move(logger)), total_steps_(total_steps) {}
 
+bool skips_byzantine_gradients(const PipelineSpec& spec, const EnginePlugins& plugins, const FlatModel& model) {
+  return spec.byzantine > 0 && plugins.byzantine_shape_only && model.stateless_forward();
+}
+
 WorkerTask draw_batch(const PipelineSpec& spec, EnginePlugins& plugins, const Dataset& data, BatchStream& stream,
                       std::int64_t worker, std::int64_t iteration) {
   WorkerTask task;

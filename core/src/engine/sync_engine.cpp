@@ -41,13 +41,10 @@ void copy_rows(at::Tensor& dst, const at::Tensor& src) {
   });
 }
 
-// The workers whose messages a round computes: all of them, or only the honest ones when the attack reads
-// nothing of the Byzantine messages but their shape (Need::ByzantineShapeOnly) and the network keeps no
-// state that a Byzantine forward pass would change (buffers such as batch-norm statistics). Their gradients
-// would be overwritten unread; the honest ones do not depend on them.
+// The workers whose messages a round computes: all of them, or the honest ones (the first rows) when the
+// Byzantine gradients would be overwritten unread (skips_byzantine_gradients).
 std::int64_t workers_to_compute(SimulatedRun& run) {
-  const bool skip = run.spec.byzantine > 0 && run.plugins.byzantine_shape_only && run.model().stateless_forward();
-  return skip ? run.spec.honest() : run.spec.workers;
+  return skips_byzantine_gradients(run.spec, run.plugins, run.model()) ? run.spec.honest() : run.spec.workers;
 }
 
 std::vector<std::int64_t> every_worker(std::int64_t n) {
