@@ -97,9 +97,7 @@ EnginePlugins make_plugins(const PipelineSpec& spec, const Registry& registry, c
   p.labels.optimizer = plugin_label(registry, Kind::Optimizer, spec.optimizer.name);
   p.labels.aggregator = plugin_label(registry, Kind::Aggregator, spec.aggregator.name);
   p.labels.attack = plugin_label(registry, Kind::Attack, spec.attack.name);
-  const std::vector<Need>& attack_needs = registry.find(Kind::Attack, spec.attack.name).info.needs;
-  p.byzantine_shape_only =
-      std::find(attack_needs.begin(), attack_needs.end(), Need::ByzantineShapeOnly) != attack_needs.end();
+  p.byzantine_shape_only = registry.find(Kind::Attack, spec.attack.name).declares(Need::ByzantineShapeOnly);
   for (const auto& pre : spec.preaggregators)
     p.labels.preaggregators.push_back(plugin_label(registry, Kind::PreAggregator, pre.name));
   p.diagnostics = std::make_shared<DiagnosticsRecorder>(spec, registry);

@@ -3,7 +3,6 @@
 // needs n >= 4f + 3): it runs at the smallest n >= 7 it accepts, which its lines report.
 #include "phalanx/core/plugins/plugin_check.hpp"
 
-#include <algorithm>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -443,8 +442,7 @@ void check_attack(const Registry& registry, const PluginEntry& entry, const Valu
     require(same_state(first->save_state(), second->save_state()), "the restored instance ends in another state");
     return std::to_string(saved.size()) + " state tensors";
   }));
-  const std::vector<Need>& needs = entry.info.needs;
-  if (std::find(needs.begin(), needs.end(), Need::ByzantineShapeOnly) == needs.end()) return;
+  if (!entry.declares(Need::ByzantineShapeOnly)) return;
   // The engine does not compute the Byzantine messages for such an attack: their values must not matter.
   out.push_back(run_property(who, "Byzantine messages unread", [&] {
     AttackRound r = round_of(3, 0), other = round_of(3, 0);

@@ -1,6 +1,7 @@
 // The registry: every plugin library loaded into this process and every (kind, name) it registered.
 #pragma once
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -26,6 +27,11 @@ struct PluginEntry {
   PluginInfo info;
   std::string origin;  // the library file, or "<builtin:NAME>" for libraries registered in-process
   std::shared_ptr<LoadedLibrary> library;
+
+  /// Whether the plugin lists `need` among its needs (or promises, Need::ByzantineShapeOnly).
+  bool declares(Need need) const {
+    return std::find(info.needs.begin(), info.needs.end(), need) != info.needs.end();
+  }
 };
 
 class Registry {
