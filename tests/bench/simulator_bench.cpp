@@ -12,7 +12,11 @@
 // timed apart from the engine's overhead. The quickstart/... cases are the quick start's nine cells
 // (configs/quickstart.yaml: 8 workers, 3 Byzantine, ByzSGDnm) with 512 gradients each. parts/honest_comparison
 // times one of the engine's per-round passes alone: the honest-deviation metric on the quick start's five honest
-// rows of d = 159,010 (compare_with_honest_mean), with its rows read in GB/s.
+// rows of d = 159,010 (compare_with_honest_mean), with its rows read in GB/s. The other parts/... cases time what
+// one quick-start worker costs per round on its own, side by side in one run: its forward/backward (the MLP at
+// batch 32), its momentum update (ByzSGDnm's MomentumWorkerRule kept in a row of an [8, d] matrix, as the
+// engine keeps it) and the gather of its 32 images from the 60,000; docs/BENCHMARKS.md ("Where the engine's
+// overhead ends") compares their sum with the issue's 10 % line.
 #include <benchmark/benchmark.h>
 
 #include <string>
@@ -22,11 +26,13 @@
 #include "phalanx/core/config/config.hpp"
 #include "phalanx/core/config/pipeline.hpp"
 #include "phalanx/core/engine/engine_parts.hpp"
+#include "phalanx/core/engine/flat_model.hpp"
 #include "phalanx/core/plugins/registry.hpp"
 #include "phalanx/core/run/process_memory.hpp"
 #include "phalanx/core/engine/sync_engine.hpp"
 #include "phalanx/core/engine/threads.hpp"
 #include "phalanx/error.hpp"
+#include "phalanx/optimizer.hpp"
 
 namespace {
 
@@ -105,6 +111,65 @@ void honest_comparison(benchmark::State& state) {
                                                    benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
 }
 
+// The quick start's MLP (784-200-10), built as a run builds it, with one worker's mini-batch of 32.
+void forward_backward(benchmark::State& state, const core::Registry* registry) {
+  try {
+    const core::PipelineSpec spec =
+        core::resolve_pipeline(core::parse_yaml(quickstart_config(Case{"sync", "byzsgdnm", 8, 512}), "bench.yaml"),
+                               *registry);
+    Dataset shape;
+    shape.sample_shape = {1, 28, 28};
+    shape.classes = 10;
+    const auto model = core::build_model(spec, *registry, core::run_info(spec, ""), shape, nullptr);
+    at::manual_seed(5);
+    const at::Tensor x = at::randn({32, 1, 28, 28}), y = at::randint(10, {32}, at::kLong);
+    double loss = 0;
+    for (auto _ : state) {
+      loss += model->loss_and_gradient(x, y).first;
+      benchmark::DoNotOptimize(loss);
+    }
+    state.counters["d"] = static_cast<double>(model->dimension());
+  } catch (const Error& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
+// ByzSGDnm's worker momentum for eight workers whose momenta live in the rows of one [8, d] matrix (the engine's
+// message matrix), one worker per iteration in turn, each fed the same gradient (in cache, as a gradient is
+// right after its backward pass). One iteration reads the gradient and the row and writes the row.
+void worker_momentum(benchmark::State& state) {
+  const std::int64_t workers = 8, d = 159010;
+  at::manual_seed(7);
+  const at::Tensor rows = at::empty({workers, d}), gradient = at::randn({d});
+  std::vector<MomentumWorkerRule> rules(static_cast<std::size_t>(workers), MomentumWorkerRule(0.9));
+  for (std::int64_t w = 0; w < workers; ++w) {
+    rules[w].message(at::randn({d}), 0);  // the first message starts the momentum; then it moves into the row
+    if (!rules[w].keep_momentum_in(rows[w])) {
+      state.SkipWithError("the momentum did not move into its row");
+      return;
+    }
+  }
+  std::int64_t w = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(rules[w].message(gradient, 1).data_ptr());
+    w = (w + 1) % workers;
+  }
+  state.counters["GBps"] = benchmark::Counter(static_cast<double>(3 * d * 4) * state.iterations(),
+                                              benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+}
+
+// One worker's mini-batch: 32 of the 60,000 training images (784 floats each) at random places, gathered as the
+// engine gathers them (index_select).
+void batch_gather(benchmark::State& state) {
+  at::manual_seed(9);
+  const at::Tensor images = at::randn({60000, 784});
+  at::Generator generator = make_generator(11);
+  for (auto _ : state) {
+    const at::Tensor indices = at::randint(60000, {32}, generator, at::kLong);
+    benchmark::DoNotOptimize(images.index_select(0, indices).data_ptr());
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -131,6 +196,10 @@ int main(int argc, char** argv) {
         ->Iterations(3);
   }
   benchmark::RegisterBenchmark("parts/honest_comparison/h5/d159010", honest_comparison)->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("parts/forward_backward/mlp200/b32", forward_backward, &registry)
+      ->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("parts/worker_momentum/w8/d159010", worker_momentum)->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("parts/batch_gather/b32/of60000", batch_gather)->Unit(benchmark::kMicrosecond);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;
