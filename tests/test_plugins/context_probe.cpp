@@ -4,7 +4,10 @@
 //   parameters and of the server gradient it received;
 // - attack 'oracle_probe' (sends the Byzantine workers' true messages, like 'none'): queries the defence
 //   oracle three times, with the true rows and two disturbed versions, and records the round, whether the
-//   previous aggregate was given and the first oracle answer's norm.
+//   previous aggregate was given and the first oracle answer's norm;
+// - attacks 'shape_probe' (declares Need::ByzantineShapeOnly) and 'content_probe' (the same without that
+//   promise): omniscient, send the honest rows' mean, and record the round and whether every Byzantine true
+//   row they were handed was all zeros (zero_rows=1).
 #include <fstream>
 #include <sstream>
 
@@ -62,6 +65,20 @@ class OracleProbe : public Attack {
   std::string record_;
 };
 
+class ZeroRowProbe : public Attack {
+ public:
+  explicit ZeroRowProbe(std::string record) : record_(std::move(record)) {}
+  bool omniscient() const override { return true; }
+  at::Tensor craft(const AttackRound& round) override {
+    const bool zero_rows = round.byzantine_true.numel() == 0 || round.byzantine_true.abs().max().item<float>() == 0;
+    std::ofstream(record_, std::ios::app) << "round=" << round.step << " zero_rows=" << zero_rows << "\n";
+    return round.honest.mean(0, /*keepdim=*/true).expand_as(round.byzantine_true).contiguous();
+  }
+
+ private:
+  std::string record_;
+};
+
 ParamSpec record_param() { return {"record", ParamType::String, Value(std::string()), "file to append to", {}, {}, {}}; }
 
 }  // namespace
@@ -73,4 +90,13 @@ PHALANX_PLUGIN("context_probe", "1.0") {
                            });
   registrar.add_attack({"oracle_probe", "sends true messages after querying the defence oracle", {record_param()}},
                        [](const Params& p, const Context&) { return std::make_unique<OracleProbe>(p.get_string("record")); });
+  const auto zero_row_probe = [](const Params& p, const Context&) {
+    return std::make_unique<ZeroRowProbe>(p.get_string("record"));
+  };
+  registrar.add_attack({"shape_probe", "honest mean; promises to read only the Byzantine rows' shape",
+                        {record_param()}, {}, {Need::ByzantineShapeOnly}},
+                       zero_row_probe);
+  registrar.add_attack({"content_probe", "honest mean; records whether the Byzantine rows were zeros",
+                        {record_param()}},
+                       zero_row_probe);
 }

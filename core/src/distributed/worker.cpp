@@ -109,14 +109,17 @@ class WorkerProcess {
         patience_(static_cast<std::int64_t>(4000 * spec.timeout)), one_thread_(1) {
     byzantine_ = w_ >= spec.honest();
     server_attacks_ = byzantine_ && plugins_.attack->omniscient();
+    // As in the simulation (skips_byzantine_gradients): an attack that reads only the shape of this worker's
+    // message gets zeros, and the process spends no forward/backward on a message nobody reads.
+    if (byzantine_ && skips_byzantine_gradients(spec, plugins_, *run_.model)) unread_message_ = at::zeros({d_});
     max_numel_ = std::max(d_, worker_state_limit(d_, run_.data.train_x.size(0)));
   }
 
   RunResult run() {
     if (logger_)
-      logger_->info("worker {} (rank {}){}: d = {}, waiting for parameters", w_, cluster_.rank(),
+      logger_->info("worker {} (rank {}){}{}: d = {}, waiting for parameters", w_, cluster_.rank(),
                     byzantine_ ? (server_attacks_ ? " Byzantine (omniscient attack run by the server)" : " Byzantine") : "",
-                    d_);
+                    unread_message_.defined() ? ", no gradients (the attack reads only its messages' shape)" : "", d_);
     try {
       cluster_.authenticate_with_server(patience_);
     } catch (const RejectedMessage& e) {
@@ -168,12 +171,21 @@ class WorkerProcess {
                   " elements, expected " + std::to_string(d_) + "); are both running the same config?");
   }
 
-  // The worker's message at the parameters of `p`: the engines' own batch draw and gradient + worker rule
-  // (draw_batch, compute_messages), then this worker's attack when it is Byzantine and runs it itself.
-  Message answer_to(const Message& p) {
+  // This worker's true message at the parameters of `p`, with the training loss of its batch: the engines' own
+  // batch draw and gradient + worker rule (draw_batch, compute_messages), or zeros and no batch where nobody
+  // reads it.
+  std::pair<at::Tensor, double> true_message(const Message& p) {
+    if (unread_message_.defined()) return {unread_message_, 0.0};
     run_.model->params().copy_(p.payload);
     std::vector<WorkerTask> tasks{draw_batch(spec_, plugins_, run_.data, run_.streams[w_], w_, p.header.index)};
     compute_messages(spec_, plugins_, one_thread_, {run_.model.get()}, tasks, time_);
+    return {tasks[0].message, tasks[0].loss};
+  }
+
+  // The worker's message at the parameters of `p`: its true message, then this worker's attack when it is
+  // Byzantine and runs it itself.
+  Message answer_to(const Message& p) {
+    const auto [own, loss] = true_message(p);
     Message m;
     m.header.kind = MessageKind::Gradient;
     m.header.sender = cluster_.rank();
@@ -181,18 +193,18 @@ class WorkerProcess {
     m.header.seq = ++seq_;
     m.header.numel = d_;
     m.header.dtype = static_cast<std::int64_t>(at::kFloat);
-    m.header.loss = tasks[0].loss;
+    m.header.loss = loss;
     if (server_attacks_) {
       m.header.flags = kFlagHonestCopy;
-      m.payload = tasks[0].message;
+      m.payload = own;
     } else if (byzantine_) {
       // A non-omniscient attack needs only this worker's own true message.
-      AttackRound round{at::empty({0, d_}, at::kFloat), tasks[0].message.unsqueeze(0), p.header.index};
+      AttackRound round{at::empty({0, d_}, at::kFloat), own.unsqueeze(0), p.header.index};
       at::Tensor crafted = guard_plugin(plugins_.labels.attack, [&] { return plugins_.attack->craft(round); });
       require_shape(crafted, {1, d_}, "attack '" + spec_.attack.name + "'");
       m.payload = crafted[0].contiguous();
     } else {
-      m.payload = tasks[0].message.contiguous();
+      m.payload = own.contiguous();
     }
     return m;
   }
@@ -227,6 +239,7 @@ class WorkerProcess {
   std::int64_t max_numel_ = 0, seq_ = 0;
   WorkerPool one_thread_;
   TimeBreakdown time_;
+  at::Tensor unread_message_;  // zeros when this Byzantine worker's messages are never read (defined = skip)
   Message previous_;  // the last message sent, sealed (for the replay fault of the tests)
 };
 

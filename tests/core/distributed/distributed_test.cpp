@@ -253,6 +253,39 @@ std::vector<std::vector<double>> metric_rows(const std::string& dir, const std::
   return rows;
 }
 
+TEST(Distributed, ByzantineProcessesComputeNoGradientTheAttackNeverReads) {
+  // A Byzantine worker whose server-side attack reads only the shape of its messages (Need::ByzantineShapeOnly)
+  // sends zeros and computes no gradient, as the simulation skips it; the same attack without the promise gets
+  // the worker's true messages. The probes (tests/test_plugins/context_probe.cpp) record what they were handed
+  // and both send the honest mean, so both runs must end with the same metrics.
+  const std::string dir = temp_dir("dist_unread"), cfg = config_file(dir);
+  std::filesystem::create_directories(dir + "/plugins");  // the test plugin folder also holds broken ones
+  std::filesystem::copy_file(test::test_plugin_dir() + "/test_context_probe.so", dir + "/plugins/test_context_probe.so");
+  for (const std::string attack : {"shape_probe", "content_probe"}) {
+    const std::string record = dir + "/" + attack + ".txt";
+    Outcome dist = phalanx("launch -n 5 " + cfg + " --set workers.byzantine=1 --set 'attack={name: " + attack +
+                               ", record: " + record + "}' --out " + dir + "/" + attack,
+                           "PHALANX_PLUGIN_PATH=" + dir + "/plugins");
+    ASSERT_EQ(dist.code, 0) << dist.output;
+    EXPECT_EQ(status_of(dir + "/" + attack), "ok");
+    const std::string rounds = read_file(record);
+    const auto count = [&](const std::string& text) {
+      std::size_t n = 0;
+      for (auto at = rounds.find(text); at != std::string::npos; at = rounds.find(text, at + 1)) ++n;
+      return n;
+    };
+    const bool promised = attack == "shape_probe";
+    // 120 rounds, after the server's preflight call on zero rows (core/src/engine/preflight.cpp).
+    EXPECT_EQ(count("zero_rows=1"), promised ? 121u : 1u) << attack << ":\n" << rounds;
+    EXPECT_EQ(count("zero_rows=0"), promised ? 0u : 120u) << attack;
+    EXPECT_EQ(dist.output.find("no gradients (the attack reads only its messages' shape)") != std::string::npos,
+              promised)
+        << dist.output;
+  }
+  for (const std::string column : {"train_loss", "test_loss", "test_accuracy"})
+    EXPECT_EQ(last_metric(dir + "/shape_probe", column), last_metric(dir + "/content_probe", column)) << column;
+}
+
 // Named Interrupted... so that .ci/sanitize.sh's slow_end_to_end pattern (Interrupt) skips it under ASan.
 TEST(Distributed, InterruptedSyncRunResumesWithTheUninterruptedMetrics) {
   // Worker momentum (byzsgdnm), a Byzantine worker attacked by the server (alie), batches drawn per worker:
