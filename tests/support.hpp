@@ -67,6 +67,8 @@ inline const float kInf = std::numeric_limits<float>::infinity();
 std::string temp_dir(const std::string& name);
 
 std::string read_file(const std::string& path);
+/// How many times `what` occurs in `text` (overlapping occurrences count).
+std::size_t count_occurrences(const std::string& text, const std::string& what);
 
 /// DIR/metrics.jsonl without the wall_time field, the only thing allowed to differ between two runs of one
 /// config and seed.

@@ -117,11 +117,7 @@ TEST(ReportFigures, CurvesHaveOnePanelPerAttackAndABandOverSeeds) {
   EXPECT_THAT(svg, ::testing::StartsWith("<svg xmlns=\"http://www.w3.org/2000/svg\""));
   for (const char* title : {">none</text>", ">alie</text>", ">nnm ∘ cm</text>"}) EXPECT_THAT(svg, ::testing::HasSubstr(title));
   // Three aggregators in two panels: six lines, each with its band (a polygon with fill-opacity).
-  auto count = [&](const std::string& what) {
-    std::size_t n = 0;
-    for (auto at = svg.find(what); at != std::string::npos; at = svg.find(what, at + 1)) ++n;
-    return n;
-  };
+  auto count = [&](const std::string& what) { return count_occurrences(svg, what); };
   EXPECT_EQ(count("<polyline"), 6u);
   EXPECT_EQ(count("<polygon"), 6u);
 }

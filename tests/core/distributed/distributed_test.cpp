@@ -269,11 +269,7 @@ TEST(Distributed, ByzantineProcessesComputeNoGradientTheAttackNeverReads) {
     ASSERT_EQ(dist.code, 0) << dist.output;
     EXPECT_EQ(status_of(dir + "/" + attack), "ok");
     const std::string rounds = read_file(record);
-    const auto count = [&](const std::string& text) {
-      std::size_t n = 0;
-      for (auto at = rounds.find(text); at != std::string::npos; at = rounds.find(text, at + 1)) ++n;
-      return n;
-    };
+    const auto count = [&](const std::string& text) { return count_occurrences(rounds, text); };
     const bool promised = attack == "shape_probe";
     // 120 rounds, after the server's preflight call on zero rows (core/src/engine/preflight.cpp).
     EXPECT_EQ(count("zero_rows=1"), promised ? 121u : 1u) << attack << ":\n" << rounds;

@@ -244,10 +244,10 @@ struct WorkerTask {
   bool finite = true;  // the message holds no NaN or Inf (checked on the gradient thread that computed it)
 };
 
-/// Whether a simulation may leave the Byzantine workers' gradients uncomputed: the attack reads nothing of
-/// their messages but the shape (Need::ByzantineShapeOnly), and the network keeps no state that a Byzantine
-/// forward pass would change (buffers such as batch-norm statistics). The honest gradients do not depend on
-/// them either way.
+/// Whether the Byzantine workers' gradients may be left uncomputed (by both simulations and by the distributed
+/// mode's Byzantine processes): the attack reads nothing of their messages but the shape
+/// (Need::ByzantineShapeOnly), and the network keeps no state that a Byzantine forward pass would change
+/// (buffers such as batch-norm statistics). The honest gradients do not depend on them either way.
 bool skips_byzantine_gradients(const PipelineSpec& spec, const EnginePlugins& plugins, const FlatModel& model);
 
 /// Draws worker `worker`'s next mini-batch from `stream` and poisons a Byzantine worker's labels.
