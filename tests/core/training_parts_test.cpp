@@ -197,8 +197,8 @@ TEST(HonestComparison, MatchesTheDefinitionAndIsTheSameForAnyThreadCount) {
   }
 }
 
-// The metric's exact arithmetic, written plainly: each column's float64 sum of the rows from 0 in row order,
-// divided by h; the four products summed per lane (column j in lane j mod 4) within blocks of 2,048 columns,
+// The metric's exact arithmetic, written plainly: each column's float64 sum S of the rows from 0 in row order,
+// never divided by h (h * aggregate is compared with it instead); the four products summed per lane (column j in lane j mod 4) within blocks of 2,048 columns,
 // the lanes in order, then the blocks in order. Recorded metrics depend on every bit of it.
 TEST(HonestComparison, IsItsArithmeticBitForBit) {
   at::manual_seed(12);
@@ -207,19 +207,20 @@ TEST(HonestComparison, IsItsArithmeticBitForBit) {
       const at::Tensor honest = at::randn({h, d}), aggregate = honest.mean(0) + 0.1 * at::randn({d});
       const float* x = honest.data_ptr<float>();
       const float* a = aggregate.data_ptr<float>();
-      double total[4] = {};  // mean^2, aggregate^2, (aggregate - mean)^2, aggregate * mean
+      // S^2, aggregate^2, (h * aggregate - S)^2 and aggregate * S, with S the column's sum over the rows
+      double total[4] = {};
       for (std::int64_t start = 0; start < d; start += 2048) {
         double lanes[4][4] = {};
         for (std::int64_t j = start; j < std::min(d, start + 2048); ++j) {
           double sum = 0.0;
           for (std::int64_t r = 0; r < h; ++r) sum += static_cast<double>(x[r * d + j]);
-          const double mean = sum / static_cast<double>(h), update = static_cast<double>(a[j]);
-          const double difference = update - mean;
+          const double update = static_cast<double>(a[j]);
+          const double difference = update * static_cast<double>(h) - sum;
           const std::int64_t lane = (j - start) % 4;
-          lanes[0][lane] += mean * mean;
+          lanes[0][lane] += sum * sum;
           lanes[1][lane] += update * update;
           lanes[2][lane] += difference * difference;
-          lanes[3][lane] += update * mean;
+          lanes[3][lane] += update * sum;
         }
         for (int k = 0; k < 4; ++k) {
           double block = 0.0;
@@ -227,10 +228,10 @@ TEST(HonestComparison, IsItsArithmeticBitForBit) {
           total[k] += block;
         }
       }
-      const double mean_norm = std::sqrt(total[0]), update_norm = std::sqrt(total[1]);
+      const double sum_norm = std::sqrt(total[0]), update_norm = std::sqrt(total[1]);
       const core::HonestComparison c = core::compare_with_honest_mean(aggregate, honest, nullptr);
-      EXPECT_EQ(c.deviation, std::sqrt(total[2]) / mean_norm) << "h = " << h << ", d = " << d;
-      EXPECT_EQ(c.cosine, total[3] / (mean_norm * update_norm)) << "h = " << h << ", d = " << d;
+      EXPECT_EQ(c.deviation, std::sqrt(total[2]) / sum_norm) << "h = " << h << ", d = " << d;
+      EXPECT_EQ(c.cosine, total[3] / (sum_norm * update_norm)) << "h = " << h << ", d = " << d;
     }
   }
 }

@@ -442,44 +442,54 @@ namespace {
 
 // The honest-deviation metric works on fixed blocks of columns: each block's sums come out the same whichever
 // thread computes it, and the blocks' sums are added in block order, so the metric is the same for any thread
-// count. 2,048 float64 sums (16 KB) stay in L1 while the h rows stream past.
+// count.
 constexpr std::int64_t kHonestBlock = 2048;
 constexpr int kLanes = 4;  // independent partial sums per block, added in lane order (they vectorise)
 
 struct HonestBlockSums {
-  double mean_sq = 0, update_sq = 0, difference_sq = 0, dot = 0;
+  double sum_sq = 0, update_sq = 0, difference_sq = 0, dot = 0;
 };
 
-// One block [start, start + width) of the honest rows' mean (summed in float64 from 0 in row order, then
-// divided by h) against the aggregate: the block's sums of mean^2, aggregate^2, (aggregate - mean)^2 and
-// aggregate * mean. The clones must not enable FMA: a contracted multiply-add would round differently on
-// CPUs without it.
+// One block [start, start + width) of the honest rows against the aggregate, without dividing by h: the rows'
+// sums S (in float64 from 0 in row order) and the aggregate scaled by h, U = h * aggregate (exact: a float times
+// an integer below 2^29 fits in float64's 53 bits). The block's sums of S^2, aggregate^2, (U - S)^2 and
+// aggregate * S are h^2, 1, h^2 and h times the sums for the mean S / h, and those factors cancel in both
+// metrics, so no column needs a division. The clones must not enable FMA: a contracted multiply-add would round
+// differently on CPUs without it.
 __attribute__((target_clones("avx2", "default"))) HonestBlockSums honest_block_sums(
     const float* rows, std::int64_t h, std::int64_t d, const float* aggregate, std::int64_t start,
     std::int64_t width) {
-  double sum[kHonestBlock];
-  for (std::int64_t j = 0; j < width; ++j) sum[j] = 0.0;
-  for (std::int64_t r = 0; r < h; ++r) {
-    const float* row = rows + r * d + start;
-    for (std::int64_t j = 0; j < width; ++j) sum[j] += static_cast<double>(row[j]);
-  }
   const double count = static_cast<double>(h);
-  double mean_sq[kLanes] = {}, update_sq[kLanes] = {}, difference_sq[kLanes] = {}, dot[kLanes] = {};
-  const auto add = [&](std::int64_t j, int lane) {  // column j goes to lane j mod kLanes
-    const double mean = sum[j] / count, update = static_cast<double>(aggregate[start + j]);
-    const double difference = update - mean;
-    mean_sq[lane] += mean * mean;
+  double sum_sq[kLanes] = {}, update_sq[kLanes] = {}, difference_sq[kLanes] = {}, dot[kLanes] = {};
+  const auto add = [&](double sum, std::int64_t j, int lane) {  // column j goes to lane j mod kLanes
+    const double update = static_cast<double>(aggregate[start + j]);
+    const double difference = update * count - sum;
+    sum_sq[lane] += sum * sum;
     update_sq[lane] += update * update;
     difference_sq[lane] += difference * difference;
-    dot[lane] += update * mean;
+    dot[lane] += update * sum;
   };
+  // A chunk of kChunk columns is summed over the rows in registers, then added to the lanes in column order
+  // (a block-wide array of sums, loaded and stored once per row, made the pass about 1.6x slower:
+  // parts/honest_comparison in docs/BENCHMARKS.md).
+  constexpr std::int64_t kChunk = 2 * kLanes;
   std::int64_t j = 0;
-  for (; j + kLanes <= width; j += kLanes)
-    for (int lane = 0; lane < kLanes; ++lane) add(j + lane, lane);
-  for (; j < width; ++j) add(j, static_cast<int>(j % kLanes));
+  for (; j + kChunk <= width; j += kChunk) {
+    double sum[kChunk] = {};
+    for (std::int64_t r = 0; r < h; ++r) {
+      const float* row = rows + r * d + start + j;
+      for (std::int64_t k = 0; k < kChunk; ++k) sum[k] += static_cast<double>(row[k]);
+    }
+    for (std::int64_t k = 0; k < kChunk; ++k) add(sum[k], j + k, static_cast<int>(k % kLanes));
+  }
+  for (; j < width; ++j) {
+    double sum = 0.0;
+    for (std::int64_t r = 0; r < h; ++r) sum += static_cast<double>(rows[r * d + start + j]);
+    add(sum, j, static_cast<int>(j % kLanes));
+  }
   HonestBlockSums out;
   for (int lane = 0; lane < kLanes; ++lane) {
-    out.mean_sq += mean_sq[lane];
+    out.sum_sq += sum_sq[lane];
     out.update_sq += update_sq[lane];
     out.difference_sq += difference_sq[lane];
     out.dot += dot[lane];
@@ -507,16 +517,18 @@ HonestComparison compare_with_honest_mean(const at::Tensor& aggregate, const at:
     for (std::int64_t i = 0; i < blocks; ++i) block(i, 0);
   HonestBlockSums total;
   for (const HonestBlockSums& s : sums) {  // in block order
-    total.mean_sq += s.mean_sq;
+    total.sum_sq += s.sum_sq;
     total.update_sq += s.update_sq;
     total.difference_sq += s.difference_sq;
     total.dot += s.dot;
   }
-  const double mean_norm = std::sqrt(total.mean_sq), update_norm = std::sqrt(total.update_sq);
-  // Both follow METHODS.md's conventions: cos is 0 when either norm is 0; the relative deviation of an
-  // honest mean of 0 is taken as the absolute one.
-  return {std::sqrt(total.difference_sq) / (mean_norm > 0 ? mean_norm : 1.0),
-          mean_norm > 0 && update_norm > 0 ? total.dot / (mean_norm * update_norm) : 0.0};
+  // ||U - S|| / ||S|| = ||aggregate - mean|| / ||mean|| and dot / (||S|| ||aggregate||) = cos(aggregate, mean):
+  // the factors of h cancel. Both follow METHODS.md's conventions: cos is 0 when either norm is 0; the relative
+  // deviation of an honest mean of 0 is taken as the absolute one, ||U - S|| / h.
+  const double sum_norm = std::sqrt(total.sum_sq), update_norm = std::sqrt(total.update_sq);
+  const double difference_norm = std::sqrt(total.difference_sq);
+  return {sum_norm > 0 ? difference_norm / sum_norm : difference_norm / static_cast<double>(h),
+          sum_norm > 0 && update_norm > 0 ? total.dot / (sum_norm * update_norm) : 0.0};
 }
 
 void MetricsTracker::add_honest_comparison(const at::Tensor& aggregate, const at::Tensor& honest_rows) {
