@@ -171,6 +171,34 @@ avx2_fma::TileFunction tile_for(GramKernel kernel, int rows, int columns) {
   }
 }
 
+// Fetches the next panel of columns [start, start + width) of all n rows into the caches a share at a time,
+// one share before each of the current panel's `tiles` tile calls. Without it the first tiles of each panel
+// waited on memory: the hardware prefetcher does not follow 64 rows 4 KiB at a time (docs/BENCHMARKS.md, "The
+// Gram kernel's next panel"). The current and the next panel (2 x 64 rows x 4 KiB) fit in L2.
+class NextPanelPrefetch {
+ public:
+  NextPanelPrefetch(const float* x, std::int64_t n, std::int64_t d, std::int64_t start, std::int64_t width,
+                    std::int64_t tiles)
+      : x_(x), n_(n), d_(d), start_(start), lines_per_row_((width + kFloatsPerLine - 1) / kFloatsPerLine),
+        per_tile_((n * lines_per_row_ + tiles - 1) / std::max<std::int64_t>(tiles, 1)) {}
+
+  void next_share() {
+    for (std::int64_t k = 0; k < per_tile_ && row_ < n_; ++k) {
+      _mm_prefetch(reinterpret_cast<const char*>(x_ + row_ * d_ + start_ + line_ * kFloatsPerLine), _MM_HINT_T1);
+      if (++line_ == lines_per_row_) {
+        line_ = 0;
+        ++row_;
+      }
+    }
+  }
+
+ private:
+  static constexpr std::int64_t kFloatsPerLine = 16;  // 64-byte cache lines
+  const float* x_;
+  std::int64_t n_, d_, start_, lines_per_row_, per_tile_;
+  std::int64_t row_ = 0, line_ = 0;
+};
+
 // The Gram matrix of the float32 rows x ([n, d]) into gram ([n, n], float64), by tiles of kTileRows x
 // tile_columns(kernel) rows over panels of columns: every row is read from memory once, and only the upper
 // triangle is computed. Each entry is within float_gram_gamma(d) * sum |x_il x_jl| of the exact one.
@@ -181,9 +209,13 @@ void float_gram(const float* x, std::int64_t n, std::int64_t d, std::vector<doub
   const GramKernel kernel = chosen_gram_kernel();
   const std::int64_t most_columns = tile_columns(kernel);
   double part[kTileRows * avx512::kTileColumns * 8];  // the widest tile of any kernel
+  std::int64_t tiles = 0;  // tile calls per panel
+  for (std::int64_t ib = 0; ib < n; ib += kTileRows) tiles += (n - ib + most_columns - 1) / most_columns;
   for (std::int64_t first = 0; first < vectors; first += kPanelVectors) {
     const std::int64_t count = std::min(kPanelVectors, vectors - first);
     for (std::int64_t i = 0; i < n; ++i) panel[static_cast<std::size_t>(i)] = x + i * d + 8 * first;
+    NextPanelPrefetch prefetch(x, n, d, 8 * (first + count), 8 * std::min(kPanelVectors, vectors - first - count),
+                               tiles);
     for (std::int64_t ib = 0; ib < n; ib += kTileRows) {
       const int rows = static_cast<int>(std::min<std::int64_t>(kTileRows, n - ib));
       for (std::int64_t jb = ib; jb < n; jb += most_columns) {
@@ -192,6 +224,7 @@ void float_gram(const float* x, std::int64_t n, std::int64_t d, std::vector<doub
           for (int j = 0; j < columns; ++j)
             std::copy_n(&lanes[static_cast<std::size_t>(((ib + i) * n + jb + j) * 8)], 8, part + (i * columns + j) * 8);
         auto tile = tile_for(kernel, rows, columns);
+        prefetch.next_share();
         tile(&panel[static_cast<std::size_t>(ib)], &panel[static_cast<std::size_t>(jb)], count, part);
         for (int i = 0; i < rows; ++i)
           for (int j = 0; j < columns; ++j)
