@@ -45,7 +45,7 @@ inline at::Tensor checked_honest(const AttackRound& round, const std::string& at
 /// Every Byzantine worker sends `row` ([d]): the [b, d] float32 answer of craft().
 inline at::Tensor repeated(const at::Tensor& row, std::int64_t b) {
   at::Tensor r = row.to(at::kFloat);
-  return r.unsqueeze(0).expand({b, r.size(0)}).contiguous();
+  return r.unsqueeze(0).expand({b, r.size(0)});  // one row, b times: the engine copies it into each row
 }
 
 /// D(row) as above; -infinity when the defence's output is not finite.

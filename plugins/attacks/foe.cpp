@@ -24,7 +24,7 @@ class FallOfEmpires : public Attack {
   at::Tensor craft(const AttackRound& round) override {
     if (round.honest.size(0) == 0) throw Error("attack 'foe' needs at least one honest message");
     at::Tensor malicious = round.honest.mean(0).mul_(-eps_);
-    return malicious.unsqueeze(0).expand({round.byzantine_true.size(0), malicious.size(0)}).contiguous();
+    return malicious.unsqueeze(0).expand({round.byzantine_true.size(0), malicious.size(0)});  // one row, b times
   }
   bool omniscient() const override { return true; }
 

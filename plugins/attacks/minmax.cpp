@@ -62,7 +62,7 @@ class PerturbedMean : public Attack {
                                                      : sum_gamma(round.honest, offsets, p, a))
                                : 0.0;
     at::Tensor malicious = mean.add(p, gamma).to(at::kFloat);
-    return malicious.unsqueeze(0).expand({round.byzantine_true.size(0), malicious.size(0)}).contiguous();
+    return malicious.unsqueeze(0).expand({round.byzantine_true.size(0), malicious.size(0)});  // one row, b times
   }
   bool omniscient() const override { return true; }
 
