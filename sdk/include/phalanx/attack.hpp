@@ -39,7 +39,9 @@ struct PHALANX_EXPORT AttackRound {
 class PHALANX_EXPORT Attack : public Stateful {
  public:
   ~Attack() override;
-  /// Returns the [b, d] messages the Byzantine workers send.
+  /// Returns the [b, d] messages the Byzantine workers send. Any strides will do (the engine copies the rows
+  /// into its own matrix): one row sent by every Byzantine worker may come back as row.expand({b, d}). A view
+  /// of round.honest must be copied first: the engine may write the answer into the same matrix.
   virtual at::Tensor craft(const AttackRound& round) = 0;
   /// Data poisoning (label flipping): the labels a Byzantine worker trains on. Default: unchanged.
   virtual at::Tensor poison_labels(const at::Tensor& labels, std::int64_t classes) const;
