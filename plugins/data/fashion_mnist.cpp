@@ -43,8 +43,8 @@ class FashionMnist : public DataSource {
     d.test_x = read_images("t10k-images-idx3-ubyte");
     d.test_y = read_labels("t10k-labels-idx1-ubyte", d.test_x.size(0));
     const double mean = d.train_x.mean().item<double>(), std = d.train_x.std().item<double>();
-    d.train_x.sub_(mean).div_(std);
-    d.test_x.sub_(mean).div_(std);
+    idx::standardise(d.train_x, mean, std);
+    idx::standardise(d.test_x, mean, std);
     d.sample_shape = {1, d.train_x.size(2), d.train_x.size(3)};
     d.classes = 10;
     d.description = "Fashion-MNIST from " + dir_;

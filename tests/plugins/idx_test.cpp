@@ -5,6 +5,8 @@
 
 #include "idx_reader.hpp"
 #include "phalanx/core/config/config.hpp"
+#include "phalanx/core/engine/worker_pool.hpp"
+#include "phalanx/helpers/parallel.hpp"
 #include "support.hpp"
 
 namespace phalanx::test {
@@ -40,6 +42,30 @@ TEST(Idx, ParsesImagesAndLabels) {
   EXPECT_FLOAT_EQ(x[0][0][0][1].item<float>(), 1.0f / 255.0f);
   at::Tensor y = idx::labels_to_tensor(idx::parse_idx(idx_bytes({5}, 5), "lab", 0), "lab", 10);
   EXPECT_EQ(y[4].item<std::int64_t>(), 4);
+}
+
+// The conversion and the standardisation run in blocks of 4,096 samples on the threads lent to a load; the
+// result is bit for bit the whole-tensor ATen expression they replace, on two real threads, out of order.
+TEST(Idx, ImagesAndStandardisationInBlocksOnLentThreadsAreTheWholeTensorsBits) {
+  idx::IdxArray images;
+  images.dims = {10000, 28, 28};  // two full blocks and a short one
+  const at::Tensor random = at::randint(256, {10000 * 28 * 28}, at::kByte);
+  images.data.assign(random.data_ptr<std::uint8_t>(), random.data_ptr<std::uint8_t>() + random.numel());
+  const at::Tensor bytes = at::from_blob(images.data.data(), {10000, 1, 28, 28}, at::kByte);
+  const at::Tensor want = bytes.to(at::kFloat).div_(255.0f);
+  const double mean = want.mean().item<double>(), std = want.std().item<double>();
+  const at::Tensor want_standard = want.clone().sub_(mean).div_(std);
+  core::WorkerPool pool(2);
+  std::vector<std::int64_t> blocks;
+  LentThreads lent([&](std::int64_t count, const std::function<void(std::int64_t)>& block) {
+    blocks.push_back(count);
+    pool.run(count, [&](std::int64_t i, int /*slot*/) { block(count - 1 - i); });
+  });
+  at::Tensor x = idx::images_to_tensor(images, "img");
+  EXPECT_TRUE(at::equal(x.view(at::kInt), want.view(at::kInt)));
+  idx::standardise(x, mean, std);
+  EXPECT_TRUE(at::equal(x.view(at::kInt), want_standard.view(at::kInt)));
+  EXPECT_EQ(blocks, (std::vector<std::int64_t>{3, 3}));  // the blocks did go to the lent threads
 }
 
 TEST(Idx, ReadsPlainAndGzipFilesAlike) {

@@ -15,6 +15,7 @@
 #include "phalanx/core/engine.hpp"
 #include "phalanx/core/engine/threads.hpp"
 #include "phalanx/core/engine/training_parts.hpp"
+#include "phalanx/helpers/parallel.hpp"
 #include "phalanx/error.hpp"
 #include "phalanx/tensor_checks.hpp"
 
@@ -132,6 +133,13 @@ Dataset load_data(const PipelineSpec& spec, const Registry& registry, const RunI
     RunContext ctx(info, data_seed(spec, "data"), "data(" + spec.data.name + ")", logger);
     PhaseScope phase("loading the data", Kind::Data, spec.data.name);
     std::shared_ptr<DataSource> source = registry.make_data(spec.data.name, spec.data.params, ctx);
+    // The run's gradient threads are not built yet: threads of the same number are lent to the source's block
+    // kernels (phalanx/helpers/parallel.hpp) while it loads, so a two-thread run converts its data, and first
+    // touches its memory, on two cores (docs/BENCHMARKS.md, "The data load on the gradient threads").
+    WorkerPool loaders(gradient_threads(spec.threads, spec.workers));
+    const LentThreads lent([&](std::int64_t count, const std::function<void(std::int64_t)>& block) {
+      loaders.run(count, [&](std::int64_t i, int /*slot*/) { block(i); });
+    });
     data = guard_plugin(plugin_label(registry, Kind::Data, spec.data.name), [&] { return source->load(); });
     if (!data.train_x.defined() || !data.train_y.defined() || !data.test_x.defined() || !data.test_y.defined() ||
         data.classes < 2 || data.train_x.size(0) != data.train_y.size(0) || data.test_x.size(0) != data.test_y.size(0))
