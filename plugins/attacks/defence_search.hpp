@@ -22,6 +22,7 @@
 #include "phalanx/error.hpp"
 #include "phalanx/params.hpp"
 #include "phalanx/round.hpp"
+#include "repeated_row.hpp"
 
 namespace phalanx::defence_search {
 
@@ -42,11 +43,6 @@ inline at::Tensor checked_honest(const AttackRound& round, const std::string& at
   return round.honest.to(at::kDouble);
 }
 
-/// Every Byzantine worker sends `row` ([d]): the [b, d] float32 answer of craft().
-inline at::Tensor repeated(const at::Tensor& row, std::int64_t b) {
-  at::Tensor r = row.to(at::kFloat);
-  return r.unsqueeze(0).expand({b, r.size(0)});  // one row, b times: the engine copies it into each row
-}
 
 /// D(row) as above; -infinity when the defence's output is not finite.
 inline double deviation(const AttackRound& round, const at::Tensor& row, const at::Tensor& honest_mean) {

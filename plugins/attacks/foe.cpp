@@ -13,6 +13,7 @@
 #include <ATen/ATen.h>
 
 #include "phalanx/plugin.hpp"
+#include "repeated_row.hpp"
 
 namespace {
 
@@ -24,7 +25,7 @@ class FallOfEmpires : public Attack {
   at::Tensor craft(const AttackRound& round) override {
     if (round.honest.size(0) == 0) throw Error("attack 'foe' needs at least one honest message");
     at::Tensor malicious = round.honest.mean(0).mul_(-eps_);
-    return malicious.unsqueeze(0).expand({round.byzantine_true.size(0), malicious.size(0)});  // one row, b times
+    return repeated(malicious, round.byzantine_true.size(0));
   }
   bool omniscient() const override { return true; }
 

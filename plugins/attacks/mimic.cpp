@@ -14,6 +14,7 @@
 #include <ATen/ATen.h>
 
 #include "phalanx/plugin.hpp"
+#include "repeated_row.hpp"
 
 namespace {
 
@@ -28,8 +29,8 @@ class Mimic : public Attack {
       throw Error("attack 'mimic': target = " + std::to_string(target_) + " but there are only " + std::to_string(h) +
                   " honest workers; choose attack.target between 0 and " + std::to_string(h - 1));
     at::Tensor copied = round.honest[target_];
-    // A copy, not a view: `copied` may be a row of the matrix the engine writes the answer into.
-    return copied.unsqueeze(0).expand({round.byzantine_true.size(0), copied.size(0)}).contiguous();
+    // A copy, not a view: `copied` is a row of the matrix the engine may write the answer into.
+    return repeated(copied, round.byzantine_true.size(0)).contiguous();
   }
   bool omniscient() const override { return true; }
 

@@ -37,6 +37,7 @@
 #include "phalanx/distances.hpp"
 #include "phalanx/gamma_search.hpp"
 #include "phalanx/plugin.hpp"
+#include "repeated_row.hpp"
 
 namespace {
 
@@ -61,8 +62,7 @@ class PerturbedMean : public Attack {
     const double gamma = a > 0 ? (test_ == Test::max ? max_gamma(round.honest, offsets, p, a)
                                                      : sum_gamma(round.honest, offsets, p, a))
                                : 0.0;
-    at::Tensor malicious = mean.add(p, gamma).to(at::kFloat);
-    return malicious.unsqueeze(0).expand({round.byzantine_true.size(0), malicious.size(0)});  // one row, b times
+    return repeated(mean.add(p, gamma), round.byzantine_true.size(0));
   }
   bool omniscient() const override { return true; }
 

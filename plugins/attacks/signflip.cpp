@@ -12,6 +12,7 @@
 #include <ATen/ATen.h>
 
 #include "phalanx/plugin.hpp"
+#include "repeated_row.hpp"
 
 namespace {
 
@@ -22,7 +23,7 @@ class SignFlip : public Attack {
   at::Tensor craft(const AttackRound& round) override {
     if (round.honest.size(0) == 0) throw Error("attack 'signflip' needs at least one honest message to negate");
     at::Tensor malicious = round.honest.mean(0).neg_();
-    return malicious.unsqueeze(0).expand({round.byzantine_true.size(0), malicious.size(0)});  // one row, b times
+    return repeated(malicious, round.byzantine_true.size(0));
   }
   bool omniscient() const override { return true; }
 };

@@ -198,8 +198,9 @@ TEST(HonestComparison, MatchesTheDefinitionAndIsTheSameForAnyThreadCount) {
 }
 
 // The metric's exact arithmetic, written plainly: each column's float64 sum S of the rows from 0 in row order,
-// never divided by h (h * aggregate is compared with it instead); the four products summed per lane (column j in lane j mod 4) within blocks of 2,048 columns,
-// the lanes in order, then the blocks in order. Recorded metrics depend on every bit of it.
+// never divided by h (h * aggregate is compared with it instead); the four products summed per lane (column j
+// in lane j mod 4) within blocks of 2,048 columns, the lanes in order, then the blocks in order. Recorded
+// metrics depend on every bit of it.
 TEST(HonestComparison, IsItsArithmeticBitForBit) {
   at::manual_seed(12);
   for (std::int64_t h : {1, 3, 5, 8}) {
