@@ -397,6 +397,36 @@ TEST(ColumnMeans, AreLibTorchsMeanBitForBit) {
   }
 }
 
+// mean_of_rows (Multi-Krum's average) is the float64 sum of the chosen rows in the order given, rounded once
+// to float32 after the scale: the same bits whatever block of columns a value falls in, for widths below, at
+// and across the kernel's blocks, and for counts that leave rows after its groups of four. Every column holds
+// +2^60 and -2^60 in two rows that move with the column: small values added between them are lost in float64
+// and those added after are kept, so a sum in another order gives other float32 results.
+TEST(MeanOfRows, IsTheFloat64SumInTheGivenOrderBitForBit) {
+  at::manual_seed(11);
+  for (std::int64_t d : {1, 100, 8192, 20011}) {
+    const at::Tensor rows = at::randn({9, d});
+    for (std::int64_t j = 0; j < d; ++j) {
+      const std::int64_t plus = j % 9, minus = (plus + 1 + j % 8) % 9;
+      rows[plus][j] = std::ldexp(1.0f, 60);
+      rows[minus][j] = -std::ldexp(1.0f, 60);
+    }
+    for (const std::vector<std::int64_t>& chosen :
+         std::vector<std::vector<std::int64_t>>{{4}, {0, 2, 3, 8}, {8, 1, 5, 0, 3, 7, 2}, {0, 1, 2, 3, 4, 5, 6, 7, 8}}) {
+      SCOPED_TRACE("d = " + std::to_string(d) + ", " + std::to_string(chosen.size()) + " rows");
+      at::Tensor want = at::empty({d});
+      const auto x = rows.accessor<float, 2>();
+      const double scale = 1.0 / static_cast<double>(chosen.size());
+      for (std::int64_t j = 0; j < d; ++j) {
+        double sum = 0;
+        for (std::int64_t r : chosen) sum += static_cast<double>(x[r][j]);
+        want.data_ptr<float>()[j] = static_cast<float>(sum * scale);
+      }
+      EXPECT_TRUE(at::equal(mean_of_rows(rows, chosen).view(at::kInt), want.view(at::kInt)));
+    }
+  }
+}
+
 // A runner that records what it was asked and runs the blocks last to first, as a pool might.
 struct RecordingRunner {
   std::vector<std::int64_t> counts;
