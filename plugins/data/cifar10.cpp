@@ -15,6 +15,7 @@
 #include <ATen/ATen.h>
 
 #include "phalanx/plugin.hpp"
+#include "sample_blocks.hpp"
 
 namespace {
 
@@ -58,14 +59,18 @@ class Cifar10 : public DataSource {
     }
     auto [test_x, test_y] = read_batch(dir_ + "/test_batch.bin");
     Dataset d;
-    d.train_x = at::cat(xs).to(at::kFloat).div_(255.0f);
+    // Converted and standardised in blocks of samples on the threads lent to the load (sample_blocks.hpp);
+    // the statistics stay one reduction each over the whole training set.
+    d.train_x = data::unit_floats(xs);
     d.train_y = at::cat(ys);
-    d.test_x = test_x.to(at::kFloat).div_(255.0f);
+    d.test_x = data::unit_floats({test_x});
     d.test_y = test_y;
-    at::Tensor mean = d.train_x.mean({0, 2, 3}, /*keepdim=*/true);
-    at::Tensor std = d.train_x.std({0, 2, 3}, /*unbiased=*/true, /*keepdim=*/true).clamp_min_(1e-6);
-    d.train_x.sub_(mean).div_(std);
-    d.test_x.sub_(mean).div_(std);
+    const at::Tensor mean = d.train_x.mean({0, 2, 3}, /*keepdim=*/true);
+    const at::Tensor std = d.train_x.std({0, 2, 3}, /*unbiased=*/true, /*keepdim=*/true).clamp_min_(1e-6);
+    for (at::Tensor* x : {&d.train_x, &d.test_x})
+      data::for_each_sample_block(x->size(0), [&](std::int64_t first, std::int64_t count) {
+        x->narrow(0, first, count).sub_(mean).div_(std);
+      });
     d.sample_shape = {3, 32, 32};
     d.classes = 10;
     d.description = "CIFAR-10 from " + dir_;

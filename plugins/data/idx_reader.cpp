@@ -3,13 +3,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <functional>
 
 #include <ATen/ATen.h>
 #include <zlib.h>
 
 #include "phalanx/error.hpp"
-#include "phalanx/helpers/parallel.hpp"
+#include "sample_blocks.hpp"
 
 namespace phalanx::idx {
 
@@ -158,35 +157,14 @@ IdxArray read_idx(const std::string& path, std::int64_t max_items) {
   return out;
 }
 
-namespace {
-
-// op(first, count) for consecutive blocks of samples (dimension 0) of an [n, ...] tensor, on the threads the
-// engine lends to the load (phalanx/helpers/parallel.hpp). Element-wise ATen operations give the same bits
-// on a block as on the whole tensor, and the first touch of fresh memory (page zeroing, a good part of a
-// one-step run's start) is shared too.
-void in_sample_blocks(std::int64_t n, const std::function<void(std::int64_t, std::int64_t)>& op) {
-  constexpr std::int64_t kSamples = 4096;  // 12.8 MB of 28 x 28 float images
-  for_each_block((n + kSamples - 1) / kSamples, [&](std::int64_t k) {
-    const std::int64_t first = k * kSamples;
-    op(first, std::min(kSamples, n - first));
-  });
-}
-
-}  // namespace
-
 at::Tensor images_to_tensor(const IdxArray& images, const std::string& name) {
   if (images.dims.size() != 3) throw Error(name + ": expected an image file with 3 dimensions (N, rows, cols)");
-  at::Tensor bytes = at::from_blob(const_cast<std::uint8_t*>(images.data.data()),
-                                   {images.dims[0], 1, images.dims[1], images.dims[2]}, at::kByte);
-  at::Tensor out = at::empty(bytes.sizes(), at::kFloat);
-  in_sample_blocks(bytes.size(0), [&](std::int64_t first, std::int64_t count) {
-    out.narrow(0, first, count).copy_(bytes.narrow(0, first, count)).div_(255.0f);  // bytes.to(kFloat).div_(255)
-  });
-  return out;
+  return data::unit_floats({at::from_blob(const_cast<std::uint8_t*>(images.data.data()),
+                                          {images.dims[0], 1, images.dims[1], images.dims[2]}, at::kByte)});
 }
 
 void standardise(at::Tensor& x, double mean, double std) {
-  in_sample_blocks(x.size(0), [&](std::int64_t first, std::int64_t count) {
+  data::for_each_sample_block(x.size(0), [&](std::int64_t first, std::int64_t count) {
     x.narrow(0, first, count).sub_(mean).div_(std);
   });
 }

@@ -1,4 +1,5 @@
-// IDX parsing: valid files, and truncated or corrupt ones (plain and gzip) that must give clear errors.
+// IDX parsing: valid files, and truncated or corrupt ones (plain and gzip) that must give clear errors; and the
+// data readers' conversion in blocks of samples (sample_blocks.hpp).
 #include <zlib.h>
 
 #include <ATen/ATen.h>
@@ -7,6 +8,7 @@
 #include "phalanx/core/config/config.hpp"
 #include "phalanx/core/engine/worker_pool.hpp"
 #include "phalanx/helpers/parallel.hpp"
+#include "sample_blocks.hpp"
 #include "support.hpp"
 
 namespace phalanx::test {
@@ -66,6 +68,25 @@ TEST(Idx, ImagesAndStandardisationInBlocksOnLentThreadsAreTheWholeTensorsBits) {
   idx::standardise(x, mean, std);
   EXPECT_TRUE(at::equal(x.view(at::kInt), want_standard.view(at::kInt)));
   EXPECT_EQ(blocks, (std::vector<std::int64_t>{3, 3}));  // the blocks did go to the lent threads
+}
+
+// unit_floats (the readers' conversion of uint8 images) stacks its parts without concatenating their bytes
+// first: the concatenation's bits, for parts that end inside a block, on two real threads, out of order.
+TEST(SampleBlocks, UnitFloatsOfSeveralPartsOnLentThreadsAreTheConcatenationsBits) {
+  const std::vector<at::Tensor> parts = {at::randint(256, {5000, 3, 4, 4}, at::kByte),
+                                         at::randint(256, {3, 3, 4, 4}, at::kByte),
+                                         at::randint(256, {4097, 3, 4, 4}, at::kByte)};
+  const at::Tensor want = at::cat(parts).to(at::kFloat).div_(255.0f);
+  core::WorkerPool pool(2);
+  std::vector<std::int64_t> blocks;
+  LentThreads lent([&](std::int64_t count, const std::function<void(std::int64_t)>& block) {
+    blocks.push_back(count);
+    pool.run(count, [&](std::int64_t i, int /*slot*/) { block(count - 1 - i); });
+  });
+  const at::Tensor got = data::unit_floats(parts);
+  EXPECT_EQ(got.sizes(), want.sizes());
+  EXPECT_TRUE(at::equal(got.view(at::kInt), want.view(at::kInt)));
+  EXPECT_EQ(blocks, (std::vector<std::int64_t>{2, 2}));  // per part on the lent threads; one block runs in place
 }
 
 TEST(Idx, ReadsPlainAndGzipFilesAlike) {

@@ -85,6 +85,30 @@ TEST(Cifar10, ReadsTheBinaryVersion) {
   EXPECT_NEAR(d.train_x.select(1, 2).mean().item<double>(), 0.0, 1e-4);  // standardised per channel
 }
 
+// The conversion and the per-channel standardisation run in blocks of samples (on the threads lent to the
+// load, which SampleBlocks.* exercises with real threads): the whole-tensor expressions' bits.
+TEST(Cifar10, ImagesAreTheWholeTensorExpressionsBits) {
+  const std::string dir = temp_dir("cifar_bits");
+  for (int i = 1; i <= 5; ++i) write_cifar_batch(dir + "/data_batch_" + std::to_string(i) + ".bin", 7, i);
+  write_cifar_batch(dir + "/test_batch.bin", 5, 3);
+  std::vector<at::Tensor> batches;
+  for (int i = 1; i <= 6; ++i) {
+    const std::string bytes = read_file(dir + (i <= 5 ? "/data_batch_" + std::to_string(i) : "/test_batch") + ".bin");
+    const at::Tensor records = at::from_blob(const_cast<char*>(bytes.data()),
+                                             {static_cast<std::int64_t>(bytes.size()) / 3073, 3073}, at::kByte);
+    batches.push_back(records.narrow(1, 1, 3072).reshape({-1, 3, 32, 32}).clone());
+  }
+  const at::Tensor test_images = batches.back();
+  batches.pop_back();
+  at::Tensor train = at::cat(batches).to(at::kFloat).div_(255.0f), test = test_images.to(at::kFloat).div_(255.0f);
+  const at::Tensor mean = train.mean({0, 2, 3}, true), std = train.std({0, 2, 3}, true, true).clamp_min_(1e-6);
+  train.sub_(mean).div_(std);
+  test.sub_(mean).div_(std);
+  const Dataset d = cifar("{path: '" + dir + "'}")->load();
+  EXPECT_TRUE(at::equal(d.train_x.view(at::kInt), train.view(at::kInt)));
+  EXPECT_TRUE(at::equal(d.test_x.view(at::kInt), test.view(at::kInt)));
+}
+
 TEST(Cifar10, MissingTruncatedAndForeignFiles) {
   const std::string dir = temp_dir("cifar_bad");
   EXPECT_ERROR_WITH(cifar("{path: '" + dir + "'}")->load(), "data_batch_1.bin", "not found", "data.path");
