@@ -21,7 +21,11 @@ at::Tensor unit_floats(const std::vector<at::Tensor>& parts) {
   if (parts.empty()) throw Error("unit_floats: no images");
   std::vector<std::int64_t> sizes = parts.front().sizes().vec();
   sizes[0] = 0;
-  for (const at::Tensor& part : parts) sizes[0] += part.size(0);
+  for (const at::Tensor& part : parts) {
+    if (part.dim() != parts.front().dim() || part.sizes().slice(1) != parts.front().sizes().slice(1))
+      throw Error("unit_floats: images of different shapes in one data set");
+    sizes[0] += part.size(0);
+  }
   at::Tensor out = at::empty(sizes, at::kFloat);
   std::int64_t offset = 0;
   for (const at::Tensor& part : parts) {

@@ -89,6 +89,12 @@ TEST(SampleBlocks, UnitFloatsOfSeveralPartsOnLentThreadsAreTheConcatenationsBits
   EXPECT_EQ(blocks, (std::vector<std::int64_t>{2, 2}));  // per part on the lent threads; one block runs in place
 }
 
+TEST(SampleBlocks, UnitFloatsRefusesNoImagesAndMixedShapes) {
+  EXPECT_ERROR_WITH(data::unit_floats({}), "no images");
+  EXPECT_ERROR_WITH(data::unit_floats({at::zeros({2, 3, 4, 4}, at::kByte), at::zeros({2, 3, 4, 5}, at::kByte)}),
+                    "different shapes");
+}
+
 TEST(Idx, ReadsPlainAndGzipFilesAlike) {
   const std::string dir = temp_dir("idx_plain_gzip");
   auto bytes = idx_bytes({4, 3, 3}, 36);

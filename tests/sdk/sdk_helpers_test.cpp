@@ -406,20 +406,20 @@ TEST(MeanOfRows, IsTheFloat64SumInTheGivenOrderBitForBit) {
   at::manual_seed(11);
   for (std::int64_t d : {1, 100, 8192, 20011}) {
     const at::Tensor rows = at::randn({9, d});
+    auto values = rows.accessor<float, 2>();
     for (std::int64_t j = 0; j < d; ++j) {
       const std::int64_t plus = j % 9, minus = (plus + 1 + j % 8) % 9;
-      rows[plus][j] = std::ldexp(1.0f, 60);
-      rows[minus][j] = -std::ldexp(1.0f, 60);
+      values[plus][j] = std::ldexp(1.0f, 60);
+      values[minus][j] = -std::ldexp(1.0f, 60);
     }
     for (const std::vector<std::int64_t>& chosen :
          std::vector<std::vector<std::int64_t>>{{4}, {0, 2, 3, 8}, {8, 1, 5, 0, 3, 7, 2}, {0, 1, 2, 3, 4, 5, 6, 7, 8}}) {
       SCOPED_TRACE("d = " + std::to_string(d) + ", " + std::to_string(chosen.size()) + " rows");
       at::Tensor want = at::empty({d});
-      const auto x = rows.accessor<float, 2>();
       const double scale = 1.0 / static_cast<double>(chosen.size());
       for (std::int64_t j = 0; j < d; ++j) {
         double sum = 0;
-        for (std::int64_t r : chosen) sum += static_cast<double>(x[r][j]);
+        for (std::int64_t r : chosen) sum += static_cast<double>(values[r][j]);
         want.data_ptr<float>()[j] = static_cast<float>(sum * scale);
       }
       EXPECT_TRUE(at::equal(mean_of_rows(rows, chosen).view(at::kInt), want.view(at::kInt)));
