@@ -43,7 +43,6 @@ inline at::Tensor checked_honest(const AttackRound& round, const std::string& at
   return round.honest.to(at::kDouble);
 }
 
-
 /// D(row) as above; -infinity when the defence's output is not finite.
 inline double deviation(const AttackRound& round, const at::Tensor& row, const at::Tensor& honest_mean) {
   const std::int64_t b = round.byzantine_true.size(0);

@@ -67,10 +67,8 @@ class Cifar10 : public DataSource {
     d.test_y = test_y;
     const at::Tensor mean = d.train_x.mean({0, 2, 3}, /*keepdim=*/true);
     const at::Tensor std = d.train_x.std({0, 2, 3}, /*unbiased=*/true, /*keepdim=*/true).clamp_min_(1e-6);
-    for (at::Tensor* x : {&d.train_x, &d.test_x})
-      data::for_each_sample_block(x->size(0), [&](std::int64_t first, std::int64_t count) {
-        x->narrow(0, first, count).sub_(mean).div_(std);
-      });
+    data::standardise(d.train_x, mean, std);
+    data::standardise(d.test_x, mean, std);
     d.sample_shape = {3, 32, 32};
     d.classes = 10;
     d.description = "CIFAR-10 from " + dir_;

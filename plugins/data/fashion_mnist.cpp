@@ -16,6 +16,7 @@
 
 #include "idx_reader.hpp"
 #include "phalanx/plugin.hpp"
+#include "sample_blocks.hpp"
 
 namespace {
 
@@ -43,8 +44,8 @@ class FashionMnist : public DataSource {
     d.test_x = read_images("t10k-images-idx3-ubyte");
     d.test_y = read_labels("t10k-labels-idx1-ubyte", d.test_x.size(0));
     const double mean = d.train_x.mean().item<double>(), std = d.train_x.std().item<double>();
-    idx::standardise(d.train_x, mean, std);
-    idx::standardise(d.test_x, mean, std);
+    data::standardise(d.train_x, mean, std);
+    data::standardise(d.test_x, mean, std);
     d.sample_shape = {1, d.train_x.size(2), d.train_x.size(3)};
     d.classes = 10;
     d.description = "Fashion-MNIST from " + dir_;

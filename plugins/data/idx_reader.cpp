@@ -163,12 +163,6 @@ at::Tensor images_to_tensor(const IdxArray& images, const std::string& name) {
                                           {images.dims[0], 1, images.dims[1], images.dims[2]}, at::kByte)});
 }
 
-void standardise(at::Tensor& x, double mean, double std) {
-  data::for_each_sample_block(x.size(0), [&](std::int64_t first, std::int64_t count) {
-    x.narrow(0, first, count).sub_(mean).div_(std);
-  });
-}
-
 at::Tensor labels_to_tensor(const IdxArray& labels, const std::string& name, std::int64_t classes) {
   if (labels.dims.size() != 1) throw Error(name + ": expected a label file with 1 dimension");
   for (std::uint8_t v : labels.data)

@@ -25,7 +25,5 @@ IdxArray parse_idx(const std::vector<std::uint8_t>& bytes, const std::string& na
 /// Images [N, 1, H, W] float32 scaled to [0, 1] and labels [N] int64, checked against each other.
 at::Tensor images_to_tensor(const IdxArray& images, const std::string& name);
 at::Tensor labels_to_tensor(const IdxArray& labels, const std::string& name, std::int64_t classes);
-/// x.sub_(mean).div_(std), the same bits, in blocks of samples on the threads lent to the load.
-void standardise(at::Tensor& x, double mean, double std);
 
 }  // namespace phalanx::idx

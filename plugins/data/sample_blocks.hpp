@@ -20,4 +20,13 @@ void for_each_sample_block(std::int64_t n, const std::function<void(std::int64_t
 /// at::cat(parts).to(at::kFloat).div_(255.0f), bit for bit, without the uint8 concatenation.
 at::Tensor unit_floats(const std::vector<at::Tensor>& parts);
 
+/// x.sub_(mean).div_(std), bit for bit, block by block: `mean` and `std` are numbers (one statistic for the
+/// data set) or tensors that broadcast over a block (one per channel).
+template <typename Statistic>
+void standardise(at::Tensor& x, const Statistic& mean, const Statistic& std) {
+  for_each_sample_block(x.size(0), [&](std::int64_t first, std::int64_t count) {
+    x.narrow(0, first, count).sub_(mean).div_(std);
+  });
+}
+
 }  // namespace phalanx::data

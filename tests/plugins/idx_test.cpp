@@ -65,7 +65,7 @@ TEST(Idx, ImagesAndStandardisationInBlocksOnLentThreadsAreTheWholeTensorsBits) {
   });
   at::Tensor x = idx::images_to_tensor(images, "img");
   EXPECT_TRUE(at::equal(x.view(at::kInt), want.view(at::kInt)));
-  idx::standardise(x, mean, std);
+  data::standardise(x, mean, std);
   EXPECT_TRUE(at::equal(x.view(at::kInt), want_standard.view(at::kInt)));
   EXPECT_EQ(blocks, (std::vector<std::int64_t>{3, 3}));  // the blocks did go to the lent threads
 }
